@@ -1,0 +1,32 @@
+# The newcomer's entry points. Each target creates .venv and installs the package when needed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= runs/demo
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall when pyproject.toml changes; the stamp records the last install.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.installed
+	@test -d $(DEMO_DIR)/data || $(BIN)/orbit-lite data synth $(DEMO_DIR)/data --preset demo --seed 0
+	$(BIN)/orbit-lite data summarize $(DEMO_DIR)/data
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check orbit_lite tests benchmarks
+	$(BIN)/ruff format --check orbit_lite tests benchmarks
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/data_throughput.py --json
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,1 @@
+"""Thin command-line layer: parse options, build a config, call one engine function."""

@@ -1,0 +1,36 @@
+"""The ``orbit-lite`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from orbit_lite import __version__
+from orbit_lite.cli import data
+from orbit_lite.cli.common import out, setup_logging
+
+app = typer.Typer(
+    name="orbit-lite",
+    help="Teachable object recognizers from a few videos: ORBIT data, LITE meta-training, personalization, evaluation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data.app, name="data")
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"orbit-lite {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    setup_logging(verbose)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,247 @@
+"""Frozen dataclasses are the configuration schema; YAML layers and ``a.b=c`` overrides build them.
+
+Every constant of the reference code's task sampling is an option here with the reference value as its default
+(spec orbit.md 2.2, 2.4 and 10.7); the resolved values are saved with every run and result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, TypeVar
+
+import yaml
+
+from orbit_lite.errors import OrbitLiteError
+
+T = TypeVar("T")
+
+WAY_METHODS = ("random", "max")
+SHOT_METHODS = ("random", "max", "fixed", "specific")
+CLIP_METHODS = ("random", "max", "uniform", "random_200")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How one kind of task (train or test) is drawn from a user's videos.
+
+    Defaults are the reference code's *training* settings; :func:`evaluation_sampling` gives the test protocol's.
+    """
+
+    way_method: str = "random"
+    object_cap: int = 15
+    min_way: int = 2
+    context_video_type: str = "clean"
+    target_video_type: str = "clutter"
+    context_shot_method: str = "random"
+    target_shot_method: str = "random"
+    context_shot: int = 5
+    target_shot: int = 2
+    context_shot_cap: int = 15
+    target_shot_cap: int = 15
+    with_train_shot_caps: bool = False
+    context_clip_method: str = "uniform"
+    target_clip_method: str = "random"
+    clip_length: int = 1
+    subsample_factor: int = 30
+    frame_cap: int = 1000
+    clip_cap: int = 200
+    clean_context_videos: int = 5  # clean/clean split: first min(5, n-1) clean videos (by name) are context
+    min_context_frames: int = 1
+    min_target_frames: int = 50
+    context_filter: tuple[str, ...] = ()
+    target_filter: tuple[str, ...] = ()
+    require_annotations: bool = False
+    drop_objects_without_target: bool = True
+
+    def __post_init__(self) -> None:
+        _choice("way_method", self.way_method, WAY_METHODS)
+        _choice("context_shot_method", self.context_shot_method, SHOT_METHODS)
+        _choice("target_shot_method", self.target_shot_method, SHOT_METHODS)
+        _choice("context_clip_method", self.context_clip_method, CLIP_METHODS)
+        _choice("target_clip_method", self.target_clip_method, CLIP_METHODS)
+        _choice("context_video_type", self.context_video_type, ("clean",))
+        _choice("target_video_type", self.target_video_type, ("clutter", "clean"))
+        for name in ("object_cap", "min_way", "context_shot_cap", "target_shot_cap", "clip_length",
+                     "subsample_factor", "frame_cap", "clip_cap", "clean_context_videos"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise OrbitLiteError(f"sampling.{name} must be >= 1, got {getattr(self, name)}")
+        from orbit_lite.data.annotations import expand_filter  # validates the tags
+
+        expand_filter(self.context_filter)
+        expand_filter(self.target_filter)
+
+
+def training_sampling(**overrides: Any) -> SamplingConfig:
+    """Reference training tasks (spec 2.2): random way, random shots, uniform context / random target clips."""
+    return SamplingConfig(**overrides)
+
+
+def evaluation_sampling(**overrides: Any) -> SamplingConfig:
+    """The ORBIT 2022 test protocol (spec 2.4): all objects, all videos, uniform context, 200 random target frames
+    per video from the frames where the object is present; a video with under 50 such frames is left out, but its
+    object stays in the task (orbit-lite decision 10.6)."""
+    base = dict(
+        way_method="max",
+        context_shot_method="max",
+        target_shot_method="max",
+        context_clip_method="uniform",
+        target_clip_method="random_200",
+        target_filter=("no_object_not_present_issue",),
+        drop_objects_without_target=False,
+    )
+    base.update(overrides)
+    return SamplingConfig(**base)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where frames come from and how they are decoded."""
+
+    frame_size: int = 224
+    video_backend: str = "auto"
+    num_workers: int = 2
+
+    def __post_init__(self) -> None:
+        if self.frame_size < 8:
+            raise OrbitLiteError(f"data.frame_size must be >= 8, got {self.frame_size}")
+        _choice("video_backend", self.video_backend, ("auto", "decord", "opencv"))
+        if self.num_workers < 0:
+            raise OrbitLiteError(f"data.num_workers must be >= 0, got {self.num_workers}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration. Later sections (model, training) extend this class."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    train_sampling: SamplingConfig = field(default_factory=training_sampling)
+    test_sampling: SamplingConfig = field(default_factory=evaluation_sampling)
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise OrbitLiteError(f"{name}={value!r} is not one of: {', '.join(choices)}")
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, (list, tuple)):
+            raise OrbitLiteError(f"{where}: expected a list, got {value!r}")
+        return tuple(value)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return None if value is None else _coerce(value, args[0], where)
+    if hint is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if not isinstance(value, bool):
+            raise OrbitLiteError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint in (int, float):
+        try:
+            out = hint(value)
+        except (TypeError, ValueError):
+            raise OrbitLiteError(f"{where}: expected a number, got {value!r}") from None
+        if hint is int and isinstance(value, float) and value != out:
+            raise OrbitLiteError(f"{where}: expected an integer, got {value!r}")
+        return out
+    if hint is str and not isinstance(value, str):
+        raise OrbitLiteError(f"{where}: expected text, got {value!r}")
+    return value
+
+
+def from_dict(cls: type[T], values: Mapping[str, Any], where: str = "config", base: T | None = None) -> T:
+    """Build dataclass ``cls`` from a (nested) mapping on top of ``base`` (default: the class defaults).
+
+    Nested sections start from the field's own default, so ``test_sampling: {frame_cap: 500}`` keeps every other
+    test-protocol default. Unknown keys are an error that lists the valid ones.
+    """
+    if not isinstance(values, Mapping):
+        raise OrbitLiteError(f"{where}: expected a mapping of keys, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    by_name = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - set(by_name))
+    if unknown:
+        raise OrbitLiteError(f"unknown key {where}.{unknown[0]}; valid keys: {', '.join(sorted(by_name))}")
+    kwargs = {}
+    for key, value in values.items():
+        hint, here = hints[key], f"{where}.{key}"
+        if is_dataclass(hint):
+            sub_base = getattr(base, key) if base is not None else _field_default(by_name[key])
+            kwargs[key] = from_dict(hint, value, here, sub_base)
+        else:
+            kwargs[key] = _coerce(value, hint, here)
+    return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain nested dict (tuples as lists) for YAML/JSON."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(config))
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b=c`` overrides (YAML-parsed values) to a nested dict, returning a new dict."""
+    out = _deep_copy(values)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise OrbitLiteError(f"override {item!r} is not key=value (e.g. data.frame_size=84)")
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise OrbitLiteError(f"override {item!r}: {part} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw) if raw else ""
+    return out
+
+
+def _deep_copy(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in values.items()}
+
+
+def merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge: ``top`` wins."""
+    out = _deep_copy(base)
+    for k, v in top.items():
+        out[k] = merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
+def load_config(paths: list[str] | None = None, overrides: list[str] | None = None, cls: type[T] = Config) -> T:
+    """Defaults <- each YAML file in order <- ``key=value`` overrides."""
+    values: dict[str, Any] = {}
+    for path in paths or []:
+        try:
+            with open(path) as f:
+                layer = yaml.safe_load(f) or {}
+        except OSError as e:
+            raise OrbitLiteError(f"{path}: cannot read config ({e.strerror})") from None
+        except yaml.YAMLError as e:
+            raise OrbitLiteError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(layer, Mapping):
+            raise OrbitLiteError(f"{path}: a config file must be a mapping of sections")
+        values = merge(values, layer)
+    values = apply_overrides(values, overrides or [])
+    return from_dict(cls, values)

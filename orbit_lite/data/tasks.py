@@ -1,0 +1,279 @@
+"""Tasks as typed values, built from plans by decoding only the frames they need; a Dataset/DataLoader over users.
+
+A corrupt frame or video met while building a task is skipped with a warning that names it, and the task is drawn
+again without it, so a long run never dies on one bad file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from orbit_lite.config import DataConfig, SamplingConfig
+from orbit_lite.data.annotations import expand_filter, valid_frame_positions
+from orbit_lite.data.layout import User, Video, parse_frame_number
+from orbit_lite.data.plan import CandidateObject, TaskPlan, UsableVideo, VideoPlan, plan_task
+from orbit_lite.data.sampling import clean_clean_split
+from orbit_lite.data.video import FrameReader
+from orbit_lite.errors import CorruptMediaError
+
+log = logging.getLogger(__name__)
+
+_MAX_REDRAWS = 8
+
+
+@dataclass
+class TargetVideo:
+    """One test video's sampled frames.
+
+    Attributes:
+        video_id: the video's id (folder name or file stem), as in results files.
+        label: the object's label in the task.
+        clips: ``[F, L, 3, S, S]`` uint8; clip f ends at frame ``frame_numbers[f]`` and holds its causal history.
+        frame_numbers: ``[F]`` int64, 1-based, increasing.
+    """
+
+    video_id: str
+    label: int
+    clips: torch.Tensor
+    frame_numbers: torch.Tensor
+
+
+@dataclass
+class Task:
+    """One user-centric task.
+
+    Attributes:
+        user_id: the user the task comes from.
+        object_names: object names in label order (label i is ``object_names[i]``).
+        context_clips: ``[Nc, L, 3, S, S]`` uint8 RGB, shuffled.
+        context_labels: ``[Nc]`` int64.
+        context_video_ids: ``Nc`` video ids, one per context clip.
+        target_clips: training tasks: ``[Nt, L, 3, S, S]`` uint8, shuffled; None for test tasks.
+        target_labels: training tasks: ``[Nt]`` int64; None for test tasks.
+        target_video_ids: training tasks: ``Nt`` video ids, one per target clip.
+        target_videos: test tasks: the target frames grouped per video; empty for training tasks.
+    """
+
+    user_id: str
+    object_names: list[str]
+    context_clips: torch.Tensor
+    context_labels: torch.Tensor
+    context_video_ids: list[str]
+    target_clips: torch.Tensor | None = None
+    target_labels: torch.Tensor | None = None
+    target_video_ids: list[str] = field(default_factory=list)
+    target_videos: list[TargetVideo] = field(default_factory=list)
+
+    @property
+    def way(self) -> int:
+        return len(self.object_names)
+
+    @property
+    def clip_length(self) -> int:
+        return int(self.context_clips.shape[1])
+
+
+class TaskBuilder:
+    """Turns a user into tasks: candidate objects (filtered, cached per user), plans, decoded frames.
+
+    Args:
+        sampling: task sampling options.
+        data: frame size and video backend.
+    """
+
+    def __init__(self, sampling: SamplingConfig, data: DataConfig) -> None:
+        self.sampling = sampling
+        self.reader = FrameReader(data.frame_size, data.video_backend)
+        self._context_tags = expand_filter(sampling.context_filter)
+        self._target_tags = expand_filter(sampling.target_filter)
+        self._candidates: dict[str, list[CandidateObject]] = {}
+        self.bad_videos: dict[str, str] = {}  # video path -> reason, for reports
+        self._bad_frames: dict[str, set[int]] = {}  # frame-folder path -> positions of corrupt frames
+
+    def candidates(self, user: User) -> list[CandidateObject]:
+        """The user's objects in label order with their usable videos (cached)."""
+        if user.user_id not in self._candidates:
+            self._candidates[user.user_id] = [self._candidate(user, i) for i in range(len(user.objects))]
+        return self._candidates[user.user_id]
+
+    def _candidate(self, user: User, index: int) -> CandidateObject:
+        cfg, obj = self.sampling, user.objects[index]
+        if cfg.target_video_type == "clean":  # clean/clean split of the sorted clean videos
+            ctx_idx, tgt_idx = clean_clean_split(len(obj.clean), cfg.clean_context_videos)
+            context_videos = [obj.clean[i] for i in ctx_idx]
+            target_videos = [obj.clean[i] for i in tgt_idx]
+        else:
+            context_videos, target_videos = list(obj.clean), list(obj.clutter)
+        context = self._usable(context_videos, self._context_tags, cfg.min_context_frames)
+        target = self._usable(target_videos, self._target_tags, cfg.min_target_frames)
+        return CandidateObject(obj.name, context, target)
+
+    def _usable(self, videos: Sequence[Video], tags: frozenset[str], min_frames: int) -> tuple[UsableVideo, ...]:
+        out = []
+        for video in videos:
+            if str(video.path) in self.bad_videos:
+                continue
+            try:
+                valid = valid_frame_positions(video, tags, self.sampling.require_annotations)
+            except CorruptMediaError as e:
+                self._mark_bad(video, e)
+                continue
+            bad = self._bad_frames.get(str(video.path))
+            if bad:
+                valid = valid[~np.isin(valid, list(bad))]
+            if len(valid) >= min_frames:
+                out.append(UsableVideo(video, valid))
+        return tuple(out)
+
+    def _mark_bad(self, video: Video, error: CorruptMediaError) -> None:
+        """Leave out a corrupt frame (of a frame folder) or a whole corrupt video from now on."""
+        failed = Path(str(error.path))
+        number = parse_frame_number(failed.name) if video.frames is not None and failed != video.path else None
+        if number is not None:
+            log.warning("skipping corrupt frame %s: %s", failed, error.reason)
+            positions = np.flatnonzero(video.frame_numbers() == number)
+            self._bad_frames.setdefault(str(video.path), set()).update(int(p) for p in positions)
+        else:
+            log.warning("skipping corrupt video %s: %s", video.path, error.reason)
+            self.bad_videos[str(video.path)] = error.reason
+        self._candidates.pop(video.user, None)
+
+    def plan(self, user: User, rng: np.random.Generator, train: bool) -> TaskPlan | None:
+        """A task plan for ``user``, or None (with a warning) when it has fewer than two usable objects."""
+        plan = plan_task(user.user_id, self.candidates(user), self.sampling, rng, train)
+        if plan is None:
+            log.warning("user %s has fewer than two objects with usable videos; no task", user.user_id)
+        return plan
+
+    def load(self, plan: TaskPlan) -> Task:
+        """Decode the frames of ``plan``; raises CorruptMediaError naming the file at fault."""
+        context = self._stack(plan.context, plan.context_order)
+        if plan.train:
+            assert plan.target_order is not None
+            target = self._stack(plan.target, plan.target_order)
+            return Task(plan.user_id, list(plan.object_names), *context, *target)
+        videos = [
+            TargetVideo(p.video.video_id, p.label, self._clips(p), torch.from_numpy(p.frame_numbers))
+            for p in plan.target
+        ]
+        return Task(plan.user_id, list(plan.object_names), *context, target_videos=videos)
+
+    def _clips(self, plan: VideoPlan) -> torch.Tensor:
+        frames = self.reader.read(plan.video, plan.clips.reshape(-1))
+        return frames.view(*plan.clips.shape, *frames.shape[1:])
+
+    def _stack(self, plans: Sequence[VideoPlan], order: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        n, size, length = len(order), self.reader.size, self.sampling.clip_length
+        clips = torch.empty((n, length, 3, size, size), dtype=torch.uint8)
+        labels = torch.empty(n, dtype=torch.int64)
+        ids = [""] * n
+        destination = np.argsort(order)  # stacked clip j goes to slot destination[j]
+        start = 0
+        for p in plans:
+            slots = destination[start : start + len(p.clips)]
+            clips[torch.from_numpy(slots)] = self._clips(p)
+            labels[torch.from_numpy(slots)] = p.label
+            for s in slots:
+                ids[s] = p.video.video_id
+            start += len(p.clips)
+        return clips, labels, ids
+
+    def build(self, user: User, rng: np.random.Generator, train: bool) -> Task | None:
+        """Plan and load one task, redrawing without any video that fails to decode; None if no task is possible."""
+        for _ in range(_MAX_REDRAWS):
+            plan = self.plan(user, rng, train)
+            if plan is None:
+                return None
+            try:
+                return self.load(plan)
+            except CorruptMediaError as e:
+                failed = Path(str(e.path))
+                video = next(p.video for p in plan.context + plan.target if p.video.path in (failed, failed.parent))
+                self._mark_bad(video, e)
+        log.warning("user %s: gave up after %d corrupt videos", user.user_id, _MAX_REDRAWS)
+        return None
+
+
+class UserTaskSampler(Sampler[tuple[int, int]]):
+    """Yields task keys ``(epoch, item)``: each user ``tasks_per_user`` times, shuffled per epoch for training.
+
+    The epoch travels inside the key, so worker processes (which hold copies of the dataset) need no epoch state and
+    a task is the same whatever the number of workers.
+    """
+
+    def __init__(self, num_users: int, tasks_per_user: int, shuffle: bool, seed: int = 0) -> None:
+        self.num_items = num_users * tasks_per_user
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_items
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        order = np.arange(self.num_items)
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_items)
+        return iter((self.epoch, int(i)) for i in order)
+
+
+class UserTaskDataset(Dataset):
+    """Task ``(epoch, item)`` is user ``item // tasks_per_user`` drawn with generator seed ``[seed, epoch, item]``.
+
+    ``__getitem__`` returns None when the user cannot make a task (the loop skips it).
+    """
+
+    def __init__(
+        self,
+        users: Sequence[User],
+        sampling: SamplingConfig,
+        data: DataConfig,
+        *,
+        train: bool,
+        tasks_per_user: int,
+        seed: int = 0,
+    ) -> None:
+        self.users = list(users)
+        self.builder = TaskBuilder(sampling, data)
+        self.train = train
+        self.tasks_per_user = tasks_per_user
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.users) * self.tasks_per_user
+
+    def __getitem__(self, key: tuple[int, int]) -> Task | None:
+        epoch, item = key
+        rng = np.random.default_rng([self.seed, epoch, item])
+        return self.builder.build(self.users[item // self.tasks_per_user], rng, self.train)
+
+
+def _keep(task: Task | None) -> Task | None:
+    return task
+
+
+def task_loader(dataset: UserTaskDataset, *, shuffle: bool, num_workers: int = 0, seed: int = 0) -> DataLoader:
+    """One task per item; ``num_workers`` processes decode upcoming tasks while the current one is computed.
+
+    ``loader.sampler.set_epoch(e)`` before each epoch gives a fresh, reproducible task order and draw.
+    """
+    sampler = UserTaskSampler(len(dataset.users), dataset.tasks_per_user, shuffle, seed)
+    return DataLoader(
+        dataset,
+        sampler=sampler,
+        batch_size=None,
+        collate_fn=_keep,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        prefetch_factor=2 if num_workers > 0 else None,
+    )

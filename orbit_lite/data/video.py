@@ -1,0 +1,231 @@
+"""Frame sources to uint8 tensors: JPEG folders and video files, resized on the fly.
+
+Every reader returns ``[T, 3, S, S]`` uint8 RGB for the requested frame positions (0-based, temporal order). Frames
+are centre-cropped to a square and resized to ``S``; frames already ``S x S`` are passed through untouched. Only the
+distinct positions asked for are decoded, once each, however often they repeat (clip padding, frame history).
+
+JPEGs are decoded with OpenCV's libjpeg-turbo, using DCT-domain downscaling (``IMREAD_REDUCED_COLOR_k``) when the
+source is at least twice the target size: a 1080x1080 original decodes at 270x270 for 224 frames. Video files go
+through decord when it is importable and opens the file, else OpenCV's FFmpeg backend.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from orbit_lite.data.layout import Video
+from orbit_lite.errors import CorruptMediaError
+
+log = logging.getLogger(__name__)
+
+try:  # decord is optional at import time: the OpenCV fallback reads every format it does
+    import decord
+
+    decord.bridge.set_bridge("native")
+except Exception:  # pragma: no cover - depends on the platform's wheels
+    decord = None
+
+BACKENDS = ("auto", "decord", "opencv")
+_REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+
+
+def fit_square(image: np.ndarray, size: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Centre-crop ``[H, W, 3]`` to a square and resize it to ``[size, size, 3]`` (same channel order).
+
+    Area interpolation when shrinking (no aliasing), bilinear when enlarging; untouched when already square at size.
+    """
+    h, w = image.shape[:2]
+    if h != w:
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        image = image[top : top + side, left : left + side]
+    if image.shape[0] == size:
+        if out is None:
+            return image
+        out[...] = image
+        return out
+    interp = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), dst=out, interpolation=interp)
+
+
+def _decode_flag(source_side: int | None, size: int) -> int:
+    if source_side is not None:
+        for k, flag in _REDUCED:
+            if source_side // k >= size:
+                return flag
+    return cv2.IMREAD_COLOR
+
+
+def _jpeg_truncated(data: bytes) -> bool:
+    # libjpeg fills a truncated scan with grey and only warns, so a cut-off file would decode "successfully".
+    return data[:2] == b"\xff\xd8" and data.rstrip(b"\x00")[-2:] != b"\xff\xd9"
+
+
+def _decode(data: bytes, flag: int, source: object) -> np.ndarray:
+    """Encoded bytes to ``[H, W, 3]`` uint8 RGB at the stored size (or 1/k of it with a reduced flag)."""
+    if not data:
+        raise CorruptMediaError(source, "empty file")
+    if _jpeg_truncated(data):
+        raise CorruptMediaError(source, "truncated JPEG (no end-of-image marker)")
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
+    if bgr is None:
+        raise CorruptMediaError(source, "not a decodable image")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def decode_image_bytes(data: bytes, size: int, source: object, source_side: int | None = None) -> np.ndarray:
+    """Decode one encoded image (JPEG, PNG, ...) to ``[size, size, 3]`` uint8 RGB.
+
+    Args:
+        data: the encoded file.
+        size: output side.
+        source: what to name in an error (usually the path).
+        source_side: the short side of the stored image when known, to decode JPEGs at a reduced scale.
+    """
+    return fit_square(_decode(data, _decode_flag(source_side, size), source), size)
+
+
+def read_image(path: Path | str, size: int) -> np.ndarray:
+    """One image file to ``[size, size, 3]`` uint8 RGB."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise CorruptMediaError(path, f"unreadable ({e.strerror or e})") from None
+    return decode_image_bytes(data, size, path)
+
+
+def _to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """``[T, S, S, 3]`` -> contiguous ``[T, 3, S, S]``."""
+    return torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
+
+
+class FrameReader:
+    """Decodes frames of indexed videos. Stateless apart from a per-video cache of the stored frame size.
+
+    Args:
+        size: output frame side S.
+        backend: "auto" (decord, then OpenCV), "decord" or "opencv" for video files.
+    """
+
+    def __init__(self, size: int, backend: str = "auto") -> None:
+        if size <= 0:
+            raise ValueError(f"frame size must be positive, got {size}")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown video backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+        self.size = size
+        self.backend = backend
+        self._source_side: dict[Path, int] = {}
+        self._decord_failed: set[Path] = set()  # files decord cannot read (some frame sizes): go straight to OpenCV
+
+    def read(self, video: Video, positions: np.ndarray | list[int]) -> torch.Tensor:
+        """Frames at 0-based ``positions`` of ``video`` as ``[T, 3, S, S]`` uint8; raises CorruptMediaError."""
+        positions = np.asarray(positions, dtype=np.int64).reshape(-1)
+        n = video.num_frames
+        if len(positions) and (positions.min() < 0 or positions.max() >= n):
+            raise IndexError(
+                f"{video.path}: frame positions must lie in [0, {n}), got {positions.min()}..{positions.max()}"
+            )
+        unique, inverse = np.unique(positions, return_inverse=True)
+        if video.frames is None:
+            decoded = self._read_file(video.path, unique)
+        else:
+            decoded = self._read_folder(video, unique)
+        return _to_tensor(decoded[inverse])
+
+    def _read_folder(self, video: Video, positions: np.ndarray) -> np.ndarray:
+        frames = video.frames
+        assert frames is not None
+        out = np.empty((len(positions), self.size, self.size, 3), dtype=np.uint8)
+        side = self._source_side.get(frames.directory)
+        for i, pos in enumerate(positions):
+            path = frames.path(int(pos))
+            try:
+                data = path.read_bytes()
+            except OSError as e:
+                raise CorruptMediaError(path, f"unreadable ({e.strerror or e})") from None
+            image = _decode(data, _decode_flag(side, self.size), path)
+            if side is None:  # the first frame, decoded at full size, tells the stored size; a video's frames share it
+                side = min(image.shape[:2])
+                self._source_side[frames.directory] = side
+            fit_square(image, self.size, out[i])
+        return out
+
+    def _read_file(self, path: Path, positions: np.ndarray) -> np.ndarray:
+        if self.backend in ("auto", "decord") and decord is not None and path not in self._decord_failed:
+            try:
+                return self._read_decord(path, positions)
+            except CorruptMediaError as e:
+                if self.backend == "decord":
+                    raise
+                self._decord_failed.add(path)
+                log.debug("decord could not read %s (%s); using OpenCV", path, e.reason)
+        return self._read_opencv(path, positions)
+
+    def _read_decord(self, path: Path, positions: np.ndarray) -> np.ndarray:
+        try:
+            reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+            batch = reader.get_batch([int(p) for p in positions]).asnumpy()
+        except Exception as e:  # decord raises its own error types for every failure
+            raise CorruptMediaError(path, f"decord: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        out = np.empty((len(positions), self.size, self.size, 3), dtype=np.uint8)
+        for i, frame in enumerate(batch):
+            fit_square(frame, self.size, out[i])
+        return out
+
+    def _read_opencv(self, path: Path, positions: np.ndarray) -> np.ndarray:
+        cap = cv2.VideoCapture(str(path))
+        if not cap.isOpened():
+            raise CorruptMediaError(path, "OpenCV cannot open it as a video")
+        out = np.empty((len(positions), self.size, self.size, 3), dtype=np.uint8)
+        try:
+            wanted = iter(enumerate(positions))
+            i, target = next(wanted, (None, None))
+            current = 0
+            while target is not None:
+                # Sequential grab is exact where CAP_PROP_POS_FRAMES seeking is not for many codecs.
+                if not cap.grab():
+                    raise CorruptMediaError(path, f"ends before frame {int(target) + 1}")
+                if current == target:
+                    ok, bgr = cap.retrieve()
+                    if not ok:
+                        raise CorruptMediaError(path, f"frame {current + 1} does not decode")
+                    fit_square(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.size, out[i])
+                    i, target = next(wanted, (None, None))
+                current += 1
+        finally:
+            cap.release()
+        return out
+
+
+def probe_frame_count(path: Path | str, backend: str = "auto") -> int:
+    """Number of decodable frames of a video file; raises CorruptMediaError when it cannot be opened."""
+    path = Path(path)
+    if backend in ("auto", "decord") and decord is not None:
+        try:
+            return len(decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1))
+        except Exception as e:
+            if backend == "decord":
+                raise CorruptMediaError(path, f"decord: {e}") from None
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise CorruptMediaError(path, "not a readable video file")
+    try:
+        count = 0
+        while cap.grab():  # the container's frame count is a guess for some formats; count what decodes
+            count += 1
+    finally:
+        cap.release()
+    if count == 0:
+        raise CorruptMediaError(path, "no decodable frames")
+    return count
+
+
+def read_video_file(path: Path | str, size: int, positions: np.ndarray | list[int] | None = None) -> torch.Tensor:
+    """Frames of a video file not in any index (``None`` positions = all frames), ``[T, 3, S, S]`` uint8."""
+    video = Video(Path(path).stem, "", "", "clean", Path(path))
+    return FrameReader(size).read(video, np.arange(video.num_frames) if positions is None else positions)
