@@ -53,14 +53,14 @@ def test_expansions() -> None:
 
 
 def test_unknown_filter_lists_the_valid_ones() -> None:
-    with pytest.raises(OrbitLiteError, match="unknown annotation filter 'no_blur'.*no_blur_issue"):
+    with pytest.raises(OrbitLiteError, match=r"unknown annotation filter 'no_blur'.*no_blur_issue"):
         expand_filter(["no_blur"])
 
 
 def test_annotation_keys_are_frame_numbers() -> None:
     notes = parse_annotations({"P1--a--clean---x--y-00007.jpg": {"blur_issue": False}})
     assert list(notes) == [7]
-    with pytest.raises(OrbitLiteError, match="not '<video>-NNNNN.jpg'"):
+    with pytest.raises(OrbitLiteError, match=r"not '<video>-NNNNN\.jpg'"):
         parse_annotations({"frame.jpg": {}}, "bad.json")
 
 

@@ -4,7 +4,7 @@ Writes the benchmark layout exactly (``<out>/<split>/<user>/<object>/<clean|clut
 ``<video>-00001.jpg``, ``<out>/annotations/<split>/<video>.json``), as JPEG frame folders, video files, or both.
 
 The objects are learnable: they differ in shape, colour and texture. Each user owns a pair of *twins* that differ
-only in a fine pattern (stripes or dots, period 1/32 of the object), which survives at 224 px and is averaged
+only in a fine pattern (stripes or checks, period 1/32 of the object), which survives at 224 px and is averaged
 away at 84 px, so larger frames help. Clean videos show one object under camera motion (a few frames
 blurred or before the object comes into view); clutter videos show it among the same user's other objects while the
 camera pans, so it is out of view in some frames (annotated ``object_not_present_issue``).
@@ -63,7 +63,7 @@ class ObjectLook:
     shape: str
     colour: tuple[int, int, int]
     texture: str
-    fine: str | None  # None, "stripes" or "dots": the fine detail that alone tells twins apart
+    fine: str | None  # None, "stripes" or "checks": the fine detail that alone tells twins apart
 
 
 @dataclass(frozen=True)
@@ -116,11 +116,11 @@ def _sprite(look: ObjectLook, side: int) -> np.ndarray:
         on = np.zeros_like(xx, bool)
     rgb = np.where(on[..., None], dark, base)
     if look.fine is not None:  # period side/32: ~4 px on a 224 frame, under 2 px (averaged away) at 84
-        period = side / 32
+        half = side // 64  # both patterns are dark on exactly half the pixels: the twins share their mean colour
         if look.fine == "stripes":
-            fine = (xx + yy) % period < period / 2
-        else:  # a grid of small dots: rotation cannot turn one twin into the other
-            fine = ((xx % period - period / 2) ** 2 + (yy % period - period / 2) ** 2) < (period / 3) ** 2
+            fine = (xx + yy) // half % 2 == 0
+        else:  # a fine checkerboard: rotation cannot turn one twin into the other
+            fine = (xx // half + yy // half) % 2 == 0
         rgb = np.where(fine[..., None], rgb * 0.55, np.minimum(rgb * 1.15 + 10, 255))
     alpha = _shape_mask(look.shape, side).astype(np.float32) / 255.0
     return np.dstack([rgb, alpha])
@@ -240,7 +240,7 @@ def _user_looks(rng: np.random.Generator, k: int) -> list[ObjectLook]:
         if len(looks) == 0 and k >= 3:
             shape, colour, kind = SHAPES[rng.integers(len(SHAPES))], colours[rng.integers(len(colours))], "keys"
             texture = "solid"
-            for fine, owner in (("stripes", "house"), ("dots", "car")):
+            for fine, owner in (("stripes", "house"), ("checks", "car")):
                 looks.append(ObjectLook(f"{owner} {kind}", shape, COLOURS[colour], texture, fine))
                 names.add(f"{owner} {kind}")
             continue
@@ -276,7 +276,7 @@ class _Writer:
         if self.as_file:
             self.out.write(bgr)
         else:
-            ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            _, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
             (self.path / f"{self.name}-{self.count:05d}.jpg").write_bytes(buf.tobytes())
 
     def close(self) -> None:

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from orbit_lite.data.layout import index_tree
+from orbit_lite.data.synth import ObjectLook, render_clean, synthesize
+from orbit_lite.data.video import FrameReader
+from orbit_lite.errors import OrbitLiteError
+
+
+def _digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(root)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_same_seed_same_tree_other_seed_other_tree(tiny_frames: Path, tmp_path: Path) -> None:
+    again = synthesize(tmp_path / "again", "tiny", seed=0).root
+    assert _digest(again) == _digest(tiny_frames)
+    other = synthesize(tmp_path / "other", "tiny", seed=1).root
+    assert _digest(other) != _digest(tiny_frames)
+
+
+def test_layout_names_and_annotations(tiny_frames: Path) -> None:
+    index = index_tree(tiny_frames)
+    for user in index.users():
+        assert " " in " ".join(user.object_names)  # object folders have spaces, like ORBIT's
+        assert {"house keys", "car keys"} <= set(user.object_names)  # the fine-detail twins
+        for video in user.videos():
+            assert video.video_id.startswith(f"{user.user_id}--")
+            notes = json.loads(video.annotation_path.read_text())
+            assert set(notes) == {video.frame_name(int(n)) for n in video.frame_numbers()}
+            if video.video_type == "clutter":
+                assert set(next(iter(notes.values()))) == {"object_bounding_box", "object_not_present_issue"}
+                for note in notes.values():
+                    box = note["object_bounding_box"]
+                    assert (box is None) == note["object_not_present_issue"]
+                    if box is not None:
+                        assert 0 <= box["x"] < 1080 and 1 <= box["w"] <= 1080
+            else:
+                assert len(next(iter(notes.values()))) == 7
+
+
+def test_some_clutter_frames_have_the_object_out_of_view(tiny_frames: Path) -> None:
+    absent = total = 0
+    for video in index_tree(tiny_frames).videos():
+        if video.video_type == "clutter":
+            notes = json.loads(video.annotation_path.read_text()).values()
+            absent += sum(n["object_not_present_issue"] for n in notes)
+            total += len(notes)
+    assert 0 < absent < total / 2
+
+
+def test_objects_are_visually_distinct(tiny_frames: Path) -> None:
+    # Mean clean frames of different objects of one user differ far more than two clean videos of the same object.
+    user = index_tree(tiny_frames).users("train")[0]
+    reader = FrameReader(32)
+    means = {
+        (o.name, v.video_id): reader.read(v, np.arange(v.num_frames)).float().mean(0) for o in user.objects for v in o.clean
+    }
+    keys = list(means)
+    same = [(means[a] - means[b]).abs().mean() for a in keys for b in keys if a < b and a[0] == b[0]]
+    diff = [(means[a] - means[b]).abs().mean() for a in keys for b in keys if a < b and a[0] != b[0]]
+    assert min(same) >= 0 and np.mean([float(x) for x in diff]) > np.mean([float(x) for x in same])
+
+
+def test_twins_differ_only_in_fine_detail() -> None:
+    looks = [ObjectLook(n, "circle", (200, 40, 40), "solid", fine) for n, fine in (("a", "stripes"), ("b", "checks"))]
+    frames = [next(render_clean(look, np.random.default_rng(1), 1, 224))[0] for look in looks]
+    big = np.abs(frames[0].astype(float) - frames[1].astype(float)).mean()
+    small = [cv2.resize(f, (56, 56), interpolation=cv2.INTER_AREA).astype(float) for f in frames]
+    assert big > 3 * np.abs(small[0] - small[1]).mean()  # the difference fades when frames shrink
+
+
+def test_refuses_a_non_empty_folder_and_bad_options(tiny_frames: Path, tmp_path: Path) -> None:
+    with pytest.raises(OrbitLiteError, match="not empty"):
+        synthesize(tiny_frames, "tiny")
+    with pytest.raises(OrbitLiteError, match="unknown preset 'huge'; available: tiny"):
+        synthesize(tmp_path / "x", "huge")
+    with pytest.raises(OrbitLiteError, match="unknown format"):
+        synthesize(tmp_path / "y", "tiny", fmt="gif")
