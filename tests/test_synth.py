@@ -64,9 +64,8 @@ def test_objects_are_visually_distinct(tiny_frames: Path) -> None:
     # Mean clean frames of different objects of one user differ far more than two clean videos of the same object.
     user = index_tree(tiny_frames).users("train")[0]
     reader = FrameReader(32)
-    means = {
-        (o.name, v.video_id): reader.read(v, np.arange(v.num_frames)).float().mean(0) for o in user.objects for v in o.clean
-    }
+    videos = [(o.name, v) for o in user.objects for v in o.clean]
+    means = {(name, v.video_id): reader.read(v, np.arange(v.num_frames)).float().mean(0) for name, v in videos}
     keys = list(means)
     same = [(means[a] - means[b]).abs().mean() for a in keys for b in keys if a < b and a[0] == b[0]]
     diff = [(means[a] - means[b]).abs().mean() for a in keys for b in keys if a < b and a[0] != b[0]]

@@ -20,7 +20,7 @@ from orbit_lite.data.annotations import expand_filter, valid_frame_positions
 from orbit_lite.data.layout import User, Video, parse_frame_number
 from orbit_lite.data.plan import CandidateObject, TaskPlan, UsableVideo, VideoPlan, plan_task
 from orbit_lite.data.sampling import clean_clean_split
-from orbit_lite.data.video import FrameReader
+from orbit_lite.data.video import FrameReader, as_frames
 from orbit_lite.errors import CorruptMediaError
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,8 @@ class Task:
     Attributes:
         user_id: the user the task comes from.
         object_names: object names in label order (label i is ``object_names[i]``).
-        context_clips: ``[Nc, L, 3, S, S]`` uint8 RGB, shuffled.
+        context_clips: ``[Nc, L, 3, S, S]`` uint8 RGB, shuffled. Frame tensors are channels-last views of the
+            decoded HWC pixels (no copy); ``.contiguous()`` gives the plain layout where one is needed.
         context_labels: ``[Nc]`` int64.
         context_video_ids: ``Nc`` video ids, one per context clip.
         target_clips: training tasks: ``[Nt, L, 3, S, S]`` uint8, shuffled; None for test tasks.
@@ -166,24 +167,29 @@ class TaskBuilder:
         return Task(plan.user_id, list(plan.object_names), *context, target_videos=videos)
 
     def _clips(self, plan: VideoPlan) -> torch.Tensor:
-        frames = self.reader.read(plan.video, plan.clips.reshape(-1))
-        return frames.view(*plan.clips.shape, *frames.shape[1:])
+        k, length = plan.clips.shape
+        out = np.empty((k, length, self.reader.size, self.reader.size, 3), dtype=np.uint8)
+        self.reader.read_into(plan.video, plan.clips, out.reshape(k * length, *out.shape[2:]))
+        return as_frames(out)
 
     def _stack(self, plans: Sequence[VideoPlan], order: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """Decode every plan's clips straight into its shuffled slots of one ``[N, L, S, S, 3]`` buffer."""
         n, size, length = len(order), self.reader.size, self.sampling.clip_length
-        clips = torch.empty((n, length, 3, size, size), dtype=torch.uint8)
-        labels = torch.empty(n, dtype=torch.int64)
+        buffer = np.empty((n, length, size, size, 3), dtype=np.uint8)
+        frames = buffer.reshape(n * length, size, size, 3)
+        labels = np.empty(n, dtype=np.int64)
         ids = [""] * n
         destination = np.argsort(order)  # stacked clip j goes to slot destination[j]
         start = 0
         for p in plans:
             slots = destination[start : start + len(p.clips)]
-            clips[torch.from_numpy(slots)] = self._clips(p)
-            labels[torch.from_numpy(slots)] = p.label
-            for s in slots:
-                ids[s] = p.video.video_id
+            rows = slots[:, None] * length + np.arange(length)[None, :]
+            self.reader.read_into(p.video, p.clips, frames, rows)
+            labels[slots] = p.label
+            for slot in slots:
+                ids[slot] = p.video.video_id
             start += len(p.clips)
-        return clips, labels, ids
+        return as_frames(buffer), torch.from_numpy(labels), ids
 
     def build(self, user: User, rng: np.random.Generator, train: bool) -> Task | None:
         """Plan and load one task, redrawing without any video that fails to decode; None if no task is possible."""

@@ -99,13 +99,19 @@ def read_image(path: Path | str, size: int) -> np.ndarray:
     return decode_image_bytes(data, size, path)
 
 
-def _to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """``[T, S, S, 3]`` -> contiguous ``[T, 3, S, S]``."""
-    return torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
+def as_frames(array: np.ndarray) -> torch.Tensor:
+    """``[..., S, S, 3]`` uint8 -> ``[..., 3, S, S]`` without copying: a channels-last view.
+
+    Decoders produce HWC pixels; permuting them to CHW in memory would cost as much as decoding. Convolutions take
+    channels-last tensors as they are, and the device transfer keeps the layout.
+    """
+    tensor = torch.from_numpy(array)
+    dims = list(range(tensor.dim()))
+    return tensor.permute(*dims[:-3], dims[-1], dims[-3], dims[-2])
 
 
 class FrameReader:
-    """Decodes frames of indexed videos. Stateless apart from a per-video cache of the stored frame size.
+    """Decodes frames of indexed videos. Stateless apart from per-video caches (stored size, decord failures).
 
     Args:
         size: output frame side S.
@@ -123,26 +129,40 @@ class FrameReader:
         self._decord_failed: set[Path] = set()  # files decord cannot read (some frame sizes): go straight to OpenCV
 
     def read(self, video: Video, positions: np.ndarray | list[int]) -> torch.Tensor:
-        """Frames at 0-based ``positions`` of ``video`` as ``[T, 3, S, S]`` uint8; raises CorruptMediaError."""
+        """Frames at 0-based ``positions`` of ``video`` as ``[T, 3, S, S]`` uint8 (channels-last storage)."""
         positions = np.asarray(positions, dtype=np.int64).reshape(-1)
-        n = video.num_frames
-        if len(positions) and (positions.min() < 0 or positions.max() >= n):
-            raise IndexError(
-                f"{video.path}: frame positions must lie in [0, {n}), got {positions.min()}..{positions.max()}"
-            )
-        unique, inverse = np.unique(positions, return_inverse=True)
-        if video.frames is None:
-            decoded = self._read_file(video.path, unique)
-        else:
-            decoded = self._read_folder(video, unique)
-        return _to_tensor(decoded[inverse])
+        out = np.empty((len(positions), self.size, self.size, 3), dtype=np.uint8)
+        self.read_into(video, positions, out)
+        return as_frames(out)
 
-    def _read_folder(self, video: Video, positions: np.ndarray) -> np.ndarray:
+    def read_into(self, video: Video, positions: np.ndarray, out: np.ndarray, rows: np.ndarray | None = None) -> None:
+        """Decode the frames at ``positions`` straight into ``out[rows]`` (``[*, S, S, 3]`` uint8).
+
+        Each distinct position is decoded once; repeats are copied. Raises CorruptMediaError naming the file.
+        """
+        positions = np.asarray(positions, dtype=np.int64).reshape(-1)
+        rows = np.arange(len(positions)) if rows is None else np.asarray(rows, dtype=np.int64).reshape(-1)
+        if not len(positions):
+            return
+        n = video.num_frames
+        if positions.min() < 0 or positions.max() >= n:
+            lo, hi = positions.min(), positions.max()
+            raise IndexError(f"{video.path}: frame positions must lie in [0, {n}), got {lo}..{hi}")
+        unique, first, inverse = np.unique(positions, return_index=True, return_inverse=True)
+        targets = rows[first]  # each distinct frame is decoded into the first row that wants it
+        if video.frames is None:
+            self._read_file(video.path, unique, out, targets)
+        else:
+            self._read_folder(video, unique, out, targets)
+        copies = rows != targets[inverse]
+        if copies.any():
+            out[rows[copies]] = out[targets[inverse[copies]]]
+
+    def _read_folder(self, video: Video, positions: np.ndarray, out: np.ndarray, targets: np.ndarray) -> None:
         frames = video.frames
         assert frames is not None
-        out = np.empty((len(positions), self.size, self.size, 3), dtype=np.uint8)
         side = self._source_side.get(frames.directory)
-        for i, pos in enumerate(positions):
+        for pos, row in zip(positions, targets, strict=True):
             path = frames.path(int(pos))
             try:
                 data = path.read_bytes()
@@ -152,38 +172,34 @@ class FrameReader:
             if side is None:  # the first frame, decoded at full size, tells the stored size; a video's frames share it
                 side = min(image.shape[:2])
                 self._source_side[frames.directory] = side
-            fit_square(image, self.size, out[i])
-        return out
+            fit_square(image, self.size, out[row])
 
-    def _read_file(self, path: Path, positions: np.ndarray) -> np.ndarray:
+    def _read_file(self, path: Path, positions: np.ndarray, out: np.ndarray, targets: np.ndarray) -> None:
         if self.backend in ("auto", "decord") and decord is not None and path not in self._decord_failed:
             try:
-                return self._read_decord(path, positions)
+                return self._read_decord(path, positions, out, targets)
             except CorruptMediaError as e:
                 if self.backend == "decord":
                     raise
                 self._decord_failed.add(path)
                 log.debug("decord could not read %s (%s); using OpenCV", path, e.reason)
-        return self._read_opencv(path, positions)
+        return self._read_opencv(path, positions, out, targets)
 
-    def _read_decord(self, path: Path, positions: np.ndarray) -> np.ndarray:
+    def _read_decord(self, path: Path, positions: np.ndarray, out: np.ndarray, targets: np.ndarray) -> None:
         try:
             reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
             batch = reader.get_batch([int(p) for p in positions]).asnumpy()
         except Exception as e:  # decord raises its own error types for every failure
             raise CorruptMediaError(path, f"decord: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-        out = np.empty((len(positions), self.size, self.size, 3), dtype=np.uint8)
-        for i, frame in enumerate(batch):
-            fit_square(frame, self.size, out[i])
-        return out
+        for frame, row in zip(batch, targets, strict=True):
+            fit_square(frame, self.size, out[row])
 
-    def _read_opencv(self, path: Path, positions: np.ndarray) -> np.ndarray:
+    def _read_opencv(self, path: Path, positions: np.ndarray, out: np.ndarray, targets: np.ndarray) -> None:
         cap = cv2.VideoCapture(str(path))
         if not cap.isOpened():
             raise CorruptMediaError(path, "OpenCV cannot open it as a video")
-        out = np.empty((len(positions), self.size, self.size, 3), dtype=np.uint8)
         try:
-            wanted = iter(enumerate(positions))
+            wanted = iter(zip(targets, positions, strict=True))
             i, target = next(wanted, (None, None))
             current = 0
             while target is not None:
@@ -199,7 +215,6 @@ class FrameReader:
                 current += 1
         finally:
             cap.release()
-        return out
 
 
 def probe_frame_count(path: Path | str, backend: str = "auto") -> int:
