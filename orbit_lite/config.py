@@ -114,12 +114,89 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """Which recognizer: a learner (registry name) over a backbone, with its head and adaptation.
+
+    Empty / None values take the learner's defaults (see ``orbit_lite.learners``).
+    """
+
+    learner: str = "protonets"
+    backbone: str = "efficientnet_b0"
+    weights: str = "imagenet"  # "imagenet", "none" (random init) or a path to a local weights file
+    head: str = ""
+    logit_scale: float = 0.0  # 0: the head's default
+    learn_scale: bool = False
+    film: bool | None = None
+    learn_backbone: bool | None = None
+    set_encoder_width: int = 64
+    film_reg_weight: float = 0.001
+
+
+@dataclass(frozen=True)
+class LiteConfig:
+    """LITE: back-propagate ``h`` random context clips per task; forward everything else in no-grad chunks."""
+
+    enabled: bool = True
+    h: int = 16
+    chunk_size: int = 256  # clips per no-grad forward of the context set (and per test-time chunk)
+    query_chunk: int = 256  # query clips per forward/backward
+
+    def __post_init__(self) -> None:
+        for name in ("h", "chunk_size", "query_chunk"):
+            if getattr(self, name) < 1:
+                raise OrbitLiteError(f"lite.{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Meta-training schedule; defaults are the reference code's (spec orbit.md 5 and 7)."""
+
+    epochs: int = 30
+    tasks_per_user: int = 50
+    tasks_per_batch: int = 16
+    optimizer: str = "adam"
+    lr: float = 5e-6
+    backbone_lr_scale: float = 1.0
+    weight_decay: float = 0.2
+    betas: tuple[float, ...] = (0.9, 0.98)
+    eps: float = 1e-6
+    scheduler: str = "multistep"
+    warmup_epochs: int = 5
+    warmup_lr: float = 1e-6
+    decay_epochs: int = 15
+    decay_rate: float = 0.5
+    min_lr: float = 1e-6
+    grad_clip: float = 0.0  # 0: off
+    val_every: int = 1
+    val_tasks_per_user: int = 30
+    seed: int = 1991
+    bf16: bool = False
+    device: str = "auto"
+    log_every: int = 1  # optimizer steps between metrics.jsonl lines
+
+    def __post_init__(self) -> None:
+        _choice("train.optimizer", self.optimizer, ("adam", "adamw"))
+        _choice("train.scheduler", self.scheduler, ("constant", "multistep", "cosine"))
+        _choice("train.device", self.device, ("auto", "cpu", "cuda", "mps"))
+        for name in ("epochs", "tasks_per_user", "tasks_per_batch", "val_every", "val_tasks_per_user", "log_every"):
+            if getattr(self, name) < 1:
+                raise OrbitLiteError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise OrbitLiteError(f"train.lr must be positive, got {self.lr}")
+        if len(self.betas) != 2:
+            raise OrbitLiteError(f"train.betas needs two numbers, got {list(self.betas)}")
+
+
+@dataclass(frozen=True)
 class Config:
-    """The whole configuration. Later sections (model, training) extend this class."""
+    """The whole configuration: data, sampling, model, LITE and training."""
 
     data: DataConfig = field(default_factory=DataConfig)
     train_sampling: SamplingConfig = field(default_factory=training_sampling)
     test_sampling: SamplingConfig = field(default_factory=evaluation_sampling)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lite: LiteConfig = field(default_factory=LiteConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -134,7 +211,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             value = [v for v in value.split(",") if v]
         if not isinstance(value, (list, tuple)):
             raise OrbitLiteError(f"{where}: expected a list, got {value!r}")
-        return tuple(value)
+        item = typing.get_args(hint)[0]
+        return tuple(_coerce(v, item, where) for v in value)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         return None if value is None else _coerce(value, args[0], where)

@@ -7,6 +7,7 @@ import typer
 from orbit_lite import __version__
 from orbit_lite.cli import data
 from orbit_lite.cli.common import out, setup_logging
+from orbit_lite.cli.train import train_command
 
 app = typer.Typer(
     name="orbit-lite",
@@ -16,6 +17,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data.app, name="data")
+app.command("train")(train_command)
 
 
 def _version(value: bool) -> None:

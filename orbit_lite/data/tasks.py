@@ -71,6 +71,7 @@ class Task:
     target_labels: torch.Tensor | None = None
     target_video_ids: list[str] = field(default_factory=list)
     target_videos: list[TargetVideo] = field(default_factory=list)
+    key: tuple[int, int] | None = None  # (epoch, item) of the loader that drew it: seeds anything random downstream
 
     @property
     def way(self) -> int:
@@ -219,18 +220,21 @@ class UserTaskSampler(Sampler[tuple[int, int]]):
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
+        self.start = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Draw epoch ``epoch``'s order; skip its first ``start`` keys (to resume inside an epoch)."""
         self.epoch = epoch
+        self.start = start
 
     def __len__(self) -> int:
-        return self.num_items
+        return self.num_items - self.start
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         order = np.arange(self.num_items)
         if self.shuffle:
             order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_items)
-        return iter((self.epoch, int(i)) for i in order)
+        return iter((self.epoch, int(i)) for i in order[self.start :])
 
 
 class UserTaskDataset(Dataset):
@@ -261,7 +265,10 @@ class UserTaskDataset(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> Task | None:
         epoch, item = key
         rng = np.random.default_rng([self.seed, epoch, item])
-        return self.builder.build(self.users[item // self.tasks_per_user], rng, self.train)
+        task = self.builder.build(self.users[item // self.tasks_per_user], rng, self.train)
+        if task is not None:
+            task.key = (epoch, item)
+        return task
 
 
 def _keep(task: Task | None) -> Task | None:

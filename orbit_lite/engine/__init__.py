@@ -1,0 +1,1 @@
+"""The only loops: meta-training, validation (and, later, personalization and evaluation)."""

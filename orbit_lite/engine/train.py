@@ -1,0 +1,259 @@
+"""Meta-training: user-centric tasks, LITE steps, gradient accumulation, validation, checkpoints and exact resume.
+
+Everything random is keyed: task (epoch, item) is drawn with generator ``[seed, epoch, item]`` and its LITE subsets
+with a torch generator seeded from the same key, so a run resumed from a checkpoint (saved at an optimizer-step
+boundary) continues exactly as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from orbit_lite.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from orbit_lite.config import Config, TrainConfig, from_dict, to_dict
+from orbit_lite.data.layout import index_benchmark
+from orbit_lite.data.tasks import UserTaskDataset, task_loader
+from orbit_lite.engine.validate import validate
+from orbit_lite.errors import OrbitLiteError
+from orbit_lite.learners import FewShotLearner, create_learner
+
+log = logging.getLogger(__name__)
+
+
+class Monitor:
+    """Receives progress from the loop (the CLI draws it; the default does nothing)."""
+
+    def start_epoch(self, epoch: int, epochs: int, tasks: int) -> None: ...
+
+    def task_done(self, loss: float, accuracy: float, memory_mb: float) -> None: ...
+
+    def end_epoch(self, record: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class TrainReport:
+    run_dir: Path
+    epochs: int
+    steps: int
+    best: float | None
+    last_validation: dict[str, float] | None
+
+
+def select_device(name: str) -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise OrbitLiteError("train.device=cuda but no CUDA device is visible; use train.device=cpu or auto")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise OrbitLiteError("train.device=mps but Apple MPS is not available; use train.device=cpu or auto")
+    return torch.device(name)
+
+
+def learning_rate(epoch: int, cfg: TrainConfig) -> float:
+    """The schedule, per epoch: linear warm-up from ``warmup_lr``, then constant, multi-step or cosine decay."""
+    if epoch < cfg.warmup_epochs:
+        return cfg.warmup_lr + epoch * (cfg.lr - cfg.warmup_lr) / cfg.warmup_epochs
+    if cfg.scheduler == "multistep":
+        return cfg.lr * cfg.decay_rate ** (epoch // cfg.decay_epochs)
+    if cfg.scheduler == "cosine":
+        span = max(cfg.epochs - cfg.warmup_epochs, 1)
+        return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * (epoch - cfg.warmup_epochs) / span))
+    return cfg.lr
+
+
+def build_optimizer(learner: FewShotLearner, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Two groups: the backbone (``lr * backbone_lr_scale``) and everything else; frozen parameters are left out."""
+    backbone = [p for p in learner.backbone.parameters() if p.requires_grad]
+    ids = {id(p) for p in backbone}
+    rest = [p for p in learner.parameters() if p.requires_grad and id(p) not in ids]
+    groups = [{"params": rest, "lr_scale": 1.0}, {"params": backbone, "lr_scale": cfg.backbone_lr_scale}]
+    groups = [g for g in groups if g["params"]]
+    kind = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return kind(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group["lr_scale"]
+
+
+def _memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:  # not Linux: peak RSS instead of current
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _task_generator(seed: int, key: tuple[int, int]) -> torch.Generator:
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, *key]).generate_state(1)[0]))
+
+
+def _check_resumable(saved: Config, cfg: Config, path: Path) -> None:
+    if saved.model != cfg.model:
+        a, b = to_dict(saved.model), to_dict(cfg.model)
+        key = next(k for k in a if a[k] != b[k])
+        raise OrbitLiteError(
+            f"{path} holds a different model (model.{key}={a[key]!r}, the config says {b[key]!r}); "
+            "resume with the run's own config or start a new --out"
+        )
+    changed = [f"{s}.{k}" for s in ("data", "lite", "train") for k, v in to_dict(getattr(cfg, s)).items()
+               if to_dict(getattr(saved, s))[k] != v]  # fmt: skip
+    if changed:
+        log.warning("resuming with changed settings: %s", ", ".join(changed))
+
+
+class _Run:
+    """The run directory: resolved config, metrics.jsonl, checkpoints/last.pt and best.pt."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.dir = run_dir
+        self.last = run_dir / "checkpoints" / "last.pt"
+        self.best = run_dir / "checkpoints" / "best.pt"
+        self.metrics = run_dir / "metrics.jsonl"
+
+    def log(self, record: dict[str, Any]) -> None:
+        with open(self.metrics, "a") as f:  # whole lines, flushed: a crash leaves complete records
+            f.write(json.dumps(record) + "\n")
+
+    def truncate_metrics(self, size: int) -> None:
+        if self.metrics.exists():
+            with open(self.metrics, "r+b") as f:
+                f.truncate(size)
+
+    def metrics_size(self) -> int:
+        return self.metrics.stat().st_size if self.metrics.exists() else 0
+
+
+def _prepare(cfg: Config, data_root: Path, run: _Run, resume: bool) -> tuple[Config, dict[str, Any] | None]:
+    record = None
+    if resume:
+        if not run.last.exists():
+            raise OrbitLiteError(f"{run.dir}: nothing to resume (no checkpoints/last.pt); drop --resume to start")
+        record = load_checkpoint(run.last, "training")
+        _check_resumable(from_dict(Config, record["config"]), cfg, run.last)
+        run.truncate_metrics(record["progress"]["metrics_bytes"])
+    elif run.last.exists():
+        raise OrbitLiteError(f"{run.dir} already holds a training run; pass --resume to continue it or use a new --out")
+    index = index_benchmark(data_root)
+    if not index.splits.get("train"):
+        raise OrbitLiteError(f"{index.root}: no training users under train/; meta-training needs them")
+    run.dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run.dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    return cfg, record
+
+
+def train(
+    cfg: Config, data_root: Path | str, run_dir: Path | str, resume: bool = False, monitor: Monitor | None = None
+) -> TrainReport:
+    """Meta-train ``cfg.model`` on the training users of ``data_root``, validating on its validation users."""
+    monitor = monitor or Monitor()
+    run = _Run(Path(run_dir))
+    cfg, record = _prepare(cfg, Path(data_root), run, resume)
+    index = index_benchmark(data_root)
+    tc = cfg.train
+    device = select_device(tc.device)
+    torch.manual_seed(tc.seed)
+    learner = create_learner(cfg.model, cfg.data.frame_size).to(device)
+    learner.bf16 = tc.bf16
+    optimizer = build_optimizer(learner, tc)
+    progress = {"epoch": 0, "position": 0, "step": 0, "best": None, "metrics_bytes": 0}
+    if record is not None:
+        learner.load_state_dict(record["model"])
+        optimizer.load_state_dict(record["optimizer"])
+        progress = dict(record["progress"])
+    dataset = UserTaskDataset(index.users("train"), cfg.train_sampling, cfg.data, train=True,
+                              tasks_per_user=tc.tasks_per_user, seed=tc.seed)  # fmt: skip
+    loader = task_loader(dataset, shuffle=True, num_workers=cfg.data.num_workers, seed=tc.seed)
+    val_users = index.splits.get("validation", ())
+    if not val_users:
+        log.warning("no validation users in %s: best.pt will follow the last epoch", index.root)
+
+    def save(path: Path) -> None:
+        progress["metrics_bytes"] = run.metrics_size()
+        payload = {"config": to_dict(cfg), "model": learner.state_dict(), "optimizer": optimizer.state_dict(),
+                   "progress": progress}  # fmt: skip
+        save_checkpoint(path, payload, "training")
+
+    validation = None
+    learner.train()
+    for epoch in range(progress["epoch"], tc.epochs):
+        _set_lr(optimizer, learning_rate(epoch, tc))
+        loader.sampler.set_epoch(epoch, progress["position"])
+        monitor.start_epoch(epoch, tc.epochs, len(dataset))
+        window: list[tuple[float, float]] = []
+        pending, started = 0, time.perf_counter()
+        for task in loader:
+            progress["position"] += 1
+            if task is None:
+                continue
+            stats = learner.train_task(
+                task.context_clips, task.context_labels, task.target_clips, task.target_labels, task.way,
+                cfg.lite, _task_generator(tc.seed, task.key), loss_weight=1.0 / tc.tasks_per_batch,
+            )  # fmt: skip
+            window.append((stats.loss, stats.accuracy))
+            monitor.task_done(stats.loss, stats.accuracy, _memory_mb(device))
+            pending += 1
+            if pending == tc.tasks_per_batch:
+                _step(learner, optimizer, tc)
+                pending, progress["step"] = 0, progress["step"] + 1
+                if progress["step"] % tc.log_every == 0:
+                    run.log(_train_record(epoch, progress["step"], window, optimizer, started, device))
+                    window, started = [], time.perf_counter()
+        if pending:  # the epoch's last, partial batch of tasks
+            _step(learner, optimizer, tc)
+            progress["step"] += 1
+        if window:
+            run.log(_train_record(epoch, progress["step"], window, optimizer, started, device))
+        progress.update(epoch=epoch + 1, position=0)
+        record_epoch: dict[str, Any] = {"type": "epoch", "epoch": epoch, "step": progress["step"]}
+        if val_users and ((epoch + 1) % tc.val_every == 0 or epoch + 1 == tc.epochs):
+            validation = validate(learner, val_users, cfg.test_sampling, cfg.data, cfg.lite,
+                                  tc.val_tasks_per_user, tc.seed + 1)  # fmt: skip
+            run.log({"type": "validation", "epoch": epoch, "step": progress["step"], **validation})
+            record_epoch.update(validation)
+            if progress["best"] is None or validation["frame_accuracy"] > progress["best"]:
+                progress["best"] = validation["frame_accuracy"]
+                save(run.best)
+        elif not val_users:
+            save(run.best)
+        save(run.last)
+        monitor.end_epoch(record_epoch)
+    return TrainReport(run.dir, tc.epochs, progress["step"], progress["best"], validation)
+
+
+def _step(learner: FewShotLearner, optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> None:
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_([p for p in learner.parameters() if p.grad is not None], cfg.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def _train_record(epoch: int, step: int, window: list, optimizer: torch.optim.Optimizer, started: float,
+                  device: torch.device) -> dict[str, Any]:  # fmt: skip
+    losses, accuracies = zip(*window, strict=True)
+    return {
+        "type": "train", "epoch": epoch, "step": step, "tasks": len(window),
+        "loss": float(np.mean(losses)), "accuracy": float(np.mean(accuracies)),
+        "lr": optimizer.param_groups[0]["lr"], "tasks_per_s": len(window) / max(time.perf_counter() - started, 1e-9),
+        "memory_mb": round(_memory_mb(device), 1),
+    }  # fmt: skip

@@ -1,0 +1,192 @@
+"""A few-shot learner: backbone (optionally FiLM-adapted from a set encoder's task embedding) + classifier head.
+
+``personalize(context) -> Personalized`` turns a user's context clips into a personal recognizer, and
+``Personalized.predict(clips) -> logits``. ``train_task`` runs one meta-training task with LITE on the context set
+and a bounded-memory, exact pass over the query set:
+
+1. support path: task embedding and context features through :func:`orbit_lite.lite.lite_forward` (H rows with
+   gradient, scaled by N/H), then the head's state (prototypes, or means and covariance factors);
+2. query path: query clips in chunks against *detached copies* of the head state and FiLM parameters; each chunk's
+   loss is back-propagated at once, so only one chunk's activations are alive at a time, and the copies collect
+   the gradient with respect to the state;
+3. one backward pass from the head state and FiLM parameters into the support path with those collected gradients.
+
+By the chain rule this is the gradient of the whole task's loss (mean cross-entropy over every query clip), with
+the LITE estimate on the support path and the exact gradient on the query path (spec/lite.md 9.5).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from orbit_lite.config import LiteConfig, ModelConfig
+from orbit_lite.lite import lite_forward
+from orbit_lite.models.backbones import create_backbone
+from orbit_lite.models.film import FilmGenerator
+from orbit_lite.models.heads import HeadState, create_head
+from orbit_lite.models.set_encoder import SetEncoder
+
+Film = dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class LearnerSpec:
+    """What a learner name means: its head and which parts adapt or learn."""
+
+    head: str
+    film: bool
+    learn_backbone: bool
+    description: str
+
+
+@dataclass
+class TaskStats:
+    loss: float  # mean cross-entropy over the task's query clips
+    accuracy: float  # fraction of query clips classified correctly
+    queries: int
+
+
+def _frames(clips: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``[n, L, 3, S, S]`` or ``[n, 3, S, S]`` -> frames ``[n * L, 3, S, S]`` and L."""
+    if clips.dim() == 4:
+        return clips, 1
+    return clips.flatten(0, 1), clips.shape[1]
+
+
+class FewShotLearner(nn.Module):
+    """Backbone + optional FiLM (generator and set encoder) + head.
+
+    Args:
+        model: the model section of the config; empty fields take ``spec``'s values.
+        spec: the learner's defaults.
+        frame_size: input frame side (some backbones are built for one size).
+    """
+
+    def __init__(self, model: ModelConfig, spec: LearnerSpec, frame_size: int) -> None:
+        super().__init__()
+        self.film_enabled = spec.film if model.film is None else model.film
+        self.learn_backbone = spec.learn_backbone if model.learn_backbone is None else model.learn_backbone
+        self.backbone = create_backbone(model.backbone, model.weights, frame_size)
+        self.backbone.requires_grad_(self.learn_backbone)
+        self.set_encoder = SetEncoder(model.set_encoder_width) if self.film_enabled else None
+        self.film = FilmGenerator(self.backbone.film_layers, model.set_encoder_width) if self.film_enabled else None
+        scale = model.logit_scale or None
+        self.head = create_head(model.head or spec.head, self.backbone.feature_dim, scale, model.learn_scale)
+        self.film_reg_weight = model.film_reg_weight
+        self.bf16 = False
+
+    def head_has_parameters(self) -> bool:
+        return any(p.requires_grad for p in self.head.parameters())
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if not self.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    # -- pieces ------------------------------------------------------------------------------------------------
+    def set_reps(self, clips: torch.Tensor) -> torch.Tensor:
+        """Per-clip set-encoder representations ``[n, E]`` (mean over a clip's frames)."""
+        assert self.set_encoder is not None
+        frames, length = _frames(clips)
+        with self._autocast():
+            reps = self.set_encoder(frames.to(self.device, non_blocking=True)).float()
+        return reps.view(-1, length, reps.shape[-1]).mean(1)
+
+    def clip_features(self, clips: torch.Tensor, film: Film | None) -> torch.Tensor:
+        """Per-clip features ``[n, D]``: frame features averaged over the clip."""
+        frames, length = _frames(clips)
+        with self._autocast():
+            features = self.backbone(frames.to(self.device, non_blocking=True), film).float()
+        return features.view(-1, length, features.shape[-1]).mean(1)
+
+    def _support(self, clips: torch.Tensor, h: int, chunk: int, generator: torch.Generator | None) -> tuple:
+        film = None
+        if self.film is not None:
+            reps = lite_forward(self.set_reps, clips, h=h, chunk_size=chunk, generator=generator)
+            film = self.film(reps.mean(0))
+        features = lite_forward(
+            lambda c: self.clip_features(c, film), clips, h=h, chunk_size=chunk, generator=generator
+        )
+        return features, film
+
+    # -- personalization ---------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def personalize(self, clips: torch.Tensor, labels: torch.Tensor, way: int, chunk_size: int = 256) -> Personalized:
+        """A personal recognizer from context clips ``[N, L, 3, S, S]`` (uint8) and labels ``[N]``."""
+        features, film = self._support(clips, h=len(clips), chunk=chunk_size, generator=None)
+        state = self.head.fit(features, labels.to(self.device), way)
+        return Personalized(self, film, state, way)
+
+    # -- meta-training -----------------------------------------------------------------------------------------
+    def train_task(
+        self,
+        context: torch.Tensor,
+        context_labels: torch.Tensor,
+        query: torch.Tensor,
+        query_labels: torch.Tensor,
+        way: int,
+        lite: LiteConfig,
+        generator: torch.Generator | None = None,
+        loss_weight: float = 1.0,
+    ) -> TaskStats:
+        """Accumulate ``loss_weight *`` (task loss + FiLM regularizer) gradients into ``.grad``; see module doc."""
+        h = lite.h if lite.enabled else len(context)
+        features, film = self._support(context, h, lite.chunk_size, generator)
+        state = self.head.fit(features, context_labels.to(self.device), way)
+        state_leaves = tuple(t.detach().requires_grad_(t.requires_grad) for t in state)
+        film_leaves = {
+            k: (g.detach().requires_grad_(), b.detach().requires_grad_()) for k, (g, b) in (film or {}).items()
+        }
+        n, total, correct = len(query), 0.0, 0
+        for start in range(0, n, lite.query_chunk):
+            clips = query[start : start + lite.query_chunk]
+            labels = query_labels[start : start + lite.query_chunk].to(self.device)
+            logits = self.head.logits(self.clip_features(clips, film_leaves or None), state_leaves)
+            loss = F.cross_entropy(logits.float(), labels, reduction="sum")
+            (loss * (loss_weight / n)).backward()
+            total += float(loss.detach())
+            correct += int((logits.argmax(1) == labels).sum())
+        outputs, grads = [], []
+        for t, leaf in zip(state, state_leaves, strict=True):
+            if t.requires_grad and leaf.grad is not None:
+                outputs.append(t)
+                grads.append(leaf.grad)
+        for key, pair in (film or {}).items():
+            for t, leaf in zip(pair, film_leaves[key], strict=True):
+                if leaf.grad is not None:
+                    outputs.append(t)
+                    grads.append(leaf.grad)
+        if self.film is not None:
+            outputs.append(self.film.regularizer() * (self.film_reg_weight * loss_weight))
+            grads.append(torch.ones((), device=self.device))
+        if outputs:
+            torch.autograd.backward(outputs, grads)
+        return TaskStats(total / n, correct / n, n)
+
+
+@dataclass
+class Personalized:
+    """A personal recognizer: the learner's networks, this user's FiLM parameters and head state."""
+
+    learner: FewShotLearner
+    film: Film | None
+    state: HeadState
+    way: int
+
+    @torch.inference_mode()
+    def predict(self, clips: torch.Tensor, chunk_size: int = 256) -> torch.Tensor:
+        """Logits ``[M, way]`` for clips ``[M, L, 3, S, S]`` or frames ``[M, 3, S, S]`` (uint8)."""
+        out = [
+            self.learner.head.logits(self.learner.clip_features(chunk, self.film), self.state).float()
+            for chunk in clips.split(chunk_size)
+        ]
+        return torch.cat(out) if out else torch.zeros((0, self.way), device=self.learner.device)

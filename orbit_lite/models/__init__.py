@@ -1,0 +1,1 @@
+"""Models: backbones (feature extractors), FiLM, set encoder and classifier heads."""

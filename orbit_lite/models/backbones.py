@@ -1,0 +1,413 @@
+"""Registry of feature extractors: frames ``[B, 3, S, S]`` -> features ``[B, D]``, with FiLM-able norm layers.
+
+Each :class:`BackboneSpec` carries what belongs to the model (timm's "pretrained configs travel with the model"):
+input normalization, the weight source, the size rule, and which norm layers FiLM adapts (spec/lite.md 3.2,
+spec/orbit.md 3.3). :class:`Backbone` turns uint8 frames into features and applies FiLM by swapping the adapted
+layers' affine parameters for ``(gamma * weight, gamma * bias + beta)`` inside :func:`torch.func.functional_call`,
+which is ``gamma * norm(x) + beta`` without touching the module tree.
+
+Normalization statistics are frozen: BatchNorm always uses its running statistics and dropout / stochastic depth are
+off, even in ``train()`` mode, so a frame's features never depend on the other frames in its batch. LITE relies on
+this: the rows it back-propagates through are recomputed in a different batch than the cached ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import Tensor, nn
+from torchvision.models import (
+    EfficientNet_B0_Weights,
+    EfficientNet_V2_S_Weights,
+    ResNet18_Weights,
+    ViT_B_32_Weights,
+    WeightsEnum,
+)
+from torchvision.models.efficientnet import FusedMBConv, MBConv
+from torchvision.models.resnet import BasicBlock
+from torchvision.models.vision_transformer import interpolate_embeddings
+from torchvision.ops import StochasticDepth
+
+from orbit_lite.errors import OrbitLiteError
+
+Film = dict[str, tuple[Tensor, Tensor]]
+StateDict = dict[str, Tensor]
+_log = logging.getLogger(__name__)
+
+# Modules whose output would depend on the batch or on randomness in training mode; Backbone keeps them in eval mode.
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+_RANDOM = (
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
+    StochasticDepth,
+)
+_FROZEN_TYPES = _BATCH_NORMS + _RANDOM
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One registry entry.
+
+    Attributes:
+        name: registry name.
+        feature_dim: D, the size of the returned feature vector.
+        mean, std: per-channel input normalization of frames in [0, 1] (the pretrained weights' own).
+        builder: ``frame_size -> network`` mapping normalized ``[B, 3, S, S]`` to ``[B, D]`` (classifier removed).
+        film_norm_types: norm module types FiLM may adapt (they must have affine weight and bias).
+        film_select: ``network -> layer names`` to adapt; None adapts every module of ``film_norm_types``.
+        weights: torchvision ImageNet weights, or None for nets without pretrained weights.
+        head: attribute name of the dropped classifier, whose keys a torchvision state_dict still holds.
+        adapt_state: rewrites a loaded state_dict to fit the built network (e.g. ViT position embeddings).
+        min_size: smallest frame side the network accepts.
+        size_multiple: the frame side must be a multiple of this (patch size of a ViT).
+        fixed_size: the network only accepts the frame size it was built for (learned position embeddings).
+        notes: where the weights come from, how features are pooled.
+    """
+
+    name: str
+    feature_dim: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    builder: Callable[[int], nn.Module]
+    film_norm_types: tuple[type[nn.Module], ...]
+    film_select: Callable[[nn.Module], list[str]] | None = None
+    weights: WeightsEnum | None = None
+    head: str | None = None
+    adapt_state: Callable[[StateDict, nn.Module], StateDict] | None = None
+    min_size: int = 32
+    size_multiple: int = 1
+    fixed_size: bool = False
+    notes: str = ""
+
+    def size_rule(self) -> str:
+        rule = f"a side >= {self.min_size}"
+        return rule + (f" that is a multiple of {self.size_multiple}" if self.size_multiple > 1 else "")
+
+
+def _weights_norm(weights: WeightsEnum) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The mean/std of a torchvision weights entry's own preprocessing, so they cannot drift from the weights."""
+    transform = weights.transforms()
+    return tuple(transform.mean), tuple(transform.std)
+
+
+# ---- FiLM layer selection: which norm layers of each network FiLM adapts ----
+
+
+def _efficientnet_film(net: nn.Module) -> list[str]:
+    """Stem BN, head BN, the BN after each MBConv's depthwise conv and the first BN of each FusedMBConv."""
+    names = ["features.0.1", f"features.{len(net.features) - 1}.1"]
+    for name, module in net.named_modules():
+        if isinstance(module, FusedMBConv):
+            names.append(f"{name}.block.0.1")  # a fused block has no depthwise conv; its 3x3 conv plays that role
+        elif isinstance(module, MBConv):
+            for idx, layer in enumerate(module.block):
+                if isinstance(layer, nn.Sequential) and isinstance(layer[0], nn.Conv2d) and layer[0].groups > 1:
+                    names.append(f"{name}.block.{idx}.1")
+    return names
+
+
+def _resnet_film(net: nn.Module) -> list[str]:
+    """The stem BN and both BNs of every BasicBlock (not the downsample shortcut's BN)."""
+    blocks = [name for name, module in net.named_modules() if isinstance(module, BasicBlock)]
+    return ["bn1"] + [f"{block}.{bn}" for block in blocks for bn in ("bn1", "bn2")]
+
+
+# ---- builders: frame_size -> network without its classifier ----
+
+
+def _build_torchvision(name: str, head: str, frame_size: int) -> nn.Module:
+    # torchvision's ViT asserts that inputs match image_size and sizes its position embedding from it; the CNNs pool
+    # globally and take any size.
+    sized = {"image_size": frame_size} if name.startswith("vit_") else {}
+    net = torchvision.models.get_model(name, weights=None, **sized)
+    # Without the classifier the forward ends at the pooled features (CNNs) or the normed class token (ViT).
+    setattr(net, head, nn.Identity())
+    return net
+
+
+def _torchvision(name: str, dim: int, weights: WeightsEnum, head: str, **options: object) -> BackboneSpec:
+    mean, std = _weights_norm(weights)
+    builder = partial(_build_torchvision, name, head)
+    notes = f"torchvision {weights} ({weights.url}); classifier dropped"
+    return BackboneSpec(name, dim, mean, std, builder, weights=weights, head=head, notes=notes, **options)
+
+
+def _fit_vit_positions(state: StateDict, net: nn.Module) -> StateDict:
+    """Interpolate a checkpoint's position embedding (e.g. ImageNet's 7x7 grid at 224 px) to the built grid."""
+    key = "encoder.pos_embedding"
+    if key in state and state[key].shape != net.encoder.pos_embedding.shape:
+        state = interpolate_embeddings(net.image_size, net.patch_size, dict(state))
+    return state
+
+
+def _tiny_cnn(frame_size: int) -> nn.Module:
+    layers: list[nn.Module] = []
+    channels_in = 3
+    for channels in (16, 32, 64, 64):
+        conv = nn.Conv2d(channels_in, channels, 3, stride=2, padding=1, bias=False)
+        layers += [conv, nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
+        channels_in = channels
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+class _TinyBlock(nn.Module):
+    """Pre-LayerNorm transformer block: ``x + attn(ln_1(x))`` then ``x + mlp(ln_2(x))``; ``[B, T, W]``."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(width)
+        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.ln_2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width))
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.ln_1(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        return x + self.mlp(self.ln_2(x))
+
+
+class TinyViT(nn.Module):
+    """A test-sized ViT: patch-8 embedding, 2 blocks of width 64, final LayerNorm; ``[B, 3, S, S] -> [B, 64]``.
+
+    Returns the class token, like ``vit_b_32``, so both ViTs exercise the same FiLM and pooling path.
+    """
+
+    def __init__(self, frame_size: int, width: int = 64, depth: int = 2, heads: int = 4, patch: int = 8) -> None:
+        super().__init__()
+        self.patch_embed = nn.Conv2d(3, width, patch, stride=patch)
+        self.class_token = nn.Parameter(torch.zeros(1, 1, width))
+        self.pos_embedding = nn.Parameter(0.02 * torch.randn(1, (frame_size // patch) ** 2 + 1, width))
+        self.blocks = nn.ModuleList(_TinyBlock(width, heads) for _ in range(depth))
+        self.norm = nn.LayerNorm(width)
+
+    def forward(self, x: Tensor) -> Tensor:
+        tokens = self.patch_embed(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.class_token.expand(len(tokens), -1, -1), tokens], dim=1) + self.pos_embedding
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x[:, 0])
+
+
+_BN, _LN, _HALF = (nn.BatchNorm2d,), (nn.LayerNorm,), (0.5, 0.5, 0.5)
+_SPECS = (
+    _torchvision("efficientnet_b0", 1280, EfficientNet_B0_Weights.IMAGENET1K_V1, "classifier",
+                 film_norm_types=_BN, film_select=_efficientnet_film),
+    _torchvision("resnet18", 512, ResNet18_Weights.IMAGENET1K_V1, "fc", film_norm_types=_BN, film_select=_resnet_film),
+    _torchvision("efficientnet_v2_s", 1280, EfficientNet_V2_S_Weights.IMAGENET1K_V1, "classifier",
+                 film_norm_types=_BN, film_select=_efficientnet_film),
+    _torchvision("vit_b_32", 768, ViT_B_32_Weights.IMAGENET1K_V1, "heads", film_norm_types=_LN,
+                 adapt_state=_fit_vit_positions, size_multiple=32, fixed_size=True),
+    # Test/demo nets, registered next to the real ones so one parametrized test covers the whole registry.
+    BackboneSpec("tiny_cnn", 64, _HALF, _HALF, _tiny_cnn, _BN, min_size=16,
+                 notes="4 x [conv3x3 stride 2, BN, ReLU], global average pool; no pretrained weights"),
+    BackboneSpec("tiny_vit", 64, _HALF, _HALF, TinyViT, _LN, min_size=16, size_multiple=8, fixed_size=True,
+                 notes="patch-8 ViT, 2 pre-LN blocks of width 64, class token; no pretrained weights"),
+)  # fmt: skip
+BACKBONES: dict[str, BackboneSpec] = {spec.name: spec for spec in _SPECS}
+
+
+def available_backbones() -> list[str]:
+    """Registered backbone names, sorted."""
+    return sorted(BACKBONES)
+
+
+class Backbone(nn.Module):
+    """Frames -> features with optional FiLM; normalization statistics frozen (see the module docstring).
+
+    Attributes:
+        spec: the registry entry.
+        feature_dim: D.
+        frame_size: the frame side it was built for (the only one accepted when ``spec.fixed_size``).
+        film_layers: ``(name inside net, channels)`` of the FiLM-adapted norm layers, sorted by name; a film
+            dict is keyed by these names.
+        net: the network proper, on normalized input.
+    """
+
+    def __init__(self, spec: BackboneSpec, net: nn.Module, frame_size: int) -> None:
+        super().__init__()
+        self.spec = spec
+        self.feature_dim = spec.feature_dim
+        self.frame_size = frame_size
+        self.net = net
+        mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+        std = torch.tensor(spec.std).view(1, 3, 1, 1)
+        # Normalization is one fused multiply-add; not persistent because it belongs to the spec, not the weights.
+        self.register_buffer("input_scale", 1.0 / std, persistent=False)
+        self.register_buffer("input_shift", -mean / std, persistent=False)
+        self.film_layers = _find_film_layers(spec, net)
+        self._film_channels = dict(self.film_layers)
+        self.train()
+
+    def train(self, mode: bool = True) -> Backbone:
+        super().train(mode)
+        for module in self.modules():
+            if isinstance(module, _FROZEN_TYPES):
+                module.train(False)
+        return self
+
+    def forward(self, frames: Tensor, film: Film | None = None) -> Tensor:
+        """Features of a batch of frames.
+
+        Args:
+            frames: ``[B, 3, S, S]`` uint8 RGB (any strides, e.g. channels-last) or float in [0, 1].
+            film: ``{layer name: (gamma [C], beta [C])}``; each named norm layer outputs ``gamma * norm(x) + beta``.
+                None, or layers left out, are not adapted.
+
+        Returns:
+            ``[B, feature_dim]`` features.
+        """
+        x = self._normalize(frames)
+        if not film:
+            return self.net(x)
+        return torch.func.functional_call(self.net, self._film_params(film), (x,))
+
+    def _normalize(self, frames: Tensor) -> Tensor:
+        if frames.ndim != 4 or frames.shape[1] != 3:
+            raise ValueError(f"{self.spec.name} expects frames [B, 3, S, S], got {list(frames.shape)}")
+        height, width = frames.shape[-2:]
+        if self.spec.fixed_size and (height, width) != (self.frame_size, self.frame_size):
+            raise OrbitLiteError(
+                f"{self.spec.name} was built for {self.frame_size}x{self.frame_size} frames, got {height}x{width}; "
+                f"fix: resize the frames or create the backbone with frame_size={height}"
+            )
+        if min(height, width) < self.spec.min_size:
+            raise OrbitLiteError(f"{self.spec.name} needs frames with {self.spec.size_rule()}, got {height}x{width}")
+        scale = self.input_scale
+        if frames.dtype == torch.uint8:
+            scale = scale / 255.0
+        elif frames.dtype != scale.dtype:
+            frames = frames.to(scale.dtype)
+        # addcmul promotes uint8 to float and keeps the input's memory format: the only copy is the output itself.
+        return torch.addcmul(self.input_shift, frames, scale)
+
+    def _film_params(self, film: Film) -> StateDict:
+        params: StateDict = {}
+        for name, (gamma, beta) in film.items():
+            channels = self._film_channels.get(name)
+            if channels is None:
+                raise ValueError(f"{name!r} is not a FiLM layer of {self.spec.name}; see Backbone.film_layers")
+            if gamma.shape != (channels,) or beta.shape != (channels,):
+                raise ValueError(f"FiLM for {name!r} needs gamma, beta of shape [{channels}]")
+            norm = self.net.get_submodule(name)
+            # gamma * (w * xhat + b) + beta == (gamma * w) * xhat + (gamma * b + beta): gradients reach gamma, beta
+            # and the layer's own weight and bias; gamma=1, beta=0 reproduces w and b bit for bit.
+            params[f"{name}.weight"] = gamma * norm.weight
+            params[f"{name}.bias"] = gamma * norm.bias + beta
+        return params
+
+
+def _find_film_layers(spec: BackboneSpec, net: nn.Module) -> list[tuple[str, int]]:
+    """Sorted ``(name, channels)``; sorted because FiLM generators and checkpoints are matched by this order."""
+    if spec.film_select is not None:
+        names = spec.film_select(net)
+    else:
+        names = [name for name, module in net.named_modules() if isinstance(module, spec.film_norm_types)]
+    layers = []
+    for name in sorted(names):
+        module = net.get_submodule(name)
+        if not isinstance(module, spec.film_norm_types) or module.weight is None or module.bias is None:
+            raise TypeError(f"{spec.name}: FiLM layer {name!r} is not an affine {spec.film_norm_types} module")
+        layers.append((name, module.weight.shape[0]))
+    return layers
+
+
+def create_backbone(name: str, weights: str = "none", frame_size: int = 224) -> Backbone:
+    """Build a registered backbone.
+
+    Args:
+        name: a name from :func:`available_backbones`.
+        weights: "none" (random init), "imagenet" (torchvision's weights, downloaded into torch.hub's cache), or a
+            path to a ``torch.save``-d state_dict of the torchvision model or of a :class:`Backbone`.
+        frame_size: frame side S the backbone will see.
+
+    Raises:
+        OrbitLiteError: unknown name, unsuitable frame size, or weights that cannot be fetched, read or matched.
+    """
+    spec = BACKBONES.get(name)
+    if spec is None:
+        raise OrbitLiteError(f"unknown backbone {name!r}; fix: use one of {', '.join(available_backbones())}")
+    if frame_size < spec.min_size or frame_size % spec.size_multiple:
+        raise OrbitLiteError(
+            f"{name} cannot take frame size {frame_size}: it needs {spec.size_rule()}; fix: set data.frame_size"
+        )
+    if weights == "imagenet" and spec.weights is None:
+        raise OrbitLiteError(
+            f"{name} has no pretrained weights; fix: use model.weights=none or a path to a weights file"
+        )
+    net = spec.builder(frame_size)
+    if weights == "imagenet":
+        _load_state(spec, net, _download(spec), f"ImageNet weights {spec.weights}")
+    elif weights != "none":
+        _load_state(spec, net, _read_file(spec, Path(weights)), f"weights file {weights}")
+    return Backbone(spec, net, frame_size)
+
+
+def _download(spec: BackboneSpec) -> StateDict:
+    url = spec.weights.url
+    checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
+    _log.info("loading %s from %s (cached in %s)", spec.weights, url, checkpoints)
+    try:
+        # torch.hub prints a "Downloading" line; library code logs instead (above), so it is swallowed here.
+        # load_state_dict_from_url is looked up at call time so that tests can stand in for the network.
+        with contextlib.redirect_stdout(io.StringIO()):
+            return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False, check_hash=True)
+    except (OSError, RuntimeError) as exc:  # URLError/HTTPError are OSErrors; RuntimeError: bad hash or file
+        reason = " ".join(str(exc).split())
+        raise OrbitLiteError(
+            f"no internet to download {spec.weights} ({url}): {reason}; fix: download the file on a machine with "
+            f"internet and pass its path as the weights (e.g. --set model.weights=/path/{url.rsplit('/', 1)[-1]}), "
+            f"or place it in {checkpoints}"
+        ) from None
+
+
+def _read_file(spec: BackboneSpec, path: Path) -> StateDict:
+    if not path.is_file():
+        raise OrbitLiteError(
+            f"weights file {path} does not exist; fix: pass an existing file, 'imagenet' or 'none' as model.weights"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise OrbitLiteError(
+            f"cannot read weights file {path}: {reason}; fix: pass a file saved by torch.save"
+        ) from None
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise OrbitLiteError(
+            f"weights file {path} holds no state_dict (a dict of tensors); fix: save model.state_dict() with torch.save"
+        )
+    return state
+
+
+def _load_state(spec: BackboneSpec, net: nn.Module, state: StateDict, source: str) -> None:
+    """Load a torchvision-style or Backbone-style state_dict into ``net``; any mismatch is a user error."""
+    if state and all(key.startswith("net.") for key in state):
+        state = {key.removeprefix("net."): value for key, value in state.items()}
+    if spec.head is not None:
+        state = {key: value for key, value in state.items() if not key.startswith(f"{spec.head}.")}
+    if spec.adapt_state is not None:
+        state = spec.adapt_state(state, net)
+    fix = f"fix: pass a state_dict saved from {spec.name} (the torchvision model or an orbit-lite Backbone)"
+    try:
+        result = net.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches raise even when strict=False
+        reason = " ".join(str(exc).split())[:300]
+        raise OrbitLiteError(f"{source} does not fit {spec.name}: {reason}; {fix}") from None
+    if result.missing_keys or result.unexpected_keys:
+        raise OrbitLiteError(
+            f"{source} does not match {spec.name}: {len(result.missing_keys)} missing keys {result.missing_keys[:3]}, "
+            f"{len(result.unexpected_keys)} unexpected keys {result.unexpected_keys[:3]}; {fix}"
+        )

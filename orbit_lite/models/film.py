@@ -1,0 +1,51 @@
+"""FiLM: per-channel scales and shifts of a backbone's norm layers, generated from the task embedding.
+
+For each adapted layer with C channels, two small networks map the task embedding z to ``g_gamma(z)`` and
+``g_beta(z)`` (Linear -> LayerNorm -> ReLU -> Linear), and two learned vectors ``r_gamma``, ``r_beta`` (initialised
+N(0, 0.001^2)) gate them: ``gamma = 1 + g_gamma(z) * r_gamma``, ``beta = g_beta(z) * r_beta``. FiLM therefore starts
+at the identity, and the regularizer ``sum ||r||^2`` keeps it near there (spec/lite.md 3.4).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _dense(embed: int, out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(embed, embed), nn.LayerNorm(embed), nn.ReLU(inplace=True), nn.Linear(embed, out))
+
+
+class FilmGenerator(nn.Module):
+    """Task embedding ``[E]`` -> ``{layer: (gamma [C], beta [C])}`` for the backbone's FiLM layers.
+
+    Args:
+        layers: ``(name, channels)`` of the adapted norm layers, in the backbone's (sorted) order.
+        embed_dim: size of the task embedding.
+        init_std: standard deviation of the initial gates ``r``.
+    """
+
+    def __init__(self, layers: list[tuple[str, int]], embed_dim: int = 64, init_std: float = 1e-3) -> None:
+        super().__init__()
+        self.names = [name for name, _ in layers]
+        keys = [name.replace(".", "_") for name in self.names]  # ModuleDict keys cannot contain dots
+        self.gamma = nn.ModuleDict({k: _dense(embed_dim, c) for k, (_, c) in zip(keys, layers, strict=True)})
+        self.beta = nn.ModuleDict({k: _dense(embed_dim, c) for k, (_, c) in zip(keys, layers, strict=True)})
+        self.r_gamma = nn.ParameterDict(
+            {k: nn.Parameter(torch.randn(c) * init_std) for k, (_, c) in zip(keys, layers, strict=True)}
+        )
+        self.r_beta = nn.ParameterDict(
+            {k: nn.Parameter(torch.randn(c) * init_std) for k, (_, c) in zip(keys, layers, strict=True)}
+        )
+        self._keys = keys
+
+    def forward(self, z: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        return {
+            name: (1.0 + self.gamma[k](z) * self.r_gamma[k], self.beta[k](z) * self.r_beta[k])
+            for name, k in zip(self.names, self._keys, strict=True)
+        }
+
+    def regularizer(self) -> torch.Tensor:
+        """``sum ||r||^2`` over every gate vector."""
+        gates = list(self.r_gamma.values()) + list(self.r_beta.values())
+        return torch.stack([g.pow(2).sum() for g in gates]).sum()
