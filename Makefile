@@ -14,9 +14,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
+# The main job on the embedded synthetic dataset: generate it (once), summarize it, meta-train the CPU demo recipe.
 demo: $(VENV)/.installed
 	@test -d $(DEMO_DIR)/data || $(BIN)/orbit-lite data synth $(DEMO_DIR)/data --preset demo --seed 0
 	$(BIN)/orbit-lite data summarize $(DEMO_DIR)/data
+	rm -rf $(DEMO_DIR)/train
+	$(BIN)/orbit-lite train --data $(DEMO_DIR)/data --config configs/cpu_demo.yaml --out $(DEMO_DIR)/train
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check orbit_lite tests benchmarks

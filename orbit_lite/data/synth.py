@@ -140,17 +140,23 @@ def _place(canvas: np.ndarray, sprite: np.ndarray, cx: float, cy: float, size: f
 
 
 def _background(rng: np.random.Generator, side: int, busy: bool) -> np.ndarray:
-    """A surface: a gradient plus low-frequency noise, with random rectangles (furniture) when ``busy``."""
-    c0, c1 = rng.uniform(60, 200, 3), rng.uniform(60, 200, 3)
+    """A muted surface (grey with a slight tint, a gradient and soft noise); with ``busy``, muted furniture too.
+
+    Backgrounds are low in saturation and contrast next to the objects, as a table or floor is next to the things a
+    person films, so a recognizer can learn to look at the object rather than memorize each video's backdrop.
+    """
+    grey = rng.uniform(95, 165)
+    c0, c1 = grey + rng.uniform(-14, 14, 3), grey + rng.uniform(-14, 14, 3)
     t = np.linspace(0, 1, side, dtype=np.float32)[:, None, None]
     bg = np.broadcast_to(c0 * (1 - t) + c1 * t, (side, side, 3)).astype(np.float32)
-    noise = cv2.resize(rng.normal(0, 12, (8, 8, 3)).astype(np.float32), (side, side), interpolation=cv2.INTER_CUBIC)
+    noise = cv2.resize(rng.normal(0, 6, (8, 8, 3)).astype(np.float32), (side, side), interpolation=cv2.INTER_CUBIC)
     bg = bg + noise
     if busy:
         for _ in range(int(rng.integers(3, 7))):
             x0, y0 = rng.integers(0, side, 2)
             w, h = rng.integers(side // 8, side // 2, 2)
-            cv2.rectangle(bg, (int(x0), int(y0)), (int(x0 + w), int(y0 + h)), rng.uniform(40, 220, 3).tolist(), -1)
+            shade = (rng.uniform(70, 190) + rng.uniform(-12, 12, 3)).tolist()
+            cv2.rectangle(bg, (int(x0), int(y0)), (int(x0 + w), int(y0 + h)), shade, -1)
     return bg
 
 
@@ -169,7 +175,7 @@ def render_clean(look: ObjectLook, rng: np.random.Generator, n: int, side: int) 
     """Frames ``[side, side, 3]`` uint8 RGB of a clean video, with their annotation dicts."""
     sprite = _sprite(look, _SPRITE)
     bg = _background(rng, side, busy=False)
-    phase, scale, spin = rng.uniform(0, 2 * np.pi, 2), rng.uniform(0.45, 0.65), rng.uniform(-40, 40)
+    phase, scale, spin = rng.uniform(0, 2 * np.pi, 2), rng.uniform(0.5, 0.7), rng.uniform(-40, 40)
     absent = int(rng.integers(0, max(1, n // 10) + 1))  # the first frames, before the camera finds the object
     for t in range(n):
         frame = bg.copy()
@@ -193,28 +199,32 @@ def render_clean(look: ObjectLook, rng: np.random.Generator, n: int, side: int) 
 def render_clutter(
     look: ObjectLook, others: list[ObjectLook], rng: np.random.Generator, n: int, side: int
 ) -> Iterator[tuple[np.ndarray, dict]]:
-    """Frames of a clutter video: the object among distractors on a wide scene the camera pans across."""
-    width = side * 2  # the scene is twice as wide as the view; the pan leaves the object out of view at times
+    """Frames of a clutter video: the object among the user's other objects on a wide scene.
+
+    The camera sways around the object (drawn last, in front of the distractors, as the thing being filmed); a wide
+    sway takes it out of view for some frames.
+    """
+    width = side * 3
     scene = _background(rng, width, busy=True)[:side]
-    items = [(look, rng.uniform(0.2, 0.8) * width)]
+    x = width / 2
     picks = rng.permutation(len(others))[: int(rng.integers(2, 5))] if others else []
-    items += [(others[i], rng.uniform(0.05, 0.95) * width) for i in picks]
-    placed = [
-        (_sprite(lk, _SPRITE), x, side * rng.uniform(0.3, 0.7), side * rng.uniform(0.25, 0.38), rng.uniform(-30, 30))
-        for lk, x in items
-    ]
-    pan0, pan1 = rng.uniform(0, width - side, 2)
+    distractors = [
+        (_sprite(others[i], _SPRITE), rng.uniform(0.1, 0.9) * width, side * rng.uniform(0.2, 0.8),
+         side * rng.uniform(0.2, 0.32), rng.uniform(-30, 30))
+        for i in picks
+    ]  # fmt: skip
+    target = (_sprite(look, _SPRITE), x, side * rng.uniform(0.35, 0.65), side * rng.uniform(0.35, 0.5), 0.0)
+    sway, phase = side * rng.uniform(0.15, 0.85), rng.uniform(0, 2 * np.pi)
     for t in range(n):
-        offset = pan0 + (pan1 - pan0) * (0.5 - 0.5 * np.cos(np.pi * t / max(n - 1, 1)))
+        offset = x - side / 2 + sway * np.sin(2 * np.pi * t / max(n, 1) + phase)
         frame = scene[:, int(offset) : int(offset) + side].copy()
-        visible = 0.0
-        for i, (sprite, x, y, size, angle) in enumerate(placed):
-            frac = _place(frame, sprite, x - offset, y, size, angle + t)
-            if i == 0:
-                visible, target = frac, (x - offset, y, size)
+        for sprite, sx, sy, size, angle in distractors:
+            _place(frame, sprite, sx - offset, sy, size, angle + t)
+        sprite, sx, sy, size, _ = target
+        visible = _place(frame, sprite, sx - offset, sy, size, 0.5 * t)
         present = visible >= 0.25
         note = {
-            "object_bounding_box": _box(*target, side) if present else None,
+            "object_bounding_box": _box(sx - offset, sy, size, side) if present else None,
             "object_not_present_issue": not present,
         }
         yield np.clip(frame, 0, 255).astype(np.uint8), note

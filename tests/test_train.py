@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from orbit_lite.checkpoint import load_checkpoint
+from orbit_lite.cli.main import app
+
+runner = CliRunner()
+
+RECIPE = {
+    "data": {"frame_size": 32, "num_workers": 0},
+    "model": {"learner": "protonets", "backbone": "tiny_cnn", "weights": "none"},
+    "lite": {"h": 2, "chunk_size": 8, "query_chunk": 16},
+    "train": {
+        "epochs": 2, "tasks_per_user": 2, "tasks_per_batch": 2, "optimizer": "adamw", "lr": 1e-3,
+        "weight_decay": 0.0, "warmup_epochs": 0, "scheduler": "constant", "val_tasks_per_user": 1, "seed": 0,
+    },
+    "train_sampling": {"subsample_factor": 4, "clip_cap": 10},
+    "test_sampling": {"subsample_factor": 4, "clip_cap": 20},
+}  # fmt: skip
+
+
+@pytest.fixture
+def recipe(tmp_path: Path) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(RECIPE))
+    return path
+
+
+def run_train(data: Path, recipe: Path, out: Path, *extra: str):
+    return runner.invoke(app, ["train", "--data", str(data), "--config", str(recipe), "--out", str(out), *extra])
+
+
+def test_two_epoch_run_writes_config_metrics_and_checkpoints(tiny_frames: Path, recipe: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = run_train(tiny_frames, recipe, out, "--set", "lite.h=3")
+    assert result.exit_code == 0, result.output
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["lite"]["h"] == 3 and resolved["model"]["backbone"] == "tiny_cnn"
+    assert resolved["test_sampling"]["way_method"] == "max"  # defaults are filled in
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["type"] == "train"]
+    validation = [r for r in records if r["type"] == "validation"]
+    assert [r["epoch"] for r in validation] == [0, 1]
+    assert all(0 <= r["frame_accuracy"] <= 1 and r["videos"] > 0 for r in validation)
+    assert train and all(r["loss"] > 0 and r["lr"] == pytest.approx(1e-3) for r in train)
+    assert train[-1]["step"] == 4  # 2 users x 2 tasks per epoch / 2 tasks per step x 2 epochs
+    last = load_checkpoint(out / "checkpoints" / "last.pt", "training")
+    best = load_checkpoint(out / "checkpoints" / "best.pt", "training")
+    assert last["progress"]["epoch"] == 2 and last["progress"]["step"] == 4
+    assert best["progress"]["best"] == max(r["frame_accuracy"] for r in validation)
+    assert not list((out / "checkpoints").glob("*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_resumed_run_ends_with_the_same_weights(tiny_frames: Path, recipe: Path, tmp_path: Path) -> None:
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert run_train(tiny_frames, recipe, whole).exit_code == 0
+    assert run_train(tiny_frames, recipe, split, "--set", "train.epochs=1").exit_code == 0
+    result = run_train(tiny_frames, recipe, split, "--resume", "--set", "train.epochs=2")
+    assert result.exit_code == 0, result.output
+    a = load_checkpoint(whole / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(split / "checkpoints" / "last.pt")["model"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+    def losses(run: Path) -> list[float]:
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        return [json.loads(line)["loss"] for line in lines if json.loads(line)["type"] == "train"]
+
+    assert losses(whole) == losses(split)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.backbone=resnet99", "unknown backbone 'resnet99'"),
+        ("model.learner=maml", "unknown learner 'maml'; available: protonets"),
+        ("model.bogus=1", "unknown key config.model.bogus; valid keys:"),
+        ("lite.h=0", "lite.h must be >= 1"),
+        ("train.optimizer=sgd", "train.optimizer='sgd' is not one of: adam, adamw"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(
+    tiny_frames: Path, recipe: Path, tmp_path: Path, override: str, message: str
+) -> None:
+    out = tmp_path / "run"
+    result = run_train(tiny_frames, recipe, out, "--set", override)
+    assert result.exit_code == 1
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (out / "checkpoints").exists()
+
+
+def test_data_without_training_users(tiny_frames: Path, recipe: Path, tmp_path: Path) -> None:
+    only_test = tmp_path / "only_test"
+    shutil.copytree(tiny_frames / "test", only_test / "test")
+    result = run_train(only_test, recipe, tmp_path / "run")
+    assert result.exit_code == 1 and "no training users" in result.stderr
+
+
+def test_existing_run_needs_resume_and_resume_needs_a_run(tiny_frames: Path, recipe: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    missing = run_train(tiny_frames, recipe, out, "--resume")
+    assert missing.exit_code == 1 and "nothing to resume" in missing.stderr
+    assert run_train(tiny_frames, recipe, out, "--set", "train.epochs=1").exit_code == 0
+    again = run_train(tiny_frames, recipe, out)
+    assert again.exit_code == 1 and "already holds a training run" in again.stderr
+    other = run_train(tiny_frames, recipe, out, "--resume", "--set", "model.learner=simple_cnaps")
+    assert other.exit_code == 1 and "different model (model.learner='protonets'" in other.stderr
+
+
+def test_a_single_object_user_is_skipped_with_a_warning(
+    tiny_frames: Path, recipe: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = Path(shutil.copytree(tiny_frames, tmp_path / "data"))
+    lonely = sorted((data / "train").iterdir())[0]
+    for obj in sorted(lonely.iterdir())[1:]:
+        shutil.rmtree(obj)
+    result = run_train(data, recipe, tmp_path / "run", "--set", "train.epochs=1")
+    assert result.exit_code == 0, result.output
+    assert f"user {lonely.name} has fewer than two objects" in caplog.text
