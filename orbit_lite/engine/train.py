@@ -23,7 +23,7 @@ import yaml
 
 from orbit_lite.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from orbit_lite.config import Config, TrainConfig, from_dict, to_dict
-from orbit_lite.data.layout import index_benchmark
+from orbit_lite.data.layout import DatasetIndex, index_benchmark
 from orbit_lite.data.tasks import UserTaskDataset, task_loader
 from orbit_lite.engine.validate import validate
 from orbit_lite.errors import OrbitLiteError
@@ -144,7 +144,7 @@ class _Run:
         return self.metrics.stat().st_size if self.metrics.exists() else 0
 
 
-def _prepare(cfg: Config, data_root: Path, run: _Run, resume: bool) -> tuple[Config, dict[str, Any] | None]:
+def _prepare(cfg: Config, data_root: Path, run: _Run, resume: bool) -> tuple[DatasetIndex, dict[str, Any] | None]:
     record = None
     if resume:
         if not run.last.exists():
@@ -159,7 +159,7 @@ def _prepare(cfg: Config, data_root: Path, run: _Run, resume: bool) -> tuple[Con
         raise OrbitLiteError(f"{index.root}: no training users under train/; meta-training needs them")
     run.dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run.dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    return cfg, record
+    return index, record
 
 
 def train(
@@ -168,8 +168,7 @@ def train(
     """Meta-train ``cfg.model`` on the training users of ``data_root``, validating on its validation users."""
     monitor = monitor or Monitor()
     run = _Run(Path(run_dir))
-    cfg, record = _prepare(cfg, Path(data_root), run, resume)
-    index = index_benchmark(data_root)
+    index, record = _prepare(cfg, Path(data_root), run, resume)
     tc = cfg.train
     device = select_device(tc.device)
     torch.manual_seed(tc.seed)

@@ -1,0 +1,119 @@
+"""Peak memory and time of one meta-training step, with LITE and with full back-propagation, as the task grows.
+
+Each configuration runs in a fresh subprocess, so one peak never hides another: peak RSS on the CPU
+(``ru_maxrss``), ``torch.cuda.max_memory_allocated`` on a GPU. The step is a real one: a learner from the registry
+with random weights (nothing to download), a task of N context clips and Q query clips of random frames, LITE (or
+not) on the support path, chunked queries, an optimizer step.
+
+    python benchmarks/lite_memory.py --backbone efficientnet_b0 --frame-size 224 --context 50,100,200 --h 8 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def worker(args: argparse.Namespace) -> dict:
+    """One training step in this process; returns its measurements."""
+    from orbit_lite.config import LiteConfig, ModelConfig
+    from orbit_lite.engine.train import select_device
+    from orbit_lite.learners import create_learner
+
+    torch.manual_seed(0)
+    device = select_device(args.device)
+    model = ModelConfig(learner=args.learner, backbone=args.backbone, weights="none")
+    learner = create_learner(model, args.frame_size).to(device)
+    optimizer = torch.optim.Adam([p for p in learner.parameters() if p.requires_grad], lr=1e-5)
+    n, q, s, way = args.n, args.queries, args.frame_size, args.way
+    context = torch.randint(0, 256, (n, 1, 3, s, s), dtype=torch.uint8)
+    query = torch.randint(0, 256, (q, 1, 3, s, s), dtype=torch.uint8)
+    labels, query_labels = torch.arange(n) % way, torch.arange(q) % way
+    lite = LiteConfig(enabled=args.mode == "lite", h=args.h, chunk_size=args.chunk, query_chunk=args.query_chunk)
+    before = _rss_mb()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    learner.train_task(context, labels, query, query_labels, way, lite, torch.Generator().manual_seed(0))
+    optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return {
+        "mode": args.mode, "n": n, "peak_mb": round(peak, 1), "rss_before_step_mb": round(before, 1),
+        "seconds": round(seconds, 2), "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+    }  # fmt: skip
+
+
+def run_one(args: argparse.Namespace, mode: str, n: int) -> dict:
+    command = [sys.executable, __file__, "--worker", "--mode", mode, "--n", str(n)]
+    for key in ("backbone", "learner", "frame_size", "h", "queries", "way", "chunk", "query_chunk", "device"):
+        command += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["killed (out of memory?)"])[-1]
+        return {"mode": mode, "n": n, "error": f"exit {done.returncode}: {tail}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="efficientnet_b0")
+    parser.add_argument("--learner", default="protonets")
+    parser.add_argument("--frame-size", type=int, default=224)
+    parser.add_argument("--context", default="50,100,200", help="comma-separated context sizes N (clips)")
+    parser.add_argument("--h", type=int, default=8, help="LITE: context clips back-propagated")
+    parser.add_argument("--queries", type=int, default=16)
+    parser.add_argument("--query-chunk", type=int, default=8)
+    parser.add_argument("--chunk", type=int, default=32, help="clips per no-grad chunk")
+    parser.add_argument("--way", type=int, default=5)
+    parser.add_argument("--modes", default="lite,full")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", action="store_true", help="print only the JSON result")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="lite", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, default=50, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return
+    sizes = [int(x) for x in args.context.split(",")]
+    results = []
+    for mode in args.modes.split(","):
+        for n in sizes:
+            results.append(run_one(args, mode, n))
+            if not args.json:
+                print(json.dumps(results[-1]), file=sys.stderr)
+    peak = {(r["mode"], r["n"]): r.get("peak_mb") for r in results}
+    lo, hi = min(sizes), max(sizes)
+    summary = {
+        "backbone": args.backbone, "learner": args.learner, "frame_size": args.frame_size, "h": args.h,
+        "queries": args.queries, "query_chunk": args.query_chunk, "results": results,
+    }  # fmt: skip
+    if peak.get(("lite", lo)) and peak.get(("lite", hi)):
+        summary[f"lite_peak_ratio_{hi}_over_{lo}"] = round(peak[("lite", hi)] / peak[("lite", lo)], 3)
+    if peak.get(("full", hi)) and peak.get(("lite", hi)):
+        summary[f"full_over_lite_peak_at_{hi}"] = round(peak[("full", hi)] / peak[("lite", hi)], 3)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
