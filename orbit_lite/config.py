@@ -173,6 +173,7 @@ class TrainConfig:
     bf16: bool = False
     device: str = "auto"
     log_every: int = 1  # optimizer steps between metrics.jsonl lines
+    checkpoint_every: int = 0  # optimizer steps between mid-epoch saves of last.pt; 0: at the end of epochs only
 
     def __post_init__(self) -> None:
         _choice("train.optimizer", self.optimizer, ("adam", "adamw"))

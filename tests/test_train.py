@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 
 from orbit_lite.checkpoint import load_checkpoint
 from orbit_lite.cli.main import app
+from orbit_lite.config import Config, from_dict
+from orbit_lite.engine.train import Monitor, train
 
 runner = CliRunner()
 
@@ -126,3 +128,36 @@ def test_a_single_object_user_is_skipped_with_a_warning(
     result = run_train(data, recipe, tmp_path / "run", "--set", "train.epochs=1")
     assert result.exit_code == 0, result.output
     assert f"user {lonely.name} has fewer than two objects" in caplog.text
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _StopAfter(Monitor):
+    def __init__(self, tasks: int) -> None:
+        self.left = tasks
+
+    def task_done(self, loss: float, accuracy: float, memory_mb: float) -> None:
+        self.left -= 1
+        if self.left == 0:
+            raise _Interrupt
+
+
+def test_resume_from_the_middle_of_an_epoch(tiny_frames: Path, tmp_path: Path) -> None:
+    # Stop a run after 3 of an epoch's 4 tasks (a checkpoint was saved after each optimizer step), resume it, and
+    # compare with an uninterrupted run: same weights, same logged losses.
+    cfg = from_dict(Config, {**RECIPE, "train": {**RECIPE["train"], "tasks_per_batch": 1, "checkpoint_every": 1}})
+    train(cfg, tiny_frames, tmp_path / "whole")
+    with pytest.raises(_Interrupt):
+        train(cfg, tiny_frames, tmp_path / "split", monitor=_StopAfter(7))
+    assert load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")["progress"]["position"] == 2
+    train(cfg, tiny_frames, tmp_path / "split", resume=True)
+    a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    whole = (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()
+    split = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["loss"] for x in whole if '"train"' in x] == [
+        json.loads(x)["loss"] for x in split if '"train"' in x
+    ]

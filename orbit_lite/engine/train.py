@@ -162,6 +162,96 @@ def _prepare(cfg: Config, data_root: Path, run: _Run, resume: bool) -> tuple[Dat
     return index, record
 
 
+class _Loop:
+    """The state of one training run: networks, optimizer, counters, and where it writes."""
+
+    def __init__(self, cfg: Config, run: _Run, index: DatasetIndex, record: dict | None, monitor: Monitor) -> None:
+        self.cfg, self.run, self.monitor = cfg, run, monitor
+        tc = cfg.train
+        self.device = select_device(tc.device)
+        torch.manual_seed(tc.seed)
+        self.learner = create_learner(cfg.model, cfg.data.frame_size).to(self.device)
+        self.learner.bf16 = tc.bf16
+        self.optimizer = build_optimizer(self.learner, tc)
+        self.progress: dict[str, Any] = {"epoch": 0, "position": 0, "step": 0, "best": None, "metrics_bytes": 0}
+        if record is not None:
+            self.learner.load_state_dict(record["model"])
+            self.optimizer.load_state_dict(record["optimizer"])
+            self.progress = dict(record["progress"])
+        self.dataset = UserTaskDataset(index.users("train"), cfg.train_sampling, cfg.data, train=True,
+                                       tasks_per_user=tc.tasks_per_user, seed=tc.seed)  # fmt: skip
+        self.loader = task_loader(self.dataset, shuffle=True, num_workers=cfg.data.num_workers, seed=tc.seed)
+        self.val_users = index.splits.get("validation", ())
+        if not self.val_users:
+            log.warning("no validation users in %s: best.pt will follow the last epoch", index.root)
+
+    def save(self, path: Path) -> None:
+        self.progress["metrics_bytes"] = self.run.metrics_size()
+        payload = {"config": to_dict(self.cfg), "model": self.learner.state_dict(),
+                   "optimizer": self.optimizer.state_dict(), "progress": self.progress}  # fmt: skip
+        save_checkpoint(path, payload, "training")
+
+    def step(self, epoch: int, window: list[tuple[float, float]], started: float) -> bool:
+        """One optimizer step; returns whether the window of task stats was logged (and should restart)."""
+        tc = self.cfg.train
+        if tc.grad_clip > 0:
+            params = [p for p in self.learner.parameters() if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.progress["step"] += 1
+        logged = bool(window) and self.progress["step"] % tc.log_every == 0
+        if logged:
+            self.run.log(_train_record(epoch, self.progress["step"], window, self.optimizer, started, self.device))
+        if tc.checkpoint_every and self.progress["step"] % tc.checkpoint_every == 0:
+            self.save(self.run.last)  # at a step boundary nothing is pending: a resume from here is exact
+        return logged
+
+    def epoch(self, epoch: int) -> None:
+        tc, learner = self.cfg.train, self.learner
+        _set_lr(self.optimizer, learning_rate(epoch, tc))
+        self.loader.sampler.set_epoch(epoch, self.progress["position"])
+        self.monitor.start_epoch(epoch, tc.epochs, len(self.loader.sampler))
+        window: list[tuple[float, float]] = []
+        pending, started = 0, time.perf_counter()
+        for task in self.loader:
+            self.progress["position"] += 1
+            if task is None:
+                continue
+            stats = learner.train_task(
+                task.context_clips, task.context_labels, task.target_clips, task.target_labels, task.way,
+                self.cfg.lite, _task_generator(tc.seed, task.key), loss_weight=1.0 / tc.tasks_per_batch,
+            )  # fmt: skip
+            window.append((stats.loss, stats.accuracy))
+            self.monitor.task_done(stats.loss, stats.accuracy, _memory_mb(self.device))
+            pending += 1
+            if pending == tc.tasks_per_batch:
+                pending = 0
+                if self.step(epoch, window, started):
+                    window, started = [], time.perf_counter()
+        if pending and self.step(epoch, window, started):  # the epoch's last, partial batch of tasks
+            window = []
+        if window:
+            self.run.log(_train_record(epoch, self.progress["step"], window, self.optimizer, started, self.device))
+        self.progress.update(epoch=epoch + 1, position=0)
+
+    def validate_and_save(self, epoch: int) -> dict[str, Any]:
+        tc = self.cfg.train
+        record: dict[str, Any] = {"type": "epoch", "epoch": epoch, "step": self.progress["step"]}
+        if self.val_users and ((epoch + 1) % tc.val_every == 0 or epoch + 1 == tc.epochs):
+            result = validate(self.learner, self.val_users, self.cfg.test_sampling, self.cfg.data, self.cfg.lite,
+                              tc.val_tasks_per_user, tc.seed + 1)  # fmt: skip
+            self.run.log({"type": "validation", "epoch": epoch, "step": self.progress["step"], **result})
+            record.update(result)
+            if self.progress["best"] is None or result["frame_accuracy"] > self.progress["best"]:
+                self.progress["best"] = result["frame_accuracy"]
+                self.save(self.run.best)
+        elif not self.val_users:
+            self.save(self.run.best)
+        self.save(self.run.last)
+        return record
+
+
 def train(
     cfg: Config, data_root: Path | str, run_dir: Path | str, resume: bool = False, monitor: Monitor | None = None
 ) -> TrainReport:
@@ -169,82 +259,15 @@ def train(
     monitor = monitor or Monitor()
     run = _Run(Path(run_dir))
     index, record = _prepare(cfg, Path(data_root), run, resume)
-    tc = cfg.train
-    device = select_device(tc.device)
-    torch.manual_seed(tc.seed)
-    learner = create_learner(cfg.model, cfg.data.frame_size).to(device)
-    learner.bf16 = tc.bf16
-    optimizer = build_optimizer(learner, tc)
-    progress = {"epoch": 0, "position": 0, "step": 0, "best": None, "metrics_bytes": 0}
-    if record is not None:
-        learner.load_state_dict(record["model"])
-        optimizer.load_state_dict(record["optimizer"])
-        progress = dict(record["progress"])
-    dataset = UserTaskDataset(index.users("train"), cfg.train_sampling, cfg.data, train=True,
-                              tasks_per_user=tc.tasks_per_user, seed=tc.seed)  # fmt: skip
-    loader = task_loader(dataset, shuffle=True, num_workers=cfg.data.num_workers, seed=tc.seed)
-    val_users = index.splits.get("validation", ())
-    if not val_users:
-        log.warning("no validation users in %s: best.pt will follow the last epoch", index.root)
-
-    def save(path: Path) -> None:
-        progress["metrics_bytes"] = run.metrics_size()
-        payload = {"config": to_dict(cfg), "model": learner.state_dict(), "optimizer": optimizer.state_dict(),
-                   "progress": progress}  # fmt: skip
-        save_checkpoint(path, payload, "training")
-
+    loop = _Loop(cfg, run, index, record, monitor)
+    loop.learner.train()
     validation = None
-    learner.train()
-    for epoch in range(progress["epoch"], tc.epochs):
-        _set_lr(optimizer, learning_rate(epoch, tc))
-        loader.sampler.set_epoch(epoch, progress["position"])
-        monitor.start_epoch(epoch, tc.epochs, len(dataset))
-        window: list[tuple[float, float]] = []
-        pending, started = 0, time.perf_counter()
-        for task in loader:
-            progress["position"] += 1
-            if task is None:
-                continue
-            stats = learner.train_task(
-                task.context_clips, task.context_labels, task.target_clips, task.target_labels, task.way,
-                cfg.lite, _task_generator(tc.seed, task.key), loss_weight=1.0 / tc.tasks_per_batch,
-            )  # fmt: skip
-            window.append((stats.loss, stats.accuracy))
-            monitor.task_done(stats.loss, stats.accuracy, _memory_mb(device))
-            pending += 1
-            if pending == tc.tasks_per_batch:
-                _step(learner, optimizer, tc)
-                pending, progress["step"] = 0, progress["step"] + 1
-                if progress["step"] % tc.log_every == 0:
-                    run.log(_train_record(epoch, progress["step"], window, optimizer, started, device))
-                    window, started = [], time.perf_counter()
-        if pending:  # the epoch's last, partial batch of tasks
-            _step(learner, optimizer, tc)
-            progress["step"] += 1
-        if window:
-            run.log(_train_record(epoch, progress["step"], window, optimizer, started, device))
-        progress.update(epoch=epoch + 1, position=0)
-        record_epoch: dict[str, Any] = {"type": "epoch", "epoch": epoch, "step": progress["step"]}
-        if val_users and ((epoch + 1) % tc.val_every == 0 or epoch + 1 == tc.epochs):
-            validation = validate(learner, val_users, cfg.test_sampling, cfg.data, cfg.lite,
-                                  tc.val_tasks_per_user, tc.seed + 1)  # fmt: skip
-            run.log({"type": "validation", "epoch": epoch, "step": progress["step"], **validation})
-            record_epoch.update(validation)
-            if progress["best"] is None or validation["frame_accuracy"] > progress["best"]:
-                progress["best"] = validation["frame_accuracy"]
-                save(run.best)
-        elif not val_users:
-            save(run.best)
-        save(run.last)
+    for epoch in range(loop.progress["epoch"], cfg.train.epochs):
+        loop.epoch(epoch)
+        record_epoch = loop.validate_and_save(epoch)
+        validation = {k: record_epoch[k] for k in ("frame_accuracy", "ci95", "videos", "chance") if k in record_epoch}
         monitor.end_epoch(record_epoch)
-    return TrainReport(run.dir, tc.epochs, progress["step"], progress["best"], validation)
-
-
-def _step(learner: FewShotLearner, optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> None:
-    if cfg.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_([p for p in learner.parameters() if p.grad is not None], cfg.grad_clip)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    return TrainReport(run.dir, cfg.train.epochs, loop.progress["step"], loop.progress["best"], validation or None)
 
 
 def _train_record(epoch: int, step: int, window: list, optimizer: torch.optim.Optimizer, started: float,
