@@ -141,3 +141,17 @@ def test_unknown_user_lists_the_available_ones(tiny_frames: Path) -> None:
     index = index_tree(tiny_frames)
     with pytest.raises(OrbitLiteError, match="available: P"):
         index.user("P000")
+
+
+def test_frame_positions_from_names(tmp_path: Path) -> None:
+    v = "P1--keys--clean---x--y"
+    _make_video(tmp_path / "test" / "P1" / "keys" / "clean" / v, v, 4)
+    frames = index_benchmark(tmp_path).user("P1").objects[0].clean[0].frames
+    assert [frames.position_of(frames.name(i)) for i in range(4)] == [0, 1, 2, 3]
+    assert frames.position_of(f"{v}-00009.jpg") is None and frames.position_of("other-00001.jpg") is None
+    renumbered = tmp_path / "me" / "mug" / "clip"
+    renumbered.mkdir(parents=True)
+    for name in ("a.jpg", "b.jpg"):
+        (renumbered / name).write_bytes(b"")
+    irregular = index_user_folder(tmp_path / "me").users()[0].objects[0].clean[0].frames
+    assert irregular.position_of("b.jpg") == 1 and irregular.position_of("c.jpg") is None

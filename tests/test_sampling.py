@@ -114,7 +114,7 @@ def test_random_200_and_random_counts() -> None:
 
 
 @pytest.mark.parametrize("method", CLIP_METHODS)
-def evaluation_sampling_is_deterministic_under_a_seed(method: str) -> None:
+def test_sampling_is_deterministic_under_a_seed(method: str) -> None:
     np.testing.assert_array_equal(sample_clips(900, method, 2, rng(5)), sample_clips(900, method, 2, rng(5)))
     np.testing.assert_array_equal(sample_way(9, "random", 15, rng(5)), sample_way(9, "random", 15, rng(5)))
 

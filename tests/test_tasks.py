@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from orbit_lite.config import DataConfig, evaluation_sampling, training_sampling
+from orbit_lite.data.annotations import expand_filter, valid_frame_positions
 from orbit_lite.data.layout import index_tree
 from orbit_lite.data.plan import plan_task
 from orbit_lite.data.tasks import TaskBuilder, UserTaskDataset, task_loader
@@ -68,10 +69,15 @@ def test_test_targets_drop_absent_frames_and_short_videos(tiny_frames: Path) -> 
         notes = __import__("json").loads(vp.video.annotation_path.read_text())
         for number in vp.frame_numbers:
             assert notes[vp.video.frame_name(int(number))]["object_not_present_issue"] is False
-    # with a 70-frame minimum, clutter videos with fewer present frames leave the query set, not the task
-    strict = TaskBuilder(evaluation_sampling(min_target_frames=70), DATA).plan(user, rng(), train=False)
-    assert strict.object_names == tuple(user.object_names)
-    assert len(strict.target) < len(plan.target) or all(len(v.clips) >= 70 for v in strict.target)
+    # a video with fewer valid frames than the minimum leaves the query set, but its object stays in the task
+    present = expand_filter(["no_object_not_present_issue"])
+    counts = {v.video_id: len(valid_frame_positions(v, present)) for v in user.videos() if v.video_type == "clutter"}
+    assert {p.video.video_id for p in plan.target} == {v for v, n in counts.items() if n >= 50}
+    for minimum in sorted(set(counts.values()) | {max(counts.values()) + 1}):
+        strict = TaskBuilder(evaluation_sampling(min_target_frames=minimum), DATA).plan(user, rng(), train=False)
+        assert strict.object_names == tuple(user.object_names)
+        assert {p.video.video_id for p in strict.target} == {v for v, n in counts.items() if n >= minimum}
+    assert not strict.target  # the last minimum excludes every video
 
 
 def test_clean_clean_split_has_no_overlap(tiny_frames: Path) -> None:
@@ -144,3 +150,12 @@ def test_loader_gives_the_same_tasks_with_and_without_workers(tiny_frames: Path)
     serial, parallel = run(0), run(2)
     assert serial == parallel and len(serial) == 12
     assert serial[:6] != serial[6:]  # each epoch draws afresh
+
+
+def test_history_windows_avoid_corrupt_frames() -> None:
+    from orbit_lite.data.plan import _skip_corrupt
+
+    windows = np.array([[3, 4, 5], [0, 0, 1], [6, 7, 8]])
+    out = _skip_corrupt(windows, np.array([4, 7]))
+    np.testing.assert_array_equal(out, [[3, 5, 5], [0, 0, 1], [6, 8, 8]])
+    assert not np.isin(out, [4, 7]).any()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -11,8 +12,8 @@ from typer.testing import CliRunner
 
 from orbit_lite.checkpoint import load_checkpoint
 from orbit_lite.cli.main import app
-from orbit_lite.config import Config, from_dict
-from orbit_lite.engine.train import Monitor, train
+from orbit_lite.config import Config, TrainConfig, from_dict
+from orbit_lite.engine.train import Monitor, learning_rate, train
 
 runner = CliRunner()
 
@@ -97,7 +98,7 @@ def test_bad_settings_are_one_line_errors(
     result = run_train(tiny_frames, recipe, out, "--set", override)
     assert result.exit_code == 1
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    assert not (out / "checkpoints").exists()
+    assert not out.exists()  # nothing half-written: no run folder, no config.yaml
 
 
 def test_data_without_training_users(tiny_frames: Path, recipe: Path, tmp_path: Path) -> None:
@@ -161,3 +162,15 @@ def test_resume_from_the_middle_of_an_epoch(tiny_frames: Path, tmp_path: Path) -
     assert [json.loads(x)["loss"] for x in whole if '"train"' in x] == [
         json.loads(x)["loss"] for x in split if '"train"' in x
     ]
+
+
+def test_learning_rate_schedule_matches_the_reference() -> None:
+    # spec orbit.md 5: 1.0, 1.8, 2.6, 3.4, 4.2e-6 during warm-up, 5e-6 for epochs 5-13, 2.5e-6 from epoch 14
+    cfg = TrainConfig()
+    lrs = [learning_rate(e, cfg) for e in range(30)]
+    assert lrs[:5] == pytest.approx([1.0e-6, 1.8e-6, 2.6e-6, 3.4e-6, 4.2e-6])
+    assert lrs[5:14] == pytest.approx([5e-6] * 9) and lrs[14:29] == pytest.approx([2.5e-6] * 15)
+    cosine = TrainConfig(scheduler="cosine", warmup_epochs=0, epochs=10, lr=1e-3, min_lr=1e-5)
+    values = [learning_rate(e, cosine) for e in range(10)]
+    assert values[0] == pytest.approx(1e-3) and all(a > b for a, b in itertools.pairwise(values))
+    assert values[-1] > 1e-5

@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from orbit_lite.data.layout import index_tree
-from orbit_lite.data.video import FrameReader, fit_square, probe_frame_count, read_image, read_video_file
+from orbit_lite.data.video import (
+    FrameReader,
+    fit_square,
+    jpeg_side,
+    probe_frame_count,
+    read_image,
+    read_video_file,
+)
 from orbit_lite.errors import CorruptMediaError
 
 
@@ -141,3 +148,26 @@ def test_positions_out_of_range_are_rejected(tiny_frames: Path) -> None:
     video = next(index_tree(tiny_frames).videos())
     with pytest.raises(IndexError):
         FrameReader(32).read(video, [video.num_frames])
+
+
+def test_jpeg_header_gives_the_short_side() -> None:
+    for shape in ((90, 60), (40, 130)):
+        _, data = cv2.imencode(".jpg", np.zeros((*shape, 3), np.uint8))
+        assert jpeg_side(data.tobytes()) == min(shape)
+    _, png = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))
+    assert jpeg_side(png.tobytes()) is None
+
+
+def test_a_frame_decodes_the_same_whatever_was_read_before(tmp_path: Path) -> None:
+    # Large frames decode at a reduced DCT scale; the scale must not depend on the reader's history.
+    folder = tmp_path / "me" / "mug" / "v"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in (1, 2):
+        image = cv2.resize(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8), (200, 200))
+        cv2.imwrite(str(folder / f"v-{i:05d}.jpg"), image)
+    video = index_tree(tmp_path / "me").users()[0].objects[0].clean[0]
+    first = FrameReader(48).read(video, [1])
+    warmed = FrameReader(48)
+    warmed.read(video, [0])
+    torch.testing.assert_close(warmed.read(video, [1]), first, rtol=0, atol=0)

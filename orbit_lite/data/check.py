@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from orbit_lite.data.layout import (
     ANNOTATIONS_DIR,
     SPLITS,
@@ -27,6 +29,7 @@ from orbit_lite.data.video import FrameReader, decode_image_bytes
 from orbit_lite.errors import CorruptMediaError
 
 _PROBE_SIZE = 16  # decode checks only need to know that a frame decodes: decode at the smallest DCT scale
+_VIDEO_CHUNK = 64
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,8 @@ def _check_media(video: Video, reader: FrameReader) -> list[Problem]:
             n = video.num_frames
             if n == 0:
                 return [Problem(video.path, "empty video: no decodable frames")]
-            reader.read(video, [0, n - 1])
+            for start in range(0, n, _VIDEO_CHUNK):  # every frame, a chunk at a time: full-size frames are large
+                reader.read(video, np.arange(start, min(start + _VIDEO_CHUNK, n)))
         except CorruptMediaError as e:
             return [Problem(video.path, e.reason)]
         return []

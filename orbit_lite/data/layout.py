@@ -88,6 +88,18 @@ class FrameFolder:
     def path(self, position: int) -> Path:
         return self.directory / self.name(position)
 
+    def position_of(self, name: str) -> int | None:
+        """0-based position of the frame file ``name``, or None when it is not one of this folder's frames."""
+        if self.names is not None:
+            return self.names.index(name) if name in self.names else None
+        number = parse_frame_number(name)
+        if self.count == 0:
+            return None
+        if number is None or self.name(0).rsplit("-", 1)[0] != name.rsplit("-", 1)[0]:
+            return None
+        position = number - self.first
+        return position if 0 <= position < self.count and self.name(position) == name else None
+
     def frame_numbers(self) -> np.ndarray:
         """1-based frame numbers in temporal order, ``[count]`` int64."""
         if self.numbers is not None:

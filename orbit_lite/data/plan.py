@@ -6,7 +6,7 @@ tested on its own, and the evaluation can take the union of many tasks' frames b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -23,10 +23,11 @@ from orbit_lite.data.sampling import (
 
 @dataclass(frozen=True, eq=False)
 class UsableVideo:
-    """A video with the 0-based positions of its frames that pass the set's filter."""
+    """A video with the 0-based positions of its frames that pass the set's filter (and are not corrupt)."""
 
     video: Video
     valid: np.ndarray  # [V] int64, sorted
+    corrupt: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # positions never to read
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,20 @@ def _test_target_clips(usable: UsableVideo, cfg: SamplingConfig, rng: np.random.
         clip_cap=cfg.clip_cap, subsample_factor=cfg.subsample_factor, frame_cap=cfg.frame_cap,
     )  # fmt: skip
     frames = np.sort(usable.valid[local[:, 0]])
-    return causal_windows(frames, cfg.clip_length)
+    return _skip_corrupt(causal_windows(frames, cfg.clip_length), usable.corrupt)
+
+
+def _skip_corrupt(windows: np.ndarray, corrupt: np.ndarray) -> np.ndarray:
+    """Replace a corrupt history frame by the latest readable frame before it (the window's own frame, valid and
+    therefore readable, is the fallback), so a window never asks for a file known to be broken."""
+    if not len(corrupt):
+        return windows
+    out = windows.copy()
+    for row in range(len(out)):
+        for col in range(out.shape[1] - 2, -1, -1):  # right to left: each slot may lean on the one after it
+            if np.isin(out[row, col], corrupt):
+                out[row, col] = out[row, col + 1]
+    return out
 
 
 def plan_task(

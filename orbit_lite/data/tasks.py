@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from orbit_lite.config import DataConfig, SamplingConfig
 from orbit_lite.data.annotations import expand_filter, valid_frame_positions
-from orbit_lite.data.layout import User, Video, parse_frame_number
+from orbit_lite.data.layout import User, Video
 from orbit_lite.data.plan import CandidateObject, TaskPlan, UsableVideo, VideoPlan, plan_task
 from orbit_lite.data.sampling import clean_clean_split
 from orbit_lite.data.video import FrameReader, as_frames
@@ -127,21 +127,19 @@ class TaskBuilder:
             except CorruptMediaError as e:
                 self._mark_bad(video, e)
                 continue
-            bad = self._bad_frames.get(str(video.path))
-            if bad:
-                valid = valid[~np.isin(valid, list(bad))]
+            corrupt = np.array(sorted(self._bad_frames.get(str(video.path), ())), dtype=np.int64)
+            valid = valid[~np.isin(valid, corrupt)]
             if len(valid) >= min_frames:
-                out.append(UsableVideo(video, valid))
+                out.append(UsableVideo(video, valid, corrupt))
         return tuple(out)
 
     def _mark_bad(self, video: Video, error: CorruptMediaError) -> None:
         """Leave out a corrupt frame (of a frame folder) or a whole corrupt video from now on."""
         failed = Path(str(error.path))
-        number = parse_frame_number(failed.name) if video.frames is not None and failed != video.path else None
-        if number is not None:
+        position = video.frames.position_of(failed.name) if video.frames is not None and failed != video.path else None
+        if position is not None:
             log.warning("skipping corrupt frame %s: %s", failed, error.reason)
-            positions = np.flatnonzero(video.frame_numbers() == number)
-            self._bad_frames.setdefault(str(video.path), set()).update(int(p) for p in positions)
+            self._bad_frames.setdefault(str(video.path), set()).add(position)
         else:
             log.warning("skipping corrupt video %s: %s", video.path, error.reason)
             self.bad_videos[str(video.path)] = error.reason
@@ -193,8 +191,12 @@ class TaskBuilder:
         return as_frames(buffer), torch.from_numpy(labels), ids
 
     def build(self, user: User, rng: np.random.Generator, train: bool) -> Task | None:
-        """Plan and load one task, redrawing without any video that fails to decode; None if no task is possible."""
+        """Plan and load one task, redrawing without any frame or video that fails to decode; None if no task is
+        possible. A redraw restarts ``rng`` from where it was, so it differs from the first draw only by the files
+        left out."""
+        start = rng.bit_generator.state
         for _ in range(_MAX_REDRAWS):
+            rng.bit_generator.state = start
             plan = self.plan(user, rng, train)
             if plan is None:
                 return None

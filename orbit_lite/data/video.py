@@ -53,6 +53,27 @@ def fit_square(image: np.ndarray, size: int, out: np.ndarray | None = None) -> n
     return cv2.resize(image, (size, size), dst=out, interpolation=interp)
 
 
+def jpeg_side(data: bytes) -> int | None:
+    """The short side of a JPEG read from its frame header (SOFn marker), or None when it is not a JPEG."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    i, n = 2, len(data)
+    while i + 9 < n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame: height, width follow
+            height = int.from_bytes(data[i + 5 : i + 7], "big")
+            width = int.from_bytes(data[i + 7 : i + 9], "big")
+            return min(height, width)
+        i += 2 + length
+    return None
+
+
 def _decode_flag(source_side: int | None, size: int) -> int:
     if source_side is not None:
         for k, flag in _REDUCED:
@@ -111,7 +132,7 @@ def as_frames(array: np.ndarray) -> torch.Tensor:
 
 
 class FrameReader:
-    """Decodes frames of indexed videos. Stateless apart from per-video caches (stored size, decord failures).
+    """Decodes frames of indexed videos. Stateless apart from remembering which files decord cannot read.
 
     Args:
         size: output frame side S.
@@ -125,7 +146,6 @@ class FrameReader:
             raise ValueError(f"unknown video backend {backend!r}; expected one of {', '.join(BACKENDS)}")
         self.size = size
         self.backend = backend
-        self._source_side: dict[Path, int] = {}
         self._decord_failed: set[Path] = set()  # files decord cannot read (some frame sizes): go straight to OpenCV
 
     def read(self, video: Video, positions: np.ndarray | list[int]) -> torch.Tensor:
@@ -161,17 +181,14 @@ class FrameReader:
     def _read_folder(self, video: Video, positions: np.ndarray, out: np.ndarray, targets: np.ndarray) -> None:
         frames = video.frames
         assert frames is not None
-        side = self._source_side.get(frames.directory)
         for pos, row in zip(positions, targets, strict=True):
             path = frames.path(int(pos))
             try:
                 data = path.read_bytes()
             except OSError as e:
                 raise CorruptMediaError(path, f"unreadable ({e.strerror or e})") from None
-            image = _decode(data, _decode_flag(side, self.size), path)
-            if side is None:  # the first frame, decoded at full size, tells the stored size; a video's frames share it
-                side = min(image.shape[:2])
-                self._source_side[frames.directory] = side
+            # The scale comes from each file's own header, so a frame decodes the same whatever was read before it.
+            image = _decode(data, _decode_flag(jpeg_side(data), self.size), path)
             fit_square(image, self.size, out[row])
 
     def _read_file(self, path: Path, positions: np.ndarray, out: np.ndarray, targets: np.ndarray) -> None:

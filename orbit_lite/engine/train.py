@@ -70,8 +70,8 @@ def learning_rate(epoch: int, cfg: TrainConfig) -> float:
     """The schedule, per epoch: linear warm-up from ``warmup_lr``, then constant, multi-step or cosine decay."""
     if epoch < cfg.warmup_epochs:
         return cfg.warmup_lr + epoch * (cfg.lr - cfg.warmup_lr) / cfg.warmup_epochs
-    if cfg.scheduler == "multistep":
-        return cfg.lr * cfg.decay_rate ** (epoch // cfg.decay_epochs)
+    if cfg.scheduler == "multistep":  # as the reference's timm scheduler, which is stepped with epoch + 1
+        return cfg.lr * cfg.decay_rate ** ((epoch + 1) // cfg.decay_epochs)
     if cfg.scheduler == "cosine":
         span = max(cfg.epochs - cfg.warmup_epochs, 1)
         return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * (epoch - cfg.warmup_epochs) / span))
@@ -139,6 +139,8 @@ class _Run:
         if self.metrics.exists():
             with open(self.metrics, "r+b") as f:
                 f.truncate(size)
+        else:
+            self.metrics.touch()
 
     def metrics_size(self) -> int:
         return self.metrics.stat().st_size if self.metrics.exists() else 0
@@ -151,14 +153,11 @@ def _prepare(cfg: Config, data_root: Path, run: _Run, resume: bool) -> tuple[Dat
             raise OrbitLiteError(f"{run.dir}: nothing to resume (no checkpoints/last.pt); drop --resume to start")
         record = load_checkpoint(run.last, "training")
         _check_resumable(from_dict(Config, record["config"]), cfg, run.last)
-        run.truncate_metrics(record["progress"]["metrics_bytes"])
     elif run.last.exists():
         raise OrbitLiteError(f"{run.dir} already holds a training run; pass --resume to continue it or use a new --out")
     index = index_benchmark(data_root)
     if not index.splits.get("train"):
         raise OrbitLiteError(f"{index.root}: no training users under train/; meta-training needs them")
-    run.dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run.dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     return index, record
 
 
@@ -243,8 +242,9 @@ class _Loop:
                               tc.val_tasks_per_user, tc.seed + 1)  # fmt: skip
             self.run.log({"type": "validation", "epoch": epoch, "step": self.progress["step"], **result})
             record.update(result)
-            if self.progress["best"] is None or result["frame_accuracy"] > self.progress["best"]:
-                self.progress["best"] = result["frame_accuracy"]
+            score = result["frame_accuracy"]
+            if math.isfinite(score) and (self.progress["best"] is None or score > self.progress["best"]):
+                self.progress["best"] = score
                 self.save(self.run.best)
         elif not self.val_users:
             self.save(self.run.best)
@@ -259,7 +259,10 @@ def train(
     monitor = monitor or Monitor()
     run = _Run(Path(run_dir))
     index, record = _prepare(cfg, Path(data_root), run, resume)
-    loop = _Loop(cfg, run, index, record, monitor)
+    loop = _Loop(cfg, run, index, record, monitor)  # builds the model: a bad setting fails before anything is written
+    run.dir.mkdir(parents=True, exist_ok=True)
+    run.truncate_metrics(record["progress"]["metrics_bytes"] if record else 0)  # drop lines past the checkpoint
+    atomic_write_text(run.dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     loop.learner.train()
     validation = None
     for epoch in range(loop.progress["epoch"], cfg.train.epochs):

@@ -138,7 +138,7 @@ class FewShotLearner(nn.Module):
         generator: torch.Generator | None = None,
         loss_weight: float = 1.0,
     ) -> TaskStats:
-        """Accumulate ``loss_weight *`` (task loss + FiLM regularizer) gradients into ``.grad``; see module doc."""
+        """Accumulate the gradients of ``loss_weight * task loss + FiLM regularizer`` into ``.grad``; see module doc."""
         h = lite.h if lite.enabled else len(context)
         features, film = self._support(context, h, lite.chunk_size, generator)
         state = self.head.fit(features, context_labels.to(self.device), way)
@@ -165,8 +165,8 @@ class FewShotLearner(nn.Module):
                 if leaf.grad is not None:
                     outputs.append(t)
                     grads.append(leaf.grad)
-        if self.film is not None:
-            outputs.append(self.film.regularizer() * (self.film_reg_weight * loss_weight))
+        if self.film is not None:  # once per task, not divided by tasks_per_batch (spec/lite.md 3.6)
+            outputs.append(self.film.regularizer() * self.film_reg_weight)
             grads.append(torch.ones((), device=self.device))
         if outputs:
             torch.autograd.backward(outputs, grads)
