@@ -53,7 +53,7 @@ def time_it(fn, plans) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frame-size", type=int, default=224)
-    parser.add_argument("--tasks", type=int, default=12, help="training tasks to build per format")
+    parser.add_argument("--tasks", type=int, default=24, help="training tasks to build per format")
     parser.add_argument("--preset", default="small")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     args = parser.parse_args()
