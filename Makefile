@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= runs/demo
+# the first synthetic test user, and one of its clutter videos, for the personalize / recognize steps of the demo
+DEMO_USER = $(shell ls $(DEMO_DIR)/data/test 2>/dev/null | head -n 1)
+DEMO_VIDEO = $(shell find "$(DEMO_DIR)/data/test/$(DEMO_USER)" -mindepth 3 -maxdepth 3 -path '*/clutter/*' 2>/dev/null | sort | head -n 1)
 
 .PHONY: demo test lint bench clean
 
@@ -18,8 +21,13 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	@test -d $(DEMO_DIR)/data || $(BIN)/orbit-lite data synth $(DEMO_DIR)/data --preset demo --seed 0
 	$(BIN)/orbit-lite data summarize $(DEMO_DIR)/data
-	rm -rf $(DEMO_DIR)/train
+	rm -rf $(DEMO_DIR)/train $(DEMO_DIR)/eval $(DEMO_DIR)/personal.pt
 	$(BIN)/orbit-lite train --data $(DEMO_DIR)/data --config configs/cpu_demo.yaml --out $(DEMO_DIR)/train
+	$(BIN)/orbit-lite personalize --user $(DEMO_USER) --data $(DEMO_DIR)/data \
+		--checkpoint $(DEMO_DIR)/train/checkpoints/best.pt --out $(DEMO_DIR)/personal.pt
+	$(BIN)/orbit-lite recognize --model $(DEMO_DIR)/personal.pt "$(DEMO_VIDEO)"
+	$(BIN)/orbit-lite evaluate --data $(DEMO_DIR)/data --checkpoint $(DEMO_DIR)/train/checkpoints/best.pt \
+		--out $(DEMO_DIR)/eval
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check orbit_lite tests benchmarks

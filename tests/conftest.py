@@ -27,3 +27,28 @@ def tiny_copy(tiny_frames: Path, tmp_path: Path) -> Path:
     import shutil
 
     return Path(shutil.copytree(tiny_frames, tmp_path / "tree"))
+
+
+TINY_RECIPE = {
+    "data": {"frame_size": 32, "num_workers": 0},
+    "model": {"learner": "protonets", "backbone": "tiny_cnn", "weights": "none"},
+    "lite": {"h": 2, "chunk_size": 8, "query_chunk": 16},
+    "train": {
+        "epochs": 2, "tasks_per_user": 2, "tasks_per_batch": 2, "optimizer": "adamw", "lr": 1e-3,
+        "weight_decay": 0.0, "warmup_epochs": 0, "scheduler": "constant", "val_tasks_per_user": 1, "seed": 0,
+    },
+    "train_sampling": {"subsample_factor": 4, "clip_cap": 10},
+    "test_sampling": {"subsample_factor": 4, "clip_cap": 20},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_frames: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A training checkpoint from a one-epoch run of the tiny recipe on the tiny tree."""
+    from orbit_lite.config import Config, from_dict
+    from orbit_lite.engine.train import train
+
+    cfg = from_dict(Config, {**TINY_RECIPE, "train": {**TINY_RECIPE["train"], "epochs": 1}})
+    run = tmp_path_factory.mktemp("run") / "run"
+    train(cfg, tiny_frames, run)
+    return run / "checkpoints" / "best.pt"

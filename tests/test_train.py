@@ -14,20 +14,11 @@ from orbit_lite.checkpoint import load_checkpoint
 from orbit_lite.cli.main import app
 from orbit_lite.config import Config, TrainConfig, from_dict
 from orbit_lite.engine.train import Monitor, learning_rate, train
+from tests.conftest import TINY_RECIPE
 
 runner = CliRunner()
 
-RECIPE = {
-    "data": {"frame_size": 32, "num_workers": 0},
-    "model": {"learner": "protonets", "backbone": "tiny_cnn", "weights": "none"},
-    "lite": {"h": 2, "chunk_size": 8, "query_chunk": 16},
-    "train": {
-        "epochs": 2, "tasks_per_user": 2, "tasks_per_batch": 2, "optimizer": "adamw", "lr": 1e-3,
-        "weight_decay": 0.0, "warmup_epochs": 0, "scheduler": "constant", "val_tasks_per_user": 1, "seed": 0,
-    },
-    "train_sampling": {"subsample_factor": 4, "clip_cap": 10},
-    "test_sampling": {"subsample_factor": 4, "clip_cap": 20},
-}  # fmt: skip
+RECIPE = TINY_RECIPE
 
 
 @pytest.fixture

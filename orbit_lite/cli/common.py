@@ -26,6 +26,7 @@ def setup_logging(verbose: bool = False) -> None:
     handler = RichHandler(console=err, show_time=False, show_path=False, markup=False)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", handlers=[handler])
     logging.getLogger("orbit_lite").setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its font-cache notice is not ours to show
 
 
 def one_line_errors(fn: F) -> F:

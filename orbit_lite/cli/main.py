@@ -7,6 +7,8 @@ import typer
 from orbit_lite import __version__
 from orbit_lite.cli import data
 from orbit_lite.cli.common import out, setup_logging
+from orbit_lite.cli.evaluate import evaluate_command
+from orbit_lite.cli.personal import personalize_command, recognize_command
 from orbit_lite.cli.train import train_command
 
 app = typer.Typer(
@@ -18,6 +20,9 @@ app = typer.Typer(
 )
 app.add_typer(data.app, name="data")
 app.command("train")(train_command)
+app.command("personalize")(personalize_command)
+app.command("recognize")(recognize_command)
+app.command("evaluate")(evaluate_command)
 
 
 def _version(value: bool) -> None:

@@ -282,6 +282,22 @@ def _read_user(path: Path, split: str | None, annotations: dict[str, Path], allo
     return User(user_id, split, objects)
 
 
+def video_from_path(path: Path | str) -> Video:
+    """One video outside any tree: a frame folder or a video file (for recognizing a user's new footage)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        with os.scandir(path) as it:
+            names = [e.name for e in it if e.name.lower().endswith(FRAME_EXTENSIONS) and not e.name.startswith(".")]
+        if not names:
+            raise OrbitLiteError(f"{path}: a folder with no frames ({', '.join(FRAME_EXTENSIONS)} files)")
+        return Video(path.name, "", "", "clean", path, _frame_folder(path, names))
+    if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
+        return Video(path.stem, "", "", "clean", path)
+    if not path.exists():
+        raise OrbitLiteError(f"{path}: no such file or folder")
+    raise OrbitLiteError(f"{path}: not a video file ({' '.join(VIDEO_EXTENSIONS)}), frame folder or image")
+
+
 def find_benchmark_root(root: Path) -> Path | None:
     """The folder holding train/validation/test: ``root`` itself or its one ``orbit_benchmark*`` child."""
     if any((root / s).is_dir() for s in SPLITS):

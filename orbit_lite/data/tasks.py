@@ -152,9 +152,12 @@ class TaskBuilder:
             log.warning("user %s has fewer than two objects with usable videos; no task", user.user_id)
         return plan
 
-    def load(self, plan: TaskPlan) -> Task:
-        """Decode the frames of ``plan``; raises CorruptMediaError naming the file at fault."""
+    def load(self, plan: TaskPlan, context_only: bool = False) -> Task:
+        """Decode the frames of ``plan`` (only its context with ``context_only``); raises CorruptMediaError naming
+        the file at fault."""
         context = self._stack(plan.context, plan.context_order)
+        if context_only:
+            return Task(plan.user_id, list(plan.object_names), *context)
         if plan.train:
             assert plan.target_order is not None
             target = self._stack(plan.target, plan.target_order)
@@ -190,10 +193,17 @@ class TaskBuilder:
             start += len(p.clips)
         return as_frames(buffer), torch.from_numpy(labels), ids
 
-    def build(self, user: User, rng: np.random.Generator, train: bool) -> Task | None:
+    def build(self, user: User, rng: np.random.Generator, train: bool, context_only: bool = False) -> Task | None:
         """Plan and load one task, redrawing without any frame or video that fails to decode; None if no task is
         possible. A redraw restarts ``rng`` from where it was, so it differs from the first draw only by the files
         left out."""
+        built = self.build_with_plan(user, rng, train, context_only)
+        return None if built is None else built[1]
+
+    def build_with_plan(
+        self, user: User, rng: np.random.Generator, train: bool, context_only: bool = False
+    ) -> tuple[TaskPlan, Task] | None:
+        """:meth:`build`, also returning the plan the task was loaded from."""
         start = rng.bit_generator.state
         for _ in range(_MAX_REDRAWS):
             rng.bit_generator.state = start
@@ -201,13 +211,17 @@ class TaskBuilder:
             if plan is None:
                 return None
             try:
-                return self.load(plan)
+                return plan, self.load(plan, context_only)
             except CorruptMediaError as e:
-                failed = Path(str(e.path))
-                video = next(p.video for p in plan.context + plan.target if p.video.path in (failed, failed.parent))
-                self._mark_bad(video, e)
+                self.mark_bad(plan, e)
         log.warning("user %s: gave up after %d corrupt videos", user.user_id, _MAX_REDRAWS)
         return None
+
+    def mark_bad(self, plan: TaskPlan, error: CorruptMediaError) -> None:
+        """Leave the frame or video named by ``error`` (met while loading ``plan``) out of later plans."""
+        failed = Path(str(error.path))
+        video = next(p.video for p in plan.context + plan.target if p.video.path in (failed, failed.parent))
+        self._mark_bad(video, error)
 
 
 class UserTaskSampler(Sampler[tuple[int, int]]):

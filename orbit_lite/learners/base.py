@@ -26,9 +26,9 @@ from torch import nn
 
 from orbit_lite.config import LiteConfig, ModelConfig
 from orbit_lite.lite import lite_forward
-from orbit_lite.models.backbones import create_backbone
+from orbit_lite.models.backbones import Backbone, create_backbone
 from orbit_lite.models.film import FilmGenerator
-from orbit_lite.models.heads import HeadState, create_head
+from orbit_lite.models.heads import Head, HeadState, create_head
 from orbit_lite.models.set_encoder import SetEncoder
 
 Film = dict[str, tuple[torch.Tensor, torch.Tensor]]
@@ -56,6 +56,19 @@ def _frames(clips: torch.Tensor) -> tuple[torch.Tensor, int]:
     if clips.dim() == 4:
         return clips, 1
     return clips.flatten(0, 1), clips.shape[1]
+
+
+def _autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def encode_clips(backbone: Backbone, clips: torch.Tensor, film: Film | None, bf16: bool = False) -> torch.Tensor:
+    """Per-clip features ``[n, D]`` (float32): the backbone's frame features averaged over each clip."""
+    device = next(backbone.parameters()).device
+    frames, length = _frames(clips)
+    with _autocast(device, bf16):
+        features = backbone(frames.to(device, non_blocking=True), film).float()
+    return features.view(-1, length, features.shape[-1]).mean(1)
 
 
 class FewShotLearner(nn.Module):
@@ -87,26 +100,18 @@ class FewShotLearner(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if not self.bf16:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
-
     # -- pieces ------------------------------------------------------------------------------------------------
     def set_reps(self, clips: torch.Tensor) -> torch.Tensor:
         """Per-clip set-encoder representations ``[n, E]`` (mean over a clip's frames)."""
         assert self.set_encoder is not None
         frames, length = _frames(clips)
-        with self._autocast():
+        with _autocast(self.device, self.bf16):
             reps = self.set_encoder(frames.to(self.device, non_blocking=True)).float()
         return reps.view(-1, length, reps.shape[-1]).mean(1)
 
     def clip_features(self, clips: torch.Tensor, film: Film | None) -> torch.Tensor:
         """Per-clip features ``[n, D]``: frame features averaged over the clip."""
-        frames, length = _frames(clips)
-        with self._autocast():
-            features = self.backbone(frames.to(self.device, non_blocking=True), film).float()
-        return features.view(-1, length, features.shape[-1]).mean(1)
+        return encode_clips(self.backbone, clips, film, self.bf16)
 
     def _support(self, clips: torch.Tensor, h: int, chunk: int, generator: torch.Generator | None) -> tuple:
         film = None
@@ -124,7 +129,7 @@ class FewShotLearner(nn.Module):
         """A personal recognizer from context clips ``[N, L, 3, S, S]`` (uint8) and labels ``[N]``."""
         features, film = self._support(clips, h=len(clips), chunk=chunk_size, generator=None)
         state = self.head.fit(features, labels.to(self.device), way)
-        return Personalized(self, film, state, way)
+        return Personalized(self.backbone, self.head, film, state, way, self.bf16)
 
     # -- meta-training -----------------------------------------------------------------------------------------
     def train_task(
@@ -175,18 +180,34 @@ class FewShotLearner(nn.Module):
 
 @dataclass
 class Personalized:
-    """A personal recognizer: the learner's networks, this user's FiLM parameters and head state."""
+    """A personal recognizer: a backbone with this user's FiLM parameters, and a head with this user's state.
 
-    learner: FewShotLearner
+    It needs neither the set encoder nor the FiLM generator, so it saves and runs on its own (``orbit_lite.personal``).
+    """
+
+    backbone: Backbone
+    head: Head
     film: Film | None
     state: HeadState
     way: int
+    bf16: bool = False
+
+    @torch.inference_mode()
+    def frame_features(self, frames: torch.Tensor, chunk_size: int = 256) -> torch.Tensor:
+        """Features ``[M, D]`` of single frames ``[M, 3, S, S]`` (uint8), in chunks."""
+        out = [encode_clips(self.backbone, chunk, self.film, self.bf16) for chunk in frames.split(chunk_size)]
+        return torch.cat(out) if out else torch.zeros((0, self.backbone.feature_dim))
+
+    @torch.inference_mode()
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits ``[M, way]`` of clip features ``[M, D]``."""
+        return self.head.logits(features, self.state).float()
 
     @torch.inference_mode()
     def predict(self, clips: torch.Tensor, chunk_size: int = 256) -> torch.Tensor:
         """Logits ``[M, way]`` for clips ``[M, L, 3, S, S]`` or frames ``[M, 3, S, S]`` (uint8)."""
         out = [
-            self.learner.head.logits(self.learner.clip_features(chunk, self.film), self.state).float()
-            for chunk in clips.split(chunk_size)
+            self.logits(encode_clips(self.backbone, chunk, self.film, self.bf16)) for chunk in clips.split(chunk_size)
         ]
-        return torch.cat(out) if out else torch.zeros((0, self.way), device=self.learner.device)
+        device = next(self.backbone.parameters()).device
+        return torch.cat(out) if out else torch.zeros((0, self.way), device=device)

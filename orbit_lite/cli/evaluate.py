@@ -1,0 +1,89 @@
+"""``orbit-lite evaluate``: the ORBIT protocol on a split's users."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+from rich import box
+from rich.table import Table
+
+from orbit_lite.cli.common import one_line_errors, out, progress_bar
+from orbit_lite.config import Config as ConfigSchema
+from orbit_lite.config import apply_overrides, from_dict, to_dict
+from orbit_lite.data.layout import index_benchmark
+from orbit_lite.engine.evaluate import evaluate_users, make_protocol
+from orbit_lite.engine.personalize import load_learner
+from orbit_lite.engine.report import prepare_out, write_results
+from orbit_lite.engine.train import select_device
+
+
+class Mode(str, Enum):
+    clutter = "clutter"
+    clean = "clean"
+
+
+class Protocol(str, Enum):
+    orbit2022 = "orbit2022"
+    orbit2021 = "orbit2021"
+
+
+class Split(str, Enum):
+    test = "test"
+    validation = "validation"
+    train = "train"
+
+
+def results_table(metrics: dict, title: str) -> Table:
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    for column in ("user", "scores", "frame accuracy", "frames to recognition", "video accuracy"):
+        table.add_column(column, justify="left" if column == "user" else "right")
+
+    def cells(m: dict) -> list[str]:
+        return [f"{100 * m[k]['mean']:.2f} ({100 * m[k]['ci95']:.2f})" for k in
+                ("frame_accuracy", "frames_to_recognition", "video_accuracy")]  # fmt: skip
+
+    for user, m in metrics["per_user"].items():
+        table.add_row(user, str(m["frame_accuracy"]["n"]), *cells(m))
+    table.add_section()
+    table.add_row("all", str(metrics["frame_accuracy"]["n"]), *cells(metrics), style="bold")
+    return table
+
+
+@one_line_errors
+def evaluate_command(
+    data: Path = typer.Option(..., "--data", help="The ORBIT tree."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A training checkpoint (checkpoints/best.pt)."),
+    out_dir: Path = typer.Option(..., "--out", help="Results folder (written completely or not at all)."),
+    mode: Mode = typer.Option(Mode.clutter, "--mode", help="clutter: clean teach, clutter test; clean: clean/clean."),
+    split: Split = typer.Option(Split.test, "--split", help="Which users."),
+    users: str = typer.Option(None, "--users", help="Comma-separated user ids (default: every user of the split)."),
+    protocol: Protocol = typer.Option(Protocol.orbit2022, "--protocol", help="orbit2022 (default) or orbit2021."),
+    tasks: int = typer.Option(None, "--tasks", help="Tasks per user [default: 50 for orbit2022, 5 for orbit2021]."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a config key, e.g. test_sampling.clip_cap=100."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the tasks' random draws."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the results already in --out."),
+) -> None:
+    """Personalize on each user's clean videos and score the clutter (or held-out clean) videos."""
+    prepare_out(out_dir, overwrite)  # refuse early, before any work
+    learner, cfg = load_learner(checkpoint, select_device(device))
+    cfg = from_dict(ConfigSchema, apply_overrides(to_dict(cfg), overrides))
+    index = index_benchmark(data)
+    chosen = index.users(split.value)
+    if users:
+        chosen = tuple(index.user(u.strip(), split.value) for u in users.split(",") if u.strip())
+    spec = make_protocol(cfg, protocol.value, mode.value, tasks)
+    with progress_bar(f"evaluating {len(chosen)} users", len(chosen)) as advance:
+        results, seconds = evaluate_users(learner, chosen, spec, cfg, seed, progress=lambda _: advance(1))
+    config = {**to_dict(cfg), "evaluation": {"protocol": spec.name, "mode": spec.mode, "split": split.value,
+              "tasks_per_user": spec.tasks_per_user, "seed": seed, "checkpoint": str(checkpoint),
+              "sampling": to_dict(spec.sampling)}}  # fmt: skip
+    metrics = write_results(out_dir, results, spec, split.value, seconds, config, overwrite)
+    out.print(results_table(metrics, f"{spec.name}, {spec.mode} videos, {split.value} users (mean (95% CI), %)"))
+    encoded = metrics["frames_encoded"]
+    out.print(f"{encoded['total']:,} frames encoded ({encoded['context']:,} context, {encoded['target']:,} query), "
+              f"{metrics['personalizations']} personalizations, {seconds:.1f} s; results in {out_dir}")  # fmt: skip
+    if metrics["skipped_videos"]:
+        out.print(f"[yellow]{len(metrics['skipped_videos'])} videos could not be decoded; see metrics.json[/]")

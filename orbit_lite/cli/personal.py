@@ -1,0 +1,101 @@
+"""``orbit-lite personalize`` and ``orbit-lite recognize``: a user's recognizer, and what it sees."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import typer
+from rich import box
+from rich.table import Table
+
+from orbit_lite.cli.common import err, one_line_errors, out
+from orbit_lite.data.layout import index_tree, index_user_folder
+from orbit_lite.engine.personalize import load_learner, personalize_user
+from orbit_lite.engine.recognize import recognize
+from orbit_lite.engine.train import select_device
+from orbit_lite.errors import OrbitLiteError
+from orbit_lite.personal import load_personal, save_personal
+
+
+@one_line_errors
+def personalize_command(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A training checkpoint (checkpoints/best.pt)."),
+    out_file: Path = typer.Option(..., "--out", help="Where to write the personal recognizer."),
+    user: str = typer.Option(None, "--user", help="A user of the ORBIT tree given with --data (e.g. P177)."),
+    data: Path = typer.Option(None, "--data", help="An ORBIT tree holding --user."),
+    videos: Path = typer.Option(None, "--videos", help="A user's own folder: <dir>/<object>/[clean/]<videos>."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+) -> None:
+    """Teach a recognizer a user's objects from their clean videos."""
+    if (user is None) == (videos is None) or (user is not None and data is None):
+        raise OrbitLiteError("give either --user ID with --data ROOT, or --videos DIR")
+    if out_file.exists() and not overwrite:
+        raise OrbitLiteError(f"{out_file} already exists; pass --overwrite to replace it")
+    who = index_tree(data).user(user) if user is not None else index_user_folder(videos).users()[0]
+    learner, cfg = load_learner(checkpoint, select_device(device))
+    model, task = personalize_user(learner, who, cfg)
+    save_personal(out_file, model)
+    table = Table(title=f"personal recognizer for {who.user_id}", box=box.SIMPLE_HEAD)
+    for column in ("label", "object", "clean videos", "context frames"):
+        table.add_column(column, justify="left" if column == "object" else "right")
+    for label, name in enumerate(model.object_names):
+        ids = {v for v, lab in zip(task.context_video_ids, task.context_labels.tolist(), strict=True) if lab == label}
+        frames = int((task.context_labels == label).sum()) * task.clip_length
+        table.add_row(str(label), name, str(len(ids)), str(frames))
+    out.print(table)
+    out.print(f"saved to {out_file}")
+
+
+@one_line_errors
+def recognize_command(
+    inputs: list[Path] = typer.Argument(..., metavar="INPUT...", help="Video files, frame folders or images."),
+    model_file: Path = typer.Option(..., "--model", help="A personal recognizer from `orbit-lite personalize`."),
+    label: str = typer.Option(None, "--label", help="The true object, to score the predictions."),
+    csv_path: Path = typer.Option(None, "--csv", help="Write one row per frame to this CSV file."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
+) -> None:
+    """Say which of the user's objects each frame shows (causal: a frame's answer uses only earlier frames)."""
+    model = load_personal(model_file, select_device(device))
+    names = model.object_names
+    recognitions = [recognize(model, path, label) for path in inputs]
+    if csv_path is not None:
+        with open(csv_path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["input", "frame", "prediction", "probability", *[f"p_{n}" for n in names]])
+            for r in recognitions:
+                for number, pred, probs in zip(r.frame_numbers, r.predictions, r.probabilities, strict=True):
+                    writer.writerow([r.source, int(number), names[pred], f"{probs[pred]:.4f}",
+                                     *[f"{p:.4f}" for p in probs]])  # fmt: skip
+    summary = [
+        {"input": r.source, "frames": len(r.predictions), "prediction": names[r.video_prediction],
+         "confidence": float(r.probabilities[:, r.video_prediction].mean()), **r.scores(len(names)),
+         "per_frame": [{"frame": int(n), "prediction": names[p], "probability": float(q[p])}
+                       for n, p, q in zip(r.frame_numbers, r.predictions, r.probabilities, strict=True)]}
+        for r in recognitions
+    ]  # fmt: skip
+    if as_json:
+        out.print_json(json.dumps({"objects": names, "label": label, "inputs": summary}))
+        return
+    table = Table(title=f"recognizer of {model.user}: {', '.join(names)}", box=box.SIMPLE_HEAD)
+    table.add_column("input", max_width=28, overflow="ellipsis", no_wrap=True)
+    for column in ("frames", "object", "prob."):
+        table.add_column(column, justify="left" if column == "object" else "right")
+    if label is not None:
+        for column in ("frame acc.", "FTR", "video ok"):
+            table.add_column(column, justify="right")
+    for s in summary:
+        row = [Path(s["input"]).name, str(s["frames"]), s["prediction"], f"{s['confidence']:.2f}"]
+        if label is not None:
+            row += [
+                f"{s['frame_accuracy']:.1%}",
+                f"{s['frames_to_recognition']:.2f}",
+                "yes" if s["video_accuracy"] else "no",
+            ]
+        table.add_row(*row)
+    out.print(table)
+    if csv_path is not None:
+        err.print(f"per-frame predictions written to {csv_path}")

@@ -1,0 +1,222 @@
+"""The ORBIT evaluation protocols: many tasks per user, scored per (task, video), without repeating work.
+
+``orbit2022`` (the default, the README protocol since Dec 2022): 50 tasks per user over all the user's objects; the
+context is every clean video sampled uniformly; the query is every clutter video with object-absent frames removed,
+a video with fewer than 50 valid frames left out, and up to 200 random frames per video per task; frame accuracy
+per (task, video). ``orbit2021`` (the dataset paper's): 5 tasks per user, a random context per task, every frame of
+every clutter video (up to ``frame_cap``), and frames-to-recognition and video accuracy besides frame accuracy.
+
+The work is shared where the draws allow (spec orbit.md 10.8): when the context sampling is deterministic (uniform
+frames of every video of every object, as in orbit2022) the user is personalized once, not once per task; and each
+query video's frames that *any* task samples are decoded and encoded once, then every task is scored from those
+features.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from orbit_lite.config import Config, SamplingConfig
+from orbit_lite.data.layout import User
+from orbit_lite.data.plan import TaskPlan, VideoPlan
+from orbit_lite.data.tasks import TaskBuilder
+from orbit_lite.errors import CorruptMediaError, OrbitLiteError
+from orbit_lite.learners import FewShotLearner, Personalized
+from orbit_lite.metrics import frame_accuracy, frames_to_recognition, video_accuracy
+
+log = logging.getLogger(__name__)
+
+PROTOCOLS = ("orbit2022", "orbit2021")
+MODES = ("clutter", "clean")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    mode: str
+    tasks_per_user: int
+    sampling: SamplingConfig
+
+
+def make_protocol(cfg: Config, name: str = "orbit2022", mode: str = "clutter", tasks: int | None = None) -> Protocol:
+    """The sampling of a protocol, built on the config's test sampling (whose defaults are orbit2022's)."""
+    if name not in PROTOCOLS:
+        raise OrbitLiteError(f"unknown protocol {name!r}; available: {', '.join(PROTOCOLS)}")
+    if mode not in MODES:
+        raise OrbitLiteError(f"unknown mode {mode!r}; available: {', '.join(MODES)}")
+    sampling = cfg.test_sampling
+    if name == "orbit2021":  # random context per task; every frame of every query video; no annotation filter
+        sampling = dataclasses.replace(sampling, context_clip_method="random", target_clip_method="max",
+                                       target_filter=())  # fmt: skip
+    if mode == "clean":  # the clean/clean split: the first clean videos teach, the others test
+        sampling = dataclasses.replace(sampling, target_video_type="clean", target_filter=())
+    count = tasks if tasks is not None else (50 if name == "orbit2022" else 5)
+    if count < 1:
+        raise OrbitLiteError(f"--tasks must be >= 1, got {count}")
+    return Protocol(name, mode, count, sampling)
+
+
+@dataclass
+class VideoScore:
+    """One (task, video) score: a row of per_video.csv."""
+
+    user: str
+    task: int
+    video: str
+    object: str
+    label: int
+    n_frames: int
+    frame_accuracy: float
+    frames_to_recognition: float
+    video_accuracy: float
+
+
+@dataclass
+class UserResult:
+    user: str
+    scores: list[VideoScore] = field(default_factory=list)
+    tasks: list[dict] = field(default_factory=list)  # results.json entries
+    frames_encoded: dict[str, int] = field(default_factory=lambda: {"context": 0, "target": 0})
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    personalizations: int = 0
+
+
+def task_seed(seed: int, user_id: str, task: int) -> list[int]:
+    """The generator seed of a user's task: independent of which other users are evaluated, or where."""
+    return [seed, zlib.crc32(user_id.encode()), task]
+
+
+def context_is_deterministic(sampling: SamplingConfig, builder: TaskBuilder, user: User) -> bool:
+    """True when every task of ``user`` gets the same context clips (so one personalization serves them all)."""
+    candidates = builder.candidates(user)
+    return (
+        sampling.way_method == "max"
+        and len(candidates) <= sampling.object_cap
+        and sampling.context_shot_method in ("max", "specific")
+        and all(len(c.context) <= sampling.context_shot_cap for c in candidates)
+        and sampling.context_clip_method in ("uniform", "max")
+    )
+
+
+def _personalize(learner: FewShotLearner, builder: TaskBuilder, user: User, rng, chunk: int, result: UserResult):
+    built = builder.build_with_plan(user, rng, train=False, context_only=True)
+    if built is None:
+        return None
+    plan, task = built
+    result.frames_encoded["context"] += int(task.context_clips.shape[0] * task.context_clips.shape[1])
+    result.personalizations += 1
+    return plan, learner.personalize(task.context_clips, task.context_labels, task.way, chunk)
+
+
+def _encode_union(
+    personal: Personalized, builder: TaskBuilder, plans: Sequence[TaskPlan], chunk: int, result: UserResult
+) -> dict[str, tuple[np.ndarray, torch.Tensor]]:
+    """Per query video: the sorted positions any of ``plans`` samples and their frame features ``[U, D]``."""
+    wanted: dict[str, list[np.ndarray]] = {}
+    videos: dict[str, VideoPlan] = {}
+    for plan in plans:
+        for vp in plan.target:
+            wanted.setdefault(vp.video.video_id, []).append(vp.clips.reshape(-1))
+            videos[vp.video.video_id] = vp
+    out = {}
+    for video_id, parts in wanted.items():
+        positions = np.unique(np.concatenate(parts))
+        vp = videos[video_id]
+        try:
+            frames = builder.reader.read(vp.video, positions)
+        except CorruptMediaError as e:
+            log.warning("skipping query video %s: %s", video_id, e)
+            result.skipped.append({"video": video_id, "path": str(vp.video.path), "reason": e.reason})
+            continue
+        out[video_id] = (positions, personal.frame_features(frames, chunk))
+        result.frames_encoded["target"] += len(positions)
+    return out
+
+
+def _score_plan(personal: Personalized, plan: TaskPlan, index: int, features: dict, result: UserResult) -> None:
+    videos: dict[str, dict[str, int]] = {}
+    for vp in plan.target:
+        if vp.video.video_id not in features:
+            continue  # undecodable: skipped and reported
+        positions, feats = features[vp.video.video_id]
+        rows = torch.from_numpy(np.searchsorted(positions, vp.clips))  # [F, L] rows into the encoded frames
+        clip_features = feats[rows.to(feats.device)].mean(1)
+        predictions = personal.logits(clip_features).argmax(1).cpu().numpy()
+        numbers = vp.frame_numbers
+        videos[vp.video.video_id] = {str(int(n)): int(p) for n, p in zip(numbers, predictions, strict=True)}
+        result.scores.append(VideoScore(
+            plan.user_id, index, vp.video.video_id, plan.object_names[vp.label], vp.label, len(predictions),
+            frame_accuracy(predictions, vp.label), frames_to_recognition(predictions, vp.label),
+            video_accuracy(predictions, vp.label, len(plan.object_names)),
+        ))  # fmt: skip
+    result.tasks.append({"task_object_list": list(plan.object_names), "task_videos": videos})
+
+
+def evaluate_user(
+    learner: FewShotLearner, user: User, protocol: Protocol, cfg: Config, seed: int = 0, share_work: bool = True
+) -> UserResult:
+    """All tasks of one user. ``share_work=False`` personalizes and encodes every task on its own (the reference
+    code's way; for comparison): the same draws, the same scores, more work. Undecodable videos are skipped with a
+    warning and listed in the result."""
+    builder = TaskBuilder(protocol.sampling, cfg.data)
+    result = UserResult(user.user_id)
+    _evaluate(learner, builder, user, protocol, cfg, seed, share_work, result)
+    listed = {s["path"] for s in result.skipped}
+    result.skipped += [{"video": Path(p).name, "path": p, "reason": reason}
+                       for p, reason in builder.bad_videos.items() if p not in listed]  # fmt: skip
+    return result
+
+
+def _evaluate(learner: FewShotLearner, builder: TaskBuilder, user: User, protocol: Protocol, cfg: Config,
+              seed: int, share_work: bool, result: UserResult) -> None:  # fmt: skip
+    chunk = cfg.lite.chunk_size
+    rngs = [np.random.default_rng(task_seed(seed, user.user_id, t)) for t in range(protocol.tasks_per_user)]
+    once = share_work and context_is_deterministic(protocol.sampling, builder, user)
+    if once:  # draw task 0 first (it may discover corrupt files), then every task's plan from its own seed
+        first = _personalize(learner, builder, user, np.random.default_rng(task_seed(seed, user.user_id, 0)),
+                             chunk, result)  # fmt: skip
+        if first is None:
+            log.warning("user %s: no task can be drawn; skipped", user.user_id)
+            return
+        personal = first[1]
+        plans = [builder.plan(user, rng, train=False) for rng in rngs]
+        features = _encode_union(personal, builder, plans, chunk, result)
+        for t, plan in enumerate(plans):
+            _score_plan(personal, plan, t, features, result)
+        return
+    for t, rng in enumerate(rngs):
+        built = _personalize(learner, builder, user, rng, chunk, result)
+        if built is None:
+            log.warning("user %s: no task can be drawn; skipped", user.user_id)
+            return
+        plan, personal = built
+        features = _encode_union(personal, builder, [plan], chunk, result)
+        _score_plan(personal, plan, t, features, result)
+
+
+def evaluate_users(
+    learner: FewShotLearner,
+    users: Sequence[User],
+    protocol: Protocol,
+    cfg: Config,
+    seed: int = 0,
+    share_work: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[list[UserResult], float]:
+    """Evaluate every user; returns the per-user results and the wall time in seconds."""
+    start = time.perf_counter()
+    results = []
+    for user in users:
+        results.append(evaluate_user(learner, user, protocol, cfg, seed, share_work))
+        if progress is not None:
+            progress(user.user_id)
+    return results, time.perf_counter() - start

@@ -1,0 +1,70 @@
+"""Personalization: a trained learner and one user's clean videos make that user's recognizer."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from orbit_lite.checkpoint import load_checkpoint
+from orbit_lite.config import Config, SamplingConfig, from_dict, to_dict
+from orbit_lite.data.layout import User
+from orbit_lite.data.tasks import Task, TaskBuilder
+from orbit_lite.errors import OrbitLiteError
+from orbit_lite.learners import FewShotLearner, create_learner
+from orbit_lite.personal import PersonalModel
+
+
+def load_learner(checkpoint: Path | str, device: torch.device) -> tuple[FewShotLearner, Config]:
+    """The learner of a training checkpoint (``last.pt`` / ``best.pt``), in eval mode on ``device``."""
+    record = load_checkpoint(checkpoint, "training")
+    cfg = from_dict(Config, record["config"])
+    model = dataclasses.replace(cfg.model, weights="none")  # the checkpoint has the weights: never download
+    learner = create_learner(model, cfg.data.frame_size)
+    try:
+        learner.load_state_dict(record["model"])
+    except RuntimeError as e:
+        raise OrbitLiteError(f"{checkpoint}: weights do not fit its own model ({str(e).splitlines()[0]})") from None
+    return learner.to(device).eval(), cfg
+
+
+def context_sampling(cfg: Config, objects: int) -> SamplingConfig:
+    """The test protocol's context sampling (all clean videos, uniform frames) over every object of the user."""
+    return dataclasses.replace(cfg.test_sampling, way_method="max", object_cap=max(objects, 1),
+                               drop_objects_without_target=False)  # fmt: skip
+
+
+def check_user(user: User, builder: TaskBuilder) -> None:
+    """A recognizer needs two objects, each with at least one usable clean video."""
+    if len(user.objects) < 2:
+        names = ", ".join(user.object_names) or "none"
+        raise OrbitLiteError(f"user {user.user_id} has {len(user.objects)} object ({names}); a recognizer needs at "
+                             "least two: add clean videos of another object")  # fmt: skip
+    missing = [c.name for c in builder.candidates(user) if not c.context]
+    if missing:
+        raise OrbitLiteError(f"user {user.user_id}: no usable clean video for {', '.join(repr(m) for m in missing)}; "
+                             "film at least one clean video of each object (or remove the object)")  # fmt: skip
+
+
+def personal_context(user: User, cfg: Config, seed: int = 0) -> Task:
+    """The user's context set: decoded clips of every object's clean videos (corrupt ones skipped)."""
+    builder = TaskBuilder(context_sampling(cfg, len(user.objects)), cfg.data)
+    check_user(user, builder)
+    task = builder.build(user, np.random.default_rng(seed), train=False, context_only=True)
+    if task is None or task.way != len(user.objects):
+        raise OrbitLiteError(f"user {user.user_id}: too many unreadable clean videos to personalize; "
+                             f"run `orbit-lite data check` on the data")  # fmt: skip
+    return task
+
+
+def personalize_user(learner: FewShotLearner, user: User, cfg: Config, seed: int = 0) -> tuple[PersonalModel, Task]:
+    """Personalize ``learner`` to ``user``; returns the recognizer and the context task it was built from."""
+    task = personal_context(user, cfg, seed)
+    recognizer = learner.personalize(task.context_clips, task.context_labels, task.way, cfg.lite.chunk_size)
+    config = {"model": to_dict(cfg.model), "data": to_dict(cfg.data),
+              "context_sampling": to_dict(context_sampling(cfg, len(user.objects)))}  # fmt: skip
+    model = PersonalModel(recognizer, task.object_names, user.user_id, cfg.data.frame_size,
+                          cfg.test_sampling.clip_length, config)  # fmt: skip
+    return model, task

@@ -1,0 +1,76 @@
+"""Recognition with a personal recognizer: per-frame predictions for videos, frame folders and images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from orbit_lite.data.layout import FRAME_EXTENSIONS, video_from_path
+from orbit_lite.data.sampling import causal_windows
+from orbit_lite.data.video import FrameReader, as_frames, read_image
+from orbit_lite.errors import OrbitLiteError
+from orbit_lite.metrics import frame_accuracy, frames_to_recognition, video_accuracy, video_prediction
+from orbit_lite.personal import PersonalModel
+
+
+@dataclass
+class Recognition:
+    """What the recognizer saw in one input.
+
+    Attributes:
+        source: the input's path.
+        frame_numbers: ``[F]`` 1-based frame numbers in temporal order.
+        predictions: ``[F]`` predicted labels.
+        probabilities: ``[F, K]`` softmax over the user's objects.
+        video_prediction: the most frequent prediction (ties: lowest label).
+        label: the true label when one was given, else None.
+    """
+
+    source: str
+    frame_numbers: np.ndarray
+    predictions: np.ndarray
+    probabilities: np.ndarray
+    video_prediction: int
+    label: int | None = None
+
+    def scores(self, way: int) -> dict[str, float]:
+        """Frame accuracy, frames-to-recognition and video accuracy (needs ``label``)."""
+        if self.label is None:
+            return {}
+        return {
+            "frame_accuracy": frame_accuracy(self.predictions, self.label),
+            "frames_to_recognition": frames_to_recognition(self.predictions, self.label),
+            "video_accuracy": video_accuracy(self.predictions, self.label, way),
+        }
+
+
+def _read(path: Path, size: int) -> tuple[torch.Tensor, np.ndarray]:
+    """All frames of an input as ``[F, 3, S, S]`` uint8 and their numbers."""
+    if path.is_file() and path.suffix.lower() in FRAME_EXTENSIONS:
+        return as_frames(read_image(path, size)[None]), np.array([1])
+    video = video_from_path(path)
+    frames = FrameReader(size).read(video, np.arange(video.num_frames))
+    return frames, video.frame_numbers()
+
+
+def recognize(model: PersonalModel, path: Path | str, label: str | None = None, chunk_size: int = 256) -> Recognition:
+    """Predict every frame of one input; frame t's prediction uses frames t-L+1..t only (causal)."""
+    path = Path(path)
+    names = model.object_names
+    if label is not None and label not in names:
+        raise OrbitLiteError(f"--label {label!r} is not one of this recognizer's objects: {', '.join(names)}")
+    frames, numbers = _read(path, model.frame_size)
+    if len(frames) == 0:
+        raise OrbitLiteError(f"{path}: no decodable frames")
+    windows = torch.from_numpy(causal_windows(np.arange(len(frames)), model.clip_length))
+    probabilities = []
+    for rows in windows.split(chunk_size):
+        logits = model.recognizer.predict(frames[rows.flatten()].view(*rows.shape, *frames.shape[1:]))
+        probabilities.append(torch.softmax(logits, dim=1).cpu())
+    probs = torch.cat(probabilities).numpy()
+    predictions = probs.argmax(1)
+    true = names.index(label) if label is not None else None
+    return Recognition(str(path), numbers, predictions, probs, video_prediction(predictions, len(names)), true)

@@ -1,0 +1,132 @@
+"""Evaluation outputs: aggregation (flattened per-(task, video) scores), tables, files and the per-user plot.
+
+A results directory is built in a temporary sibling folder and renamed into place at the end, so it is there
+complete or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from orbit_lite.engine.evaluate import Protocol, UserResult
+from orbit_lite.errors import OrbitLiteError
+from orbit_lite.metrics import summarize_scores
+
+METRICS = ("frame_accuracy", "frames_to_recognition", "video_accuracy")
+FILES = ("results.json", "metrics.json", "per_video.csv", "per_user.csv", "per_object.csv", "config.yaml",
+         "per_user_accuracy.png")  # fmt: skip
+
+
+def per_video_table(results: Sequence[UserResult]) -> pd.DataFrame:
+    rows = [asdict(s) for r in results for s in r.scores]
+    columns = ["user", "task", "video", "object", "label", "n_frames", *METRICS]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _grouped(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    rows = []
+    for key, group in table.groupby(keys, sort=True):
+        row = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
+        row.update(videos=group["video"].nunique(), scores=len(group))
+        for metric in METRICS:
+            stats = summarize_scores(group[metric].to_numpy())
+            row[metric], row[f"{metric}_ci95"] = stats["mean"], stats["ci95"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def aggregate(
+    results: Sequence[UserResult], protocol: Protocol, split: str, wall_seconds: float
+) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """metrics.json's content and the per-video, per-user and per-object tables."""
+    videos = per_video_table(results)
+    per_user = _grouped(videos, ["user"]) if len(videos) else pd.DataFrame()
+    per_object = _grouped(videos, ["user", "object"]) if len(videos) else pd.DataFrame()
+    metrics: dict[str, Any] = {"protocol": protocol.name, "mode": protocol.mode, "split": split,
+                               "tasks_per_user": protocol.tasks_per_user, "users": len(results)}  # fmt: skip
+    for metric in METRICS:
+        metrics[metric] = summarize_scores(videos[metric].to_numpy())
+    metrics["per_user"] = {
+        r.user: {m: summarize_scores(videos.loc[videos["user"] == r.user, m].to_numpy()) for m in METRICS}
+        for r in results
+    }
+    context = sum(r.frames_encoded["context"] for r in results)
+    target = sum(r.frames_encoded["target"] for r in results)
+    metrics["frames_encoded"] = {"context": context, "target": target, "total": context + target}
+    metrics["personalizations"] = sum(r.personalizations for r in results)
+    metrics["wall_seconds"] = round(wall_seconds, 3)
+    metrics["skipped_videos"] = [s for r in results for s in r.skipped]
+    return metrics, videos, per_user, per_object
+
+
+def plot_per_user(per_user: pd.DataFrame, path: Path, title: str) -> None:
+    """Bars of per-user frame accuracy with their 95% intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(per_user) + 2), 3.5))
+    if len(per_user):
+        ax.bar(per_user["user"], 100 * per_user["frame_accuracy"], yerr=100 * per_user["frame_accuracy_ci95"],
+               capsize=3, color="#4C72B0")  # fmt: skip
+    ax.set_ylabel("frame accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.tick_params(axis="x", rotation=60)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def prepare_out(out: Path, overwrite: bool) -> None:
+    """Refuse an output folder that already holds results, unless ``overwrite``."""
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise OrbitLiteError(f"{out} already holds results; pass --overwrite to replace them or choose a new --out")
+    if out.exists() and not out.is_dir():
+        raise OrbitLiteError(f"{out} is a file; --out must be a folder")
+
+
+def write_results(
+    out: Path,
+    results: Sequence[UserResult],
+    protocol: Protocol,
+    split: str,
+    wall_seconds: float,
+    config: dict[str, Any],
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Write every output file into ``out`` all at once; returns metrics.json's content."""
+    prepare_out(out, overwrite)
+    metrics, videos, per_user, per_object = aggregate(results, protocol, split, wall_seconds)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        (tmp / "results.json").write_text(json.dumps({r.user: r.tasks for r in results}))
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        videos.to_csv(tmp / "per_video.csv", index=False)
+        per_user.to_csv(tmp / "per_user.csv", index=False)
+        per_object.to_csv(tmp / "per_object.csv", index=False)
+        (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        plot_per_user(per_user, tmp / "per_user_accuracy.png", f"{protocol.name} {protocol.mode}, {split} users")
+        if out.exists():
+            trash = out.with_name(f".{out.name}.old")
+            shutil.rmtree(trash, ignore_errors=True)
+            out.rename(trash)
+            tmp.rename(out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return metrics

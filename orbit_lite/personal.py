@@ -1,0 +1,81 @@
+"""A personal recognizer on disk: one self-contained file that loads and runs on a CPU-only machine.
+
+It holds the object names in label order, the backbone's weights, this user's FiLM parameters (when the learner
+adapts the backbone), the head and its state (prototypes, or means and covariance factors), the frame size, clip
+length and input normalization, and the configuration it came from. The set encoder and FiLM generator are not
+needed any more and are not stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from orbit_lite.checkpoint import load_checkpoint, save_checkpoint
+from orbit_lite.errors import OrbitLiteError
+from orbit_lite.learners.base import Personalized
+from orbit_lite.models.backbones import create_backbone
+from orbit_lite.models.heads import create_head
+
+KIND = "personal"
+
+
+@dataclass
+class PersonalModel:
+    """A loaded personal recognizer with what it needs to read frames."""
+
+    recognizer: Personalized
+    object_names: list[str]
+    user: str
+    frame_size: int
+    clip_length: int
+    config: dict[str, Any]
+
+
+def _plain(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to("cpu").clone()  # also turns inference-mode tensors into ordinary ones
+
+
+def save_personal(path: Path | str, model: PersonalModel) -> None:
+    """Write ``model`` atomically."""
+    r = model.recognizer
+    film = None if r.film is None else {k: [_plain(g), _plain(b)] for k, (g, b) in r.film.items()}
+    payload = {
+        "user": model.user,
+        "object_names": list(model.object_names),
+        "frame_size": model.frame_size,
+        "clip_length": model.clip_length,
+        "backbone_name": r.backbone.spec.name,
+        "head_name": r.head.name,
+        "learn_scale": bool(r.head.learn_scale),
+        "normalization": {"mean": list(r.backbone.spec.mean), "std": list(r.backbone.spec.std)},
+        "backbone": {k: _plain(v) for k, v in r.backbone.state_dict().items()},
+        "head": {k: _plain(v) for k, v in r.head.state_dict().items()},
+        "film": film,
+        "state": [_plain(t) for t in r.state],
+        "config": model.config,
+    }
+    save_checkpoint(path, payload, KIND)
+
+
+def load_personal(path: Path | str, device: torch.device | str = "cpu") -> PersonalModel:
+    """Read a personal recognizer written by :func:`save_personal` onto ``device``."""
+    record = load_checkpoint(path, KIND)
+    try:
+        backbone = create_backbone(record["backbone_name"], "none", record["frame_size"])
+        backbone.load_state_dict(record["backbone"])
+        head = create_head(record["head_name"], backbone.feature_dim, None, bool(record["learn_scale"]))
+        head.load_state_dict(record["head"])
+    except (KeyError, RuntimeError) as e:
+        raise OrbitLiteError(f"{path}: damaged personal recognizer ({str(e).splitlines()[0][:120]})") from None
+    backbone.to(device).eval()
+    head.to(device).eval()
+    film = record["film"]
+    film = None if film is None else {k: (g.to(device), b.to(device)) for k, (g, b) in film.items()}
+    state = tuple(t.to(device) for t in record["state"])
+    recognizer = Personalized(backbone, head, film, state, len(record["object_names"]))
+    return PersonalModel(recognizer, list(record["object_names"]), record["user"], record["frame_size"],
+                         record["clip_length"], record["config"])  # fmt: skip

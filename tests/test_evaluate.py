@@ -1,0 +1,217 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from orbit_lite.cli.main import app
+from orbit_lite.data.annotations import expand_filter, valid_frame_positions
+from orbit_lite.data.layout import index_tree
+from orbit_lite.engine.evaluate import evaluate_user, make_protocol
+from orbit_lite.engine.personalize import load_learner, personalize_user
+from orbit_lite.engine.recognize import recognize
+from orbit_lite.personal import load_personal, save_personal
+
+runner = CliRunner()
+CPU = torch.device("cpu")
+
+
+def evaluate_cli(data: Path, checkpoint: Path, out: Path, *extra: str):
+    args = ["evaluate", "--data", str(data), "--checkpoint", str(checkpoint), "--out", str(out), "--device", "cpu"]
+    return runner.invoke(app, [*args, *extra])
+
+
+def test_evaluate_writes_every_output_in_the_challenge_format(
+    tiny_frames: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "results"
+    result = evaluate_cli(tiny_frames, tiny_checkpoint, out, "--tasks", "3")
+    assert result.exit_code == 0, result.output
+    assert "frame accuracy" in result.stdout and "all" in result.stdout
+    assert {p.name for p in out.iterdir()} == {
+        "results.json", "metrics.json", "per_video.csv", "per_user.csv", "per_object.csv", "config.yaml",
+        "per_user_accuracy.png",
+    }  # fmt: skip
+    index = index_tree(tiny_frames)
+    user = index.users("test")[0]
+    results = json.loads((out / "results.json").read_text())
+    assert list(results) == [user.user_id] and len(results[user.user_id]) == 3
+    present = expand_filter(["no_object_not_present_issue"])
+    videos = {v.video_id: v for v in user.videos()}
+    for task in results[user.user_id]:
+        assert task["task_object_list"] == user.object_names
+        for video_id, frames in task["task_videos"].items():
+            video = videos[video_id]
+            valid = set(video.frame_numbers()[valid_frame_positions(video, present)].tolist())
+            assert frames and {int(n) for n in frames} <= valid  # only frames where the object is present
+            assert all(isinstance(p, int) and 0 <= p < len(user.objects) for p in frames.values())
+    metrics = json.loads((out / "metrics.json").read_text())
+    per_video = pd.read_csv(out / "per_video.csv")
+    assert metrics["frame_accuracy"]["n"] == len(per_video) == sum(len(t["task_videos"]) for t in results[user.user_id])
+    assert metrics["frame_accuracy"]["mean"] == pytest.approx(per_video["frame_accuracy"].mean())
+    assert metrics["personalizations"] == 1  # deterministic context: one personalization for all 3 tasks
+    assert (
+        metrics["frames_encoded"]["total"] == metrics["frames_encoded"]["context"] + metrics["frames_encoded"]["target"]
+    )
+    assert metrics["wall_seconds"] > 0 and metrics["skipped_videos"] == []
+    assert list(pd.read_csv(out / "per_user.csv")["user"]) == [user.user_id]
+
+
+def test_short_query_videos_leave_the_scores_but_not_the_task(tiny_frames: Path, tiny_checkpoint: Path) -> None:
+    learner, cfg = load_learner(tiny_checkpoint, CPU)
+    user = index_tree(tiny_frames).users("test")[0]
+    present = expand_filter(["no_object_not_present_issue"])
+    counts = {v.video_id: len(valid_frame_positions(v, present)) for v in user.videos() if v.video_type == "clutter"}
+    minimum = sorted(counts.values())[-1]  # only the longest video(s) stay
+    protocol = make_protocol(cfg, tasks=2)
+    strict = type(protocol)(protocol.name, protocol.mode, 2, protocol.sampling.__class__(
+        **{**protocol.sampling.__dict__, "min_target_frames": minimum}))  # fmt: skip
+    result = evaluate_user(learner, user, strict, cfg)
+    scored = {s.video for s in result.scores}
+    assert scored == {v for v, n in counts.items() if n >= minimum}
+    assert all(task["task_object_list"] == user.object_names for task in result.tasks)
+
+
+def test_shared_work_gives_the_same_scores_as_per_task_work(tiny_frames: Path, tiny_checkpoint: Path) -> None:
+    learner, cfg = load_learner(tiny_checkpoint, CPU)
+    user = index_tree(tiny_frames).users("test")[0]
+    protocol = make_protocol(cfg, tasks=4)
+    fast = evaluate_user(learner, user, protocol, cfg, seed=3)
+    slow = evaluate_user(learner, user, protocol, cfg, seed=3, share_work=False)
+    assert [(s.task, s.video) for s in fast.scores] == [(s.task, s.video) for s in slow.scores]
+    np.testing.assert_allclose([s.frame_accuracy for s in fast.scores], [s.frame_accuracy for s in slow.scores])
+    assert fast.tasks == slow.tasks
+    assert fast.personalizations == 1 and slow.personalizations == 4
+    assert sum(fast.frames_encoded.values()) < sum(slow.frames_encoded.values())
+
+
+@pytest.mark.parametrize(("protocol", "mode"), [("orbit2021", "clutter"), ("orbit2022", "clean")])
+def test_other_protocols_and_modes(
+    tiny_frames: Path, tiny_checkpoint: Path, tmp_path: Path, protocol: str, mode: str
+) -> None:
+    out = tmp_path / "r"
+    short = ["--set", "test_sampling.min_target_frames=5"]  # the tiny tree's clean videos are 12 frames long
+    result = evaluate_cli(
+        tiny_frames, tiny_checkpoint, out, "--protocol", protocol, "--mode", mode, "--tasks", "2", *short
+    )
+    assert result.exit_code == 0, result.output
+    per_video = pd.read_csv(out / "per_video.csv")
+    assert len(per_video) > 0
+    assert all(("--clean--" in v) == (mode == "clean") for v in per_video["video"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["protocol"] == protocol and metrics["mode"] == mode
+    if protocol == "orbit2021":  # every frame of every clutter video, absent frames included
+        index = index_tree(tiny_frames)
+        lengths = {v.video_id: v.num_frames for v in index.videos()}
+        assert all(n == lengths[v] for v, n in zip(per_video["video"], per_video["n_frames"], strict=True))
+        assert metrics["personalizations"] == 2  # random context: one per task
+
+
+def test_evaluate_refuses_existing_results_and_bad_inputs(
+    tiny_frames: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "r"
+    assert evaluate_cli(tiny_frames, tiny_checkpoint, out, "--tasks", "1").exit_code == 0
+    before = (out / "metrics.json").read_text()
+    again = evaluate_cli(tiny_frames, tiny_checkpoint, out, "--tasks", "1")
+    assert again.exit_code == 1 and "already holds results" in again.stderr
+    assert (out / "metrics.json").read_text() == before
+    assert evaluate_cli(tiny_frames, tiny_checkpoint, out, "--tasks", "1", "--overwrite").exit_code == 0
+    not_ckpt = tmp_path / "notes.pt"
+    not_ckpt.write_text("hello")
+    bad = evaluate_cli(tiny_frames, not_ckpt, tmp_path / "x")
+    assert bad.exit_code == 1 and "not an orbit-lite checkpoint" in bad.stderr and not (tmp_path / "x").exists()
+    unknown = evaluate_cli(tiny_frames, tiny_checkpoint, tmp_path / "y", "--users", "P000")
+    assert unknown.exit_code == 1 and "unknown user 'P000'" in unknown.stderr and "available: P" in unknown.stderr
+    assert not (tmp_path / "y").exists()
+
+
+def test_an_undecodable_query_video_is_skipped_and_listed(
+    tiny_videos: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    data = Path(shutil.copytree(tiny_videos, tmp_path / "data"))
+    victim = next((data / "test").rglob("*--clutter--*.mp4"))
+    victim.write_bytes(b"\x00" * 4096)
+    result = evaluate_cli(data, tiny_checkpoint, tmp_path / "r", "--tasks", "1")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert [s["path"] for s in metrics["skipped_videos"]] == [str(victim)]
+    assert victim.stem not in pd.read_csv(tmp_path / "r" / "per_video.csv")["video"].tolist()
+
+
+def test_personalize_save_load_recognize_agree(tiny_frames: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    learner, cfg = load_learner(tiny_checkpoint, CPU)
+    user = index_tree(tiny_frames).users("test")[0]
+    model, task = personalize_user(learner, user, cfg)
+    assert model.object_names == user.object_names and task.way == len(user.objects)
+    assert all("--clean--" in v for v in task.context_video_ids)  # clean videos only
+    save_personal(tmp_path / "me.pt", model)
+    loaded = load_personal(tmp_path / "me.pt")
+    clutter = next(v for v in user.videos() if v.video_type == "clutter")
+    from orbit_lite.data.video import FrameReader
+
+    frames = FrameReader(32).read(clutter, np.arange(clutter.num_frames))
+    expected = model.recognizer.predict(frames)
+    torch.testing.assert_close(loaded.recognizer.predict(frames), expected, rtol=0, atol=0)
+    seen = recognize(loaded, clutter.path, label=clutter.object_name)
+    np.testing.assert_array_equal(seen.predictions, expected.argmax(1).numpy())
+    np.testing.assert_array_equal(seen.frame_numbers, clutter.frame_numbers())
+    assert seen.label == user.object_names.index(clutter.object_name)
+    assert set(seen.scores(len(user.objects))) == {"frame_accuracy", "frames_to_recognition", "video_accuracy"}
+
+
+def test_personalize_and_recognize_cli(tiny_frames: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    model_file = tmp_path / "me.pt"
+    args = ["personalize", "--checkpoint", str(tiny_checkpoint), "--out", str(model_file), "--device", "cpu"]
+    user = index_tree(tiny_frames).users("test")[0]
+    result = runner.invoke(app, [*args, "--user", user.user_id, "--data", str(tiny_frames)])
+    assert result.exit_code == 0, result.output
+    assert all(name in result.stdout for name in user.object_names)
+    again = runner.invoke(app, [*args, "--user", user.user_id, "--data", str(tiny_frames)])
+    assert again.exit_code == 1 and "already exists" in again.stderr
+    clip = next(v for v in user.videos() if v.video_type == "clutter")
+    image = clip.frames.path(0)
+    csv_path = tmp_path / "frames.csv"
+    seen = runner.invoke(app, ["recognize", "--model", str(model_file), str(clip.path), str(image), "--json",
+                               "--label", clip.object_name, "--csv", str(csv_path), "--device", "cpu"])  # fmt: skip
+    assert seen.exit_code == 0, seen.output
+    report = json.loads(seen.stdout)
+    assert report["objects"] == user.object_names
+    assert [i["frames"] for i in report["inputs"]] == [clip.num_frames, 1]
+    assert report["inputs"][0]["per_frame"][0]["prediction"] == report["inputs"][1]["per_frame"][0]["prediction"]
+    assert 0 <= report["inputs"][0]["frames_to_recognition"] <= 1
+    rows = pd.read_csv(csv_path)
+    assert len(rows) == clip.num_frames + 1 and set(rows["prediction"]) <= set(user.object_names)
+    wrong = runner.invoke(app, ["recognize", "--model", str(model_file), str(image), "--label", "spoon"])
+    assert wrong.exit_code == 1 and "not one of this recognizer's objects" in wrong.stderr
+
+
+def test_personalize_a_users_own_folder_and_its_mistakes(
+    tiny_frames: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    user = index_tree(tiny_frames).users("test")[0]
+    mine = tmp_path / "alice"
+    for obj in user.objects[:2]:  # <dir>/<object>/<videos>: clean videos straight under the object
+        for video in obj.clean:
+            shutil.copytree(video.path, mine / obj.name / video.video_id)
+    args = ["personalize", "--checkpoint", str(tiny_checkpoint), "--device", "cpu"]
+    ok = runner.invoke(app, [*args, "--videos", str(mine), "--out", str(tmp_path / "a.pt")])
+    assert ok.exit_code == 0, ok.output
+    assert load_personal(tmp_path / "a.pt").object_names == [o.name for o in user.objects[:2]]
+    shutil.rmtree(mine / user.objects[1].name)
+    single = runner.invoke(app, [*args, "--videos", str(mine), "--out", str(tmp_path / "b.pt")])
+    assert single.exit_code == 1 and "needs at least two" in single.stderr and not (tmp_path / "b.pt").exists()
+    (mine / "empty thing" / "clutter" / "v").mkdir(parents=True)
+    (mine / "empty thing" / "clutter" / "v" / "v-00001.jpg").write_bytes(
+        user.objects[0].clean[0].frames.path(0).read_bytes()
+    )
+    no_clean = runner.invoke(app, [*args, "--videos", str(mine), "--out", str(tmp_path / "c.pt")])
+    assert no_clean.exit_code == 1 and "no usable clean video for 'empty thing'" in no_clean.stderr
+    neither = runner.invoke(app, [*args, "--out", str(tmp_path / "d.pt")])
+    assert neither.exit_code == 1 and "either --user" in neither.stderr
