@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= runs/demo
-# the first synthetic test user, and one of its clutter videos, for the personalize / recognize steps of the demo
-DEMO_USER = $(shell ls $(DEMO_DIR)/data/test 2>/dev/null | head -n 1)
-DEMO_VIDEO = $(shell find "$(DEMO_DIR)/data/test/$(DEMO_USER)" -mindepth 3 -maxdepth 3 -path '*/clutter/*' 2>/dev/null | sort | head -n 1)
+# the first synthetic test user, and one of its clutter videos (shell expressions: the data exists only mid-recipe)
+DEMO_USER = $$(ls $(DEMO_DIR)/data/test | head -n 1)
+DEMO_VIDEO = $$(find $(DEMO_DIR)/data/test/$(DEMO_USER) -mindepth 3 -maxdepth 3 -path '*/clutter/*' | sort | head -n 1)
 
 .PHONY: demo test lint bench clean
 
@@ -17,7 +17,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-# The main job on the embedded synthetic dataset: generate it (once), summarize it, meta-train the CPU demo recipe.
+# The main job on the embedded synthetic dataset: generate it (once) and summarize it, meta-train the CPU demo
+# recipe, personalize a test user's recognizer and run it on one video, evaluate the test users (ORBIT protocol).
 demo: $(VENV)/.installed
 	@test -d $(DEMO_DIR)/data || $(BIN)/orbit-lite data synth $(DEMO_DIR)/data --preset demo --seed 0
 	$(BIN)/orbit-lite data summarize $(DEMO_DIR)/data
