@@ -171,6 +171,7 @@ class TrainConfig:
     val_tasks_per_user: int = 30
     seed: int = 1991
     bf16: bool = False
+    compile: bool = False  # torch.compile the backbone
     device: str = "auto"
     log_every: int = 1  # optimizer steps between metrics.jsonl lines
     checkpoint_every: int = 0  # optimizer steps between mid-epoch saves of last.pt; 0: at the end of epochs only

@@ -44,8 +44,11 @@ def one_line_errors(fn: F) -> F:
 
 
 @contextmanager
-def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr; yields ``advance(n)``."""
+def progress_bar(description: str, total: int | None, enabled: bool = True) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr; yields ``advance(n)`` (a no-op when not ``enabled``)."""
+    if not enabled:
+        yield lambda n=1: None
+        return
     columns = [
         TextColumn("{task.description}"),
         BarColumn(),

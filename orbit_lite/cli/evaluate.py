@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import Enum
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from orbit_lite.cli.common import one_line_errors, out, progress_bar
 from orbit_lite.config import Config as ConfigSchema
 from orbit_lite.config import apply_overrides, from_dict, to_dict
 from orbit_lite.data.layout import index_benchmark
+from orbit_lite.engine.distributed import from_env, gather_to_main, setup, teardown
 from orbit_lite.engine.evaluate import evaluate_users, make_protocol
 from orbit_lite.engine.personalize import load_learner
 from orbit_lite.engine.report import prepare_out, write_results
@@ -66,17 +68,31 @@ def evaluate_command(
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the results already in --out."),
 ) -> None:
-    """Personalize on each user's clean videos and score the clutter (or held-out clean) videos."""
-    prepare_out(out_dir, overwrite)  # refuse early, before any work
-    learner, cfg = load_learner(checkpoint, select_device(device))
+    """Personalize on each user's clean videos and score the clutter (or held-out clean) videos.
+
+    Under torchrun the users are dealt out across the ranks and rank 0 writes one results folder, the same as a
+    single process would."""
+    prepare_out(out_dir, overwrite)  # refuse early, before any work (every rank checks, so all stop together)
+    dist = from_env(os.environ)
+    learner, cfg = load_learner(checkpoint, setup(dist, select_device(device)))
     cfg = from_dict(ConfigSchema, apply_overrides(to_dict(cfg), overrides))
     index = index_benchmark(data)
     chosen = index.users(split.value)
     if users:
         chosen = tuple(index.user(u.strip(), split.value) for u in users.split(",") if u.strip())
     spec = make_protocol(cfg, protocol.value, mode.value, tasks)
-    with progress_bar(f"evaluating {len(chosen)} users", len(chosen)) as advance:
-        results, seconds = evaluate_users(learner, chosen, spec, cfg, seed, progress=lambda _: advance(1))
+    mine = chosen[dist.rank :: dist.world]
+    try:
+        with progress_bar(f"evaluating {len(mine)} users", len(mine), enabled=dist.main) as advance:
+            results, seconds = evaluate_users(learner, mine, spec, cfg, seed, progress=lambda _: advance(1))
+        gathered = gather_to_main((results, seconds), dist)
+    finally:
+        teardown(dist)
+    if gathered is None:
+        return
+    order = {u.user_id: i for i, u in enumerate(chosen)}
+    results = sorted((r for part, _ in gathered for r in part), key=lambda r: order[r.user])
+    seconds = max(s for _, s in gathered)
     config = {**to_dict(cfg), "evaluation": {"protocol": spec.name, "mode": spec.mode, "split": split.value,
               "tasks_per_user": spec.tasks_per_user, "seed": seed, "checkpoint": str(checkpoint),
               "sampling": to_dict(spec.sampling)}}  # fmt: skip

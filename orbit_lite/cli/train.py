@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from orbit_lite.cli.common import err, one_line_errors, out
 from orbit_lite.config import load_config
+from orbit_lite.engine.distributed import from_env
 from orbit_lite.engine.train import Monitor, train
 
 
@@ -56,13 +58,22 @@ def train_command(
     out_dir: Path = typer.Option(..., "--out", help="Run directory for config.yaml, metrics.jsonl, checkpoints/."),
     overrides: list[str] = typer.Option([], "--set", help="Override a config key: section.key=value (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last.pt."),
+    device: str = typer.Option(None, "--device", help="auto, cpu, cuda or mps [default: the config's train.device]."),
+    bf16: bool = typer.Option(None, "--bf16/--fp32", help="bf16 autocast [default: the config's train.bf16]."),
+    compile_: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile the backbone."),
 ) -> None:
-    """Meta-train a recognizer with LITE on user-centric ORBIT tasks."""
+    """Meta-train a recognizer with LITE on user-centric ORBIT tasks (under torchrun: data-parallel)."""
+    flags = {"train.device": device, "train.bf16": bf16, "train.compile": compile_}
+    overrides = [*overrides, *(f"{k}={str(v).lower()}" for k, v in flags.items() if v is not None)]
     cfg = load_config([str(p) for p in config], overrides)
+    dist = from_env(os.environ)
+    if not dist.main:  # one voice: rank 0 draws the progress and reports
+        train(cfg, data, out_dir, resume=resume, dist=dist)
+        return
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[info]}")]  # fmt: skip
     with Progress(*columns, console=err, transient=False) as progress:
-        report = train(cfg, data, out_dir, resume=resume, monitor=RichMonitor(progress))
+        report = train(cfg, data, out_dir, resume=resume, monitor=RichMonitor(progress), dist=dist)
     best = "n/a" if report.best is None else f"{report.best:.1%}"
     out.print(f"trained {report.epochs} epochs ({report.steps} optimizer steps); best validation accuracy {best}; "
               f"checkpoints in {report.run_dir / 'checkpoints'}")  # fmt: skip

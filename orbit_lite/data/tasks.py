@@ -228,13 +228,18 @@ class UserTaskSampler(Sampler[tuple[int, int]]):
     """Yields task keys ``(epoch, item)``: each user ``tasks_per_user`` times, shuffled per epoch for training.
 
     The epoch travels inside the key, so worker processes (which hold copies of the dataset) need no epoch state and
-    a task is the same whatever the number of workers.
+    a task is the same whatever the number of workers. With several ranks, the epoch's order is cut into groups of
+    ``group`` keys (one optimizer step's tasks) and rank r takes keys r, r + world, ... of every group.
     """
 
-    def __init__(self, num_users: int, tasks_per_user: int, shuffle: bool, seed: int = 0) -> None:
+    def __init__(
+        self, num_users: int, tasks_per_user: int, shuffle: bool, seed: int = 0, rank: int = 0, world: int = 1,
+        group: int = 1,
+    ) -> None:  # fmt: skip
         self.num_items = num_users * tasks_per_user
         self.shuffle = shuffle
         self.seed = seed
+        self.rank, self.world, self.group = rank, world, max(group, 1)
         self.epoch = 0
         self.start = 0
 
@@ -243,14 +248,29 @@ class UserTaskSampler(Sampler[tuple[int, int]]):
         self.epoch = epoch
         self.start = start
 
-    def __len__(self) -> int:
-        return self.num_items - self.start
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+    def _order(self) -> np.ndarray:
         order = np.arange(self.num_items)
         if self.shuffle:
             order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_items)
-        return iter((self.epoch, int(i)) for i in order[self.start :])
+        return order[self.start :]
+
+    def groups(self) -> list[tuple[int, int]]:
+        """Per group of the rest of the epoch: (keys in the group, keys of this rank in it)."""
+        remaining = self.num_items - self.start
+        sizes = [min(self.group, remaining - s) for s in range(0, remaining, self.group)]
+        return [(n, len(range(self.rank, n, self.world))) for n in sizes]
+
+    def __len__(self) -> int:
+        return sum(mine for _, mine in self.groups())
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        order = self._order()
+        mine = [
+            int(item)
+            for start in range(0, len(order), self.group)
+            for item in order[start : start + self.group][self.rank :: self.world]
+        ]
+        return iter((self.epoch, item) for item in mine)
 
 
 class UserTaskDataset(Dataset):
@@ -291,12 +311,16 @@ def _keep(task: Task | None) -> Task | None:
     return task
 
 
-def task_loader(dataset: UserTaskDataset, *, shuffle: bool, num_workers: int = 0, seed: int = 0) -> DataLoader:
+def task_loader(
+    dataset: UserTaskDataset, *, shuffle: bool, num_workers: int = 0, seed: int = 0, rank: int = 0, world: int = 1,
+    group: int = 1,
+) -> DataLoader:  # fmt: skip
     """One task per item; ``num_workers`` processes decode upcoming tasks while the current one is computed.
 
-    ``loader.sampler.set_epoch(e)`` before each epoch gives a fresh, reproducible task order and draw.
+    ``loader.sampler.set_epoch(e)`` before each epoch gives a fresh, reproducible task order and draw; ``rank``,
+    ``world`` and ``group`` deal each group of ``group`` tasks out across ranks (see :class:`UserTaskSampler`).
     """
-    sampler = UserTaskSampler(len(dataset.users), dataset.tasks_per_user, shuffle, seed)
+    sampler = UserTaskSampler(len(dataset.users), dataset.tasks_per_user, shuffle, seed, rank, world, group)
     return DataLoader(
         dataset,
         sampler=sampler,

@@ -25,6 +25,8 @@ from orbit_lite.checkpoint import atomic_write_text, load_checkpoint, save_check
 from orbit_lite.config import Config, TrainConfig, from_dict, to_dict
 from orbit_lite.data.layout import DatasetIndex, index_benchmark
 from orbit_lite.data.tasks import UserTaskDataset, task_loader
+from orbit_lite.engine import distributed
+from orbit_lite.engine.distributed import Dist
 from orbit_lite.engine.validate import validate
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners import FewShotLearner, create_learner
@@ -162,85 +164,107 @@ def _prepare(cfg: Config, data_root: Path, run: _Run, resume: bool) -> tuple[Dat
 
 
 class _Loop:
-    """The state of one training run: networks, optimizer, counters, and where it writes."""
+    """The state of one training run: networks, optimizer, counters, where it writes, and its rank in the job."""
 
-    def __init__(self, cfg: Config, run: _Run, index: DatasetIndex, record: dict | None, monitor: Monitor) -> None:
-        self.cfg, self.run, self.monitor = cfg, run, monitor
+    def __init__(
+        self, cfg: Config, run: _Run, index: DatasetIndex, record: dict | None, monitor: Monitor, dist: Dist
+    ) -> None:
+        self.cfg, self.run, self.monitor, self.dist = cfg, run, monitor, dist
         tc = cfg.train
-        self.device = select_device(tc.device)
+        self.device = distributed.setup(dist, select_device(tc.device))
         torch.manual_seed(tc.seed)
         self.learner = create_learner(cfg.model, cfg.data.frame_size).to(self.device)
         self.learner.bf16 = tc.bf16
+        if tc.compile:
+            self.learner.backbone.compile()  # the hot path; the rest is small
         self.optimizer = build_optimizer(self.learner, tc)
         self.progress: dict[str, Any] = {"epoch": 0, "position": 0, "step": 0, "best": None, "metrics_bytes": 0}
         if record is not None:
             self.learner.load_state_dict(record["model"])
             self.optimizer.load_state_dict(record["optimizer"])
             self.progress = dict(record["progress"])
+        distributed.broadcast_parameters(self.learner, dist)
         self.dataset = UserTaskDataset(index.users("train"), cfg.train_sampling, cfg.data, train=True,
                                        tasks_per_user=tc.tasks_per_user, seed=tc.seed)  # fmt: skip
-        self.loader = task_loader(self.dataset, shuffle=True, num_workers=cfg.data.num_workers, seed=tc.seed)
+        self.loader = task_loader(self.dataset, shuffle=True, num_workers=cfg.data.num_workers, seed=tc.seed,
+                                  rank=dist.rank, world=dist.world, group=tc.tasks_per_batch)  # fmt: skip
         self.val_users = index.splits.get("validation", ())
-        if not self.val_users:
+        if not self.val_users and dist.main:
             log.warning("no validation users in %s: best.pt will follow the last epoch", index.root)
 
     def save(self, path: Path) -> None:
+        if not self.dist.main:  # one writer: rank 0
+            return
         self.progress["metrics_bytes"] = self.run.metrics_size()
         payload = {"config": to_dict(self.cfg), "model": self.learner.state_dict(),
                    "optimizer": self.optimizer.state_dict(), "progress": self.progress}  # fmt: skip
         save_checkpoint(path, payload, "training")
 
-    def step(self, epoch: int, window: list[tuple[float, float]], started: float) -> bool:
-        """One optimizer step; returns whether the window of task stats was logged (and should restart)."""
+    def log(self, record: dict[str, Any]) -> None:
+        if self.dist.main:
+            self.run.log(record)
+
+    def step(self, epoch: int, group: int, window: list[tuple[float, float]], started: float) -> None:
+        """All-reduce the accumulated gradients, take one optimizer step, log and checkpoint when due."""
         tc = self.cfg.train
+        distributed.all_reduce_gradients(self.learner.parameters(), self.dist)
         if tc.grad_clip > 0:
             params = [p for p in self.learner.parameters() if p.grad is not None]
             torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.progress["step"] += 1
-        logged = bool(window) and self.progress["step"] % tc.log_every == 0
-        if logged:
-            self.run.log(_train_record(epoch, self.progress["step"], window, self.optimizer, started, self.device))
-        if tc.checkpoint_every and self.progress["step"] % tc.checkpoint_every == 0:
+        self.progress["position"] += group
+        last_of_epoch = self.progress["position"] >= len(self.dataset)
+        if self.progress["step"] % tc.log_every == 0 or last_of_epoch:
+            sums = [sum(w[0] for w in window), sum(w[1] for w in window), float(len(window))]
+            loss, accuracy, tasks = distributed.all_sum(sums, self.dist, self.device)  # every rank's tasks
+            if tasks:
+                seconds = max(time.perf_counter() - started, 1e-9)
+                lr = self.optimizer.param_groups[0]["lr"]
+                self.log({"type": "train", "epoch": epoch, "step": self.progress["step"], "tasks": int(tasks),
+                          "loss": loss / tasks, "accuracy": accuracy / tasks, "lr": lr, "tasks_per_s": tasks / seconds,
+                          "memory_mb": round(_memory_mb(self.device), 1)})  # fmt: skip
+            window.clear()
+        if tc.checkpoint_every and self.progress["step"] % tc.checkpoint_every == 0 and not last_of_epoch:
             self.save(self.run.last)  # at a step boundary nothing is pending: a resume from here is exact
-        return logged
 
     def epoch(self, epoch: int) -> None:
         tc, learner = self.cfg.train, self.learner
         _set_lr(self.optimizer, learning_rate(epoch, tc))
-        self.loader.sampler.set_epoch(epoch, self.progress["position"])
-        self.monitor.start_epoch(epoch, tc.epochs, len(self.loader.sampler))
+        sampler = self.loader.sampler
+        sampler.set_epoch(epoch, self.progress["position"])
+        self.monitor.start_epoch(epoch, tc.epochs, len(sampler))
+        tasks = iter(self.loader)
         window: list[tuple[float, float]] = []
-        pending, started = 0, time.perf_counter()
-        for task in self.loader:
-            self.progress["position"] += 1
-            if task is None:
-                continue
-            stats = learner.train_task(
-                task.context_clips, task.context_labels, task.target_clips, task.target_labels, task.way,
-                self.cfg.lite, _task_generator(tc.seed, task.key), loss_weight=1.0 / tc.tasks_per_batch,
-            )  # fmt: skip
-            window.append((stats.loss, stats.accuracy))
-            self.monitor.task_done(stats.loss, stats.accuracy, _memory_mb(self.device))
-            pending += 1
-            if pending == tc.tasks_per_batch:
-                pending = 0
-                if self.step(epoch, window, started):
-                    window, started = [], time.perf_counter()
-        if pending and self.step(epoch, window, started):  # the epoch's last, partial batch of tasks
-            window = []
-        if window:
-            self.run.log(_train_record(epoch, self.progress["step"], window, self.optimizer, started, self.device))
+        started = time.perf_counter()
+        for group, mine in sampler.groups():  # one optimizer step per group of tasks, dealt out across ranks
+            for _ in range(mine):
+                task = next(tasks)
+                if task is None:
+                    continue
+                stats = learner.train_task(
+                    task.context_clips, task.context_labels, task.target_clips, task.target_labels, task.way,
+                    self.cfg.lite, _task_generator(tc.seed, task.key), loss_weight=1.0 / tc.tasks_per_batch,
+                )  # fmt: skip
+                window.append((stats.loss, stats.accuracy))
+                self.monitor.task_done(stats.loss, stats.accuracy, _memory_mb(self.device))
+            logged_before = len(window)
+            self.step(epoch, group, window, started)
+            if logged_before and not window:
+                started = time.perf_counter()
         self.progress.update(epoch=epoch + 1, position=0)
 
     def validate_and_save(self, epoch: int) -> dict[str, Any]:
         tc = self.cfg.train
+        spread = distributed.replica_spread(self.learner.parameters(), self.dist, self.device)
         record: dict[str, Any] = {"type": "epoch", "epoch": epoch, "step": self.progress["step"]}
-        if self.val_users and ((epoch + 1) % tc.val_every == 0 or epoch + 1 == tc.epochs):
+        if self.dist.active:
+            record["replica_spread"] = spread  # 0.0: every rank holds the same weights
+        due = self.val_users and ((epoch + 1) % tc.val_every == 0 or epoch + 1 == tc.epochs)
+        if due and self.dist.main:  # validation is small: rank 0 runs it while the others wait
             result = validate(self.learner, self.val_users, self.cfg.test_sampling, self.cfg.data, self.cfg.lite,
                               tc.val_tasks_per_user, tc.seed + 1)  # fmt: skip
-            self.run.log({"type": "validation", "epoch": epoch, "step": self.progress["step"], **result})
             record.update(result)
             score = result["frame_accuracy"]
             if math.isfinite(score) and (self.progress["best"] is None or score > self.progress["best"]):
@@ -248,37 +272,42 @@ class _Loop:
                 self.save(self.run.best)
         elif not self.val_users:
             self.save(self.run.best)
+        self.log({**record, "type": "validation"} if "frame_accuracy" in record else record)
         self.save(self.run.last)
+        distributed.barrier(self.dist)
         return record
 
 
 def train(
-    cfg: Config, data_root: Path | str, run_dir: Path | str, resume: bool = False, monitor: Monitor | None = None
+    cfg: Config,
+    data_root: Path | str,
+    run_dir: Path | str,
+    resume: bool = False,
+    monitor: Monitor | None = None,
+    dist: Dist | None = None,
 ) -> TrainReport:
-    """Meta-train ``cfg.model`` on the training users of ``data_root``, validating on its validation users."""
+    """Meta-train ``cfg.model`` on the training users of ``data_root``, validating on its validation users.
+
+    With ``dist`` (from torchrun), tasks are dealt out across the ranks and only rank 0 writes.
+    """
     monitor = monitor or Monitor()
+    dist = dist or Dist()
     run = _Run(Path(run_dir))
     index, record = _prepare(cfg, Path(data_root), run, resume)
-    loop = _Loop(cfg, run, index, record, monitor)  # builds the model: a bad setting fails before anything is written
-    run.dir.mkdir(parents=True, exist_ok=True)
-    run.truncate_metrics(record["progress"]["metrics_bytes"] if record else 0)  # drop lines past the checkpoint
-    atomic_write_text(run.dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    loop = _Loop(cfg, run, index, record, monitor, dist)  # builds the model: a bad setting fails before any write
+    if dist.main:
+        run.dir.mkdir(parents=True, exist_ok=True)
+        run.truncate_metrics(record["progress"]["metrics_bytes"] if record else 0)  # drop lines past the checkpoint
+        atomic_write_text(run.dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     loop.learner.train()
     validation = None
-    for epoch in range(loop.progress["epoch"], cfg.train.epochs):
-        loop.epoch(epoch)
-        record_epoch = loop.validate_and_save(epoch)
-        validation = {k: record_epoch[k] for k in ("frame_accuracy", "ci95", "videos", "chance") if k in record_epoch}
-        monitor.end_epoch(record_epoch)
+    try:
+        for epoch in range(loop.progress["epoch"], cfg.train.epochs):
+            loop.epoch(epoch)
+            record_epoch = loop.validate_and_save(epoch)
+            keys = ("frame_accuracy", "ci95", "videos", "chance")
+            validation = {k: record_epoch[k] for k in keys if k in record_epoch} or validation
+            monitor.end_epoch(record_epoch)
+    finally:
+        distributed.teardown(dist)
     return TrainReport(run.dir, cfg.train.epochs, loop.progress["step"], loop.progress["best"], validation or None)
-
-
-def _train_record(epoch: int, step: int, window: list, optimizer: torch.optim.Optimizer, started: float,
-                  device: torch.device) -> dict[str, Any]:  # fmt: skip
-    losses, accuracies = zip(*window, strict=True)
-    return {
-        "type": "train", "epoch": epoch, "step": step, "tasks": len(window),
-        "loss": float(np.mean(losses)), "accuracy": float(np.mean(accuracies)),
-        "lr": optimizer.param_groups[0]["lr"], "tasks_per_s": len(window) / max(time.perf_counter() - started, 1e-9),
-        "memory_mb": round(_memory_mb(device), 1),
-    }  # fmt: skip
