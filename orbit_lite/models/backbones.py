@@ -195,7 +195,7 @@ class TinyViT(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         tokens = self.patch_embed(x).flatten(2).transpose(1, 2)
-        x = torch.cat([self.class_token.expand(len(tokens), -1, -1), tokens], dim=1) + self.pos_embedding
+        x = torch.cat([self.class_token.expand(tokens.shape[0], -1, -1), tokens], dim=1) + self.pos_embedding
         for block in self.blocks:
             x = block(x)
         return self.norm(x[:, 0])

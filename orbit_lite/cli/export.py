@@ -1,0 +1,42 @@
+"""``orbit-lite export``: a personal recognizer as one ONNX graph for phones and other devices."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from orbit_lite.cli.common import one_line_errors, out
+from orbit_lite.errors import OrbitLiteError
+from orbit_lite.personal import load_personal
+
+
+class Format(str, Enum):
+    onnx = "onnx"
+
+
+@one_line_errors
+def export_command(
+    model_file: Path = typer.Option(..., "--model", help="A personal recognizer from `orbit-lite personalize`."),
+    out_file: Path = typer.Option(..., "--out", help="Where to write the exported model (e.g. me.onnx)."),
+    format: Format = typer.Option(Format.onnx, "--format", help="Export format."),
+    check: bool = typer.Option(True, "--check/--no-check", help="Compare onnxruntime's output with PyTorch's."),
+) -> None:
+    """Export a personal recognizer: uint8 frames in, logits and probabilities out, FiLM folded in."""
+    from orbit_lite.export import export_onnx, onnx_parity
+
+    model = load_personal(model_file)
+    path = export_onnx(model, out_file)
+    clip = f"{model.clip_length}, " if model.clip_length > 1 else ""
+    side = model.frame_size
+    out.print(f"wrote {path}: input 'frames' uint8 [batch, {clip}3, {side}, {side}], outputs 'logits', "
+              f"'probabilities' over {', '.join(model.object_names)}")  # fmt: skip
+    if check:
+        try:
+            diff = onnx_parity(model, path)
+        except ImportError:
+            raise OrbitLiteError(
+                "--check needs onnxruntime: pip install 'orbit-lite[export]' (or --no-check)"
+            ) from None
+        out.print(f"max |onnxruntime - pytorch| logit difference: {diff:.2e}")

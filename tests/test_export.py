@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from orbit_lite.config import ModelConfig
+from orbit_lite.learners import create_learner
+from orbit_lite.personal import PersonalModel, load_personal, save_personal
+
+pytest.importorskip("onnxruntime")
+from orbit_lite.export import export_onnx, onnx_parity
+
+
+def personal(learner_name: str, backbone: str, head: str = "", clip_length: int = 1) -> PersonalModel:
+    torch.manual_seed(0)
+    learner = create_learner(ModelConfig(learner=learner_name, backbone=backbone, weights="none", head=head), 32)
+    if learner.film is not None:
+        with torch.no_grad():
+            for gate in [*learner.film.r_gamma.values(), *learner.film.r_beta.values()]:
+                gate.normal_(0, 0.5)  # FiLM far from the identity, so folding it is really tested
+    g = torch.Generator().manual_seed(1)
+    clips = torch.randint(0, 256, (12, clip_length, 3, 32, 32), generator=g, dtype=torch.uint8)
+    labels = torch.arange(12) % 3
+    recognizer = learner.eval().personalize(clips, labels, 3)
+    return PersonalModel(recognizer, ["a", "b", "c"], "me", 32, clip_length, {})
+
+
+@pytest.mark.parametrize(
+    ("learner", "backbone", "head"),
+    [
+        ("protonets", "tiny_cnn", "proto"),
+        ("protonets", "tiny_vit", "proto_cosine"),
+        ("simple_cnaps", "tiny_cnn", "mahalanobis"),
+        ("cnaps", "tiny_vit", "versa"),
+    ],
+)
+def test_onnx_matches_pytorch(learner: str, backbone: str, head: str, tmp_path: Path) -> None:
+    model = personal(learner, backbone, head)
+    path = export_onnx(model, tmp_path / "model.onnx")
+    assert path.stat().st_size > 0 and not list(tmp_path.glob(".*.tmp"))
+    assert onnx_parity(model, path, batch=5) < 1e-4
+
+
+def test_onnx_of_clips_and_of_a_saved_file(tmp_path: Path) -> None:
+    model = personal("simple_cnaps", "tiny_cnn", clip_length=2)
+    save_personal(tmp_path / "me.pt", model)
+    loaded = load_personal(tmp_path / "me.pt")
+    path = export_onnx(loaded, tmp_path / "clips.onnx")
+    assert onnx_parity(loaded, path, batch=4) < 1e-4
+
+
+def test_export_cli(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from orbit_lite.cli.main import app
+
+    save_personal(tmp_path / "me.pt", personal("protonets", "tiny_cnn"))
+    runner = CliRunner()
+    result = runner.invoke(app, ["export", "--model", str(tmp_path / "me.pt"), "--out", str(tmp_path / "me.onnx")])
+    assert result.exit_code == 0, result.output
+    assert "max |onnxruntime - pytorch|" in result.stdout and (tmp_path / "me.onnx").exists()
+    bad = runner.invoke(app, ["export", "--model", str(tmp_path / "me.pt"), "--format", "tflite", "--out", "x"])
+    assert bad.exit_code != 0
