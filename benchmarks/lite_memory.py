@@ -36,6 +36,7 @@ def worker(args: argparse.Namespace) -> dict:
     device = select_device(args.device)
     model = ModelConfig(learner=args.learner, backbone=args.backbone, weights="none")
     learner = create_learner(model, args.frame_size).to(device)
+    learner.bf16 = args.bf16
     optimizer = torch.optim.Adam([p for p in learner.parameters() if p.requires_grad], lr=1e-5)
     n, q, s, way = args.n, args.queries, args.frame_size, args.way
     context = torch.randint(0, 256, (n, 1, 3, s, s), dtype=torch.uint8)
@@ -57,7 +58,7 @@ def worker(args: argparse.Namespace) -> dict:
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     return {
-        "mode": args.mode, "n": n, "peak_mb": round(peak, 1), "rss_before_step_mb": round(before, 1),
+        "mode": args.mode, "n": n, "bf16": args.bf16, "peak_mb": round(peak, 1), "rss_before_step_mb": round(before, 1),
         "seconds": round(seconds, 2), "device": str(device),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
     }  # fmt: skip
@@ -67,6 +68,8 @@ def run_one(args: argparse.Namespace, mode: str, n: int) -> dict:
     command = [sys.executable, __file__, "--worker", "--mode", mode, "--n", str(n)]
     for key in ("backbone", "learner", "frame_size", "h", "queries", "way", "chunk", "query_chunk", "device"):
         command += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    if args.bf16:
+        command.append("--bf16")
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["killed (out of memory?)"])[-1]
@@ -87,6 +90,7 @@ def main() -> None:
     parser.add_argument("--way", type=int, default=5)
     parser.add_argument("--modes", default="lite,full")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="lite", help=argparse.SUPPRESS)
@@ -106,7 +110,7 @@ def main() -> None:
     lo, hi = min(sizes), max(sizes)
     summary = {
         "backbone": args.backbone, "learner": args.learner, "frame_size": args.frame_size, "h": args.h,
-        "queries": args.queries, "query_chunk": args.query_chunk, "results": results,
+        "bf16": args.bf16, "queries": args.queries, "query_chunk": args.query_chunk, "results": results,
     }  # fmt: skip
     if peak.get(("lite", lo)) and peak.get(("lite", hi)):
         summary[f"lite_peak_ratio_{hi}_over_{lo}"] = round(peak[("lite", hi)] / peak[("lite", lo)], 3)
