@@ -84,3 +84,15 @@ def test_two_rank_evaluation_equals_one_process(runs: dict[str, Path], tiny_fram
         metrics.pop("wall_seconds")
     assert one == two
     assert len(one["per_user"]) == 2  # both training users, evaluated on different ranks
+
+
+def test_two_rank_resume_continues_exactly(runs: dict[str, Path], tiny_frames: Path, tmp_path: Path) -> None:
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(RECIPE))
+    out = tmp_path / "resumed"
+    base = ["train", "--data", str(tiny_frames), "--config", str(recipe), "--out", str(out)]
+    orbit_lite(*base, "--set", "train.epochs=1", processes=2)
+    orbit_lite(*base, "--resume", "--set", "train.epochs=2", processes=2)
+    a = load_checkpoint(runs["two"] / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(out / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
