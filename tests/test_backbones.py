@@ -20,6 +20,7 @@ FILM_COUNTS = {
     "efficientnet_v2_s": 42,
     "vit_b_32": 25,
     "tiny_cnn": 4,
+    "small_cnn": 6,
     "tiny_vit": 5,
 }
 B0_CHANNELS = [32, 32, 96, 144, 144, 240, 240, 480, 480, 480, 672, 672, 672, 1152, 1152, 1152, 1152, 1280]

@@ -39,7 +39,10 @@ _SPRITE = 192  # sprite resolution: fine enough for the twins' detail at 224 px
 
 @dataclass(frozen=True)
 class Preset:
-    """Shape of a synthetic dataset: users per split, objects per user, videos per object, frames per video."""
+    """Shape of a synthetic dataset: users per split, objects per user, videos per object, frames per video.
+
+    ``per_split`` overrides (objects, clean videos, clutter videos) ranges for some splits.
+    """
 
     users: dict[str, int]
     objects: tuple[int, int]  # min, max per user
@@ -48,6 +51,12 @@ class Preset:
     clean_frames: int
     clutter_frames: int
     frame_size: int
+    per_split: dict[str, tuple[tuple[int, int], tuple[int, int], tuple[int, int]]] | None = None
+
+    def ranges(self, split: str) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+        if self.per_split and split in self.per_split:
+            return self.per_split[split]
+        return self.objects, self.clean_videos, self.clutter_videos
 
 
 PRESETS = {
@@ -56,6 +65,19 @@ PRESETS = {
     "demo": Preset({"train": 10, "validation": 3, "test": 4}, (4, 6), (3, 4), (1, 2), 30, 75, 96),
     # clutter videos longer than the protocol's 200 sampled frames, so tasks sample different frames
     "long": Preset({"train": 2, "validation": 1, "test": 2}, (4, 4), (2, 2), (1, 1), 60, 320, 64),
+    # ORBIT's shape (spec orbit.md 1.2): 44/6/17 users, ~486 objects, ~3,800 videos with ORBIT's clean/clutter mix
+    # per object; short, small videos so that it fits on a laptop's disk (clutter videos keep the 50 frames that
+    # the evaluation protocol needs).
+    "orbit-scale": Preset(
+        {"train": 44, "validation": 6, "test": 17},
+        (3, 10),
+        (2, 11),
+        (1, 2),
+        8,
+        64,
+        32,
+        per_split={"validation": ((5, 11), (3, 8), (1, 2)), "test": ((5, 13), (2, 9), (1, 3))},
+    ),
 }
 
 
@@ -335,12 +357,13 @@ def synthesize(
         for _ in range(n_users):
             user = f"P{next(numbers)}"
             rng = np.random.default_rng([seed, int(user[1:])])
-            looks = _user_looks(rng, int(rng.integers(spec.objects[0], spec.objects[1] + 1)))
+            objects_range, clean_range, clutter_range = spec.ranges(split)
+            looks = _user_looks(rng, int(rng.integers(objects_range[0], objects_range[1] + 1)))
             for look in looks:
                 others = [lk for lk in looks if lk is not look]
                 for vtype, (lo, hi), n in (
-                    ("clean", spec.clean_videos, spec.clean_frames),
-                    ("clutter", spec.clutter_videos, spec.clutter_frames),
+                    ("clean", clean_range, spec.clean_frames),
+                    ("clutter", clutter_range, spec.clutter_frames),
                 ):
                     directory = out / split / user / look.name / vtype
                     directory.mkdir(parents=True, exist_ok=True)
@@ -369,4 +392,8 @@ def synthesize(
 def expected_videos(preset: str) -> int:
     """An upper bound on the number of videos a preset writes (for progress bars)."""
     p = PRESETS[preset]
-    return sum(p.users.values()) * p.objects[1] * (p.clean_videos[1] + p.clutter_videos[1])
+    total = 0
+    for split, users in p.users.items():
+        objects, clean, clutter = p.ranges(split)
+        total += users * objects[1] * (clean[1] + clutter[1])
+    return total

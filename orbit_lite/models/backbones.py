@@ -153,10 +153,10 @@ def _fit_vit_positions(state: StateDict, net: nn.Module) -> StateDict:
     return state
 
 
-def _tiny_cnn(frame_size: int) -> nn.Module:
+def _strided_cnn(widths: tuple[int, ...], frame_size: int) -> nn.Module:
     layers: list[nn.Module] = []
     channels_in = 3
-    for channels in (16, 32, 64, 64):
+    for channels in widths:
         conv = nn.Conv2d(channels_in, channels, 3, stride=2, padding=1, bias=False)
         layers += [conv, nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
         channels_in = channels
@@ -211,8 +211,11 @@ _SPECS = (
     _torchvision("vit_b_32", 768, ViT_B_32_Weights.IMAGENET1K_V1, "heads", film_norm_types=_LN,
                  adapt_state=_fit_vit_positions, size_multiple=32, fixed_size=True),
     # Test/demo nets, registered next to the real ones so one parametrized test covers the whole registry.
-    BackboneSpec("tiny_cnn", 64, _HALF, _HALF, _tiny_cnn, _BN, min_size=16,
+    BackboneSpec("tiny_cnn", 64, _HALF, _HALF, partial(_strided_cnn, (16, 32, 64, 64)), _BN, min_size=16,
                  notes="4 x [conv3x3 stride 2, BN, ReLU], global average pool; no pretrained weights"),
+    # Two more stages than tiny_cnn: a receptive field (~190 px) that covers an object at 224 px as well as at 84.
+    BackboneSpec("small_cnn", 128, _HALF, _HALF, partial(_strided_cnn, (16, 32, 64, 96, 128, 128)), _BN, min_size=16,
+                 notes="6 x [conv3x3 stride 2, BN, ReLU], global average pool; no pretrained weights"),
     BackboneSpec("tiny_vit", 64, _HALF, _HALF, TinyViT, _LN, min_size=16, size_multiple=8, fixed_size=True,
                  notes="patch-8 ViT, 2 pre-LN blocks of width 64, class token; no pretrained weights"),
 )  # fmt: skip

@@ -1,0 +1,38 @@
+"""benchmarks/paper_claims.py --quick: every part runs and the report holds real, sane numbers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.mark.slow
+def test_quick_report(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "paper_claims.py"), "--quick", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = (tmp_path / "paper_claims.md").read_text()
+    for heading in ("## 1. Memory", "## 2. The LITE gradient", "## 3. Larger images", "## 4. Training on full",
+                    "## 5. The pipeline at ORBIT's size"):  # fmt: skip
+        assert heading in report
+    assert "**Quick mode**" in report
+    for plot in ("memory", "gradient", "accuracy"):
+        assert (tmp_path / f"paper_claims_{plot}.png").stat().st_size > 1000
+    numbers = json.loads((tmp_path / "paper_claims.json").read_text())
+    lite = [r for r in numbers["memory"]["runs"] if r["mode"] == "lite"]
+    assert lite and all(r["peak_mb"] > 0 for r in lite)
+    assert max(r["peak_mb"] for r in lite) / min(r["peak_mb"] for r in lite) < 1.25  # flat in N
+    rows = numbers["gradient"]["rows"]
+    assert rows[-1]["h"] == numbers["gradient"]["n"] and rows[-1]["relative_error_mean"] < 1e-6  # H = N is exact
+    assert rows[0]["relative_error_mean"] > rows[-2]["relative_error_mean"]  # more rows back-propagated, less noise
+    training = numbers["training"]
+    for run in ("lite_small", "lite_large", "full_small_tasks"):
+        assert 0 <= training[run]["frame_accuracy"]["mean"] <= 1 and training[run]["tasks"] > 0
+    scale = numbers["orbit_scale"]
+    assert scale["evaluation"]["scores"] > 0 and scale["largest_test_task"]["frames"] > 0
