@@ -3,11 +3,11 @@
 Parts (``--parts``, default all): ``memory`` (peak memory of a training step against task size, LITE against full
 back-propagation), ``gradient`` (error and variance of the LITE gradient against H), ``image_size`` (84 against
 224 px), ``small_tasks`` (LITE on full tasks against full back-propagation on tasks capped to the same memory) and
-``orbit_scale`` (the pipeline at ORBIT's size). ``--quick`` shrinks everything to run in a few minutes (tiny
+``orbit_scale`` (the pipeline at ORBIT's size). ``--quick`` shrinks everything to run in about a minute (tiny
 backbone, small frames, small data): the same code paths, not the same conclusions. Every number comes from a run
 made by this script.
 
-    python benchmarks/paper_claims.py                 # the full report (about half an hour on 2 CPU cores)
+    python benchmarks/paper_claims.py                 # the full report (about 15 minutes on 2 CPU cores)
     python benchmarks/paper_claims.py --quick --out /tmp/claims
 """
 
@@ -248,7 +248,7 @@ def part_orbit_scale(quick: bool, tmp: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {', '.join(PARTS)}")
-    parser.add_argument("--quick", action="store_true", help="tiny settings: minutes, not half an hour")
+    parser.add_argument("--quick", action="store_true", help="tiny settings: a minute, not a quarter of an hour")
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="where the report goes")
     parser.add_argument("--merge", action="store_true", help="keep the other parts' numbers from an earlier run")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from --out's JSON; run nothing")
