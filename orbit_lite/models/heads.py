@@ -154,19 +154,15 @@ class ProtoHead(Head):
             return -self.temperature() * sq.clamp_min(0)
 
 
-class CosineProtoHead(Head):
-    """ProtoNets with cosine similarity: ``logits_c(x) = scale * cos(x, mu_c)``. State: ``(means [K, D],)``."""
+class CosineProtoHead(ProtoHead):
+    """ProtoNets with cosine similarity: ``logits_c(x) = scale * cos(x, mu_c)``. State: ``(means [K, D],)``, the
+    same prototypes as :class:`ProtoHead`."""
 
     name = "proto_cosine"
     default_scale = 32.0
 
     def __init__(self, feature_dim: int, scale: float = 32.0, learn_scale: bool = False) -> None:
         super().__init__(feature_dim, scale, learn_scale)
-
-    def fit(self, features: Tensor, labels: Tensor, way: int) -> HeadState:
-        self._check(features, "context features")
-        with _no_autocast(features):
-            return (class_means(features.to(_compute_dtype(features)), labels, way),)
 
     def logits(self, query: Tensor, state: HeadState) -> Tensor:
         self._check(query, "query features")
