@@ -179,6 +179,11 @@ def evaluate_user(
 def _evaluate(learner: FewShotLearner, builder: TaskBuilder, user: User, protocol: Protocol, cfg: Config,
               seed: int, share_work: bool, result: UserResult) -> None:  # fmt: skip
     chunk = cfg.lite.chunk_size
+    unteachable = [c.name for c in builder.candidates(user) if not c.context]
+    if unteachable:  # it cannot be personalized, so no task can include it
+        log.warning(
+            "user %s: no usable clean video for %s; left out of every task", user.user_id, ", ".join(unteachable)
+        )
     rngs = [np.random.default_rng(task_seed(seed, user.user_id, t)) for t in range(protocol.tasks_per_user)]
     once = share_work and context_is_deterministic(protocol.sampling, builder, user)
     if once:  # draw task 0 first (it may discover corrupt files), then every task's plan from its own seed
