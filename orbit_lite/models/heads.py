@@ -79,7 +79,7 @@ class Head(nn.Module):
         super().__init__()
         scale = self.default_scale if scale is None else float(scale)
         if not scale > 0 or not math.isfinite(scale):
-            raise OrbitLiteError(f"head scale must be a positive number, got {scale}; fix the model.scale setting")
+            raise OrbitLiteError(f"head scale must be a positive number, got {scale}; fix model.logit_scale")
         self.feature_dim = feature_dim
         self.learn_scale = learn_scale
         if learn_scale:
@@ -136,9 +136,6 @@ class ProtoHead(Head):
     name = "proto"
     default_scale = 1.0
 
-    def __init__(self, feature_dim: int, scale: float = 1.0, learn_scale: bool = False) -> None:
-        super().__init__(feature_dim, scale, learn_scale)
-
     def fit(self, features: Tensor, labels: Tensor, way: int) -> HeadState:
         self._check(features, "context features")
         with _no_autocast(features):
@@ -160,9 +157,6 @@ class CosineProtoHead(ProtoHead):
 
     name = "proto_cosine"
     default_scale = 32.0
-
-    def __init__(self, feature_dim: int, scale: float = 32.0, learn_scale: bool = False) -> None:
-        super().__init__(feature_dim, scale, learn_scale)
 
     def logits(self, query: Tensor, state: HeadState) -> Tensor:
         self._check(query, "query features")
@@ -198,9 +192,6 @@ class MahalanobisHead(Head):
 
     name = "mahalanobis"
     default_scale = 1.0
-
-    def __init__(self, feature_dim: int, scale: float = 1.0, learn_scale: bool = False) -> None:
-        super().__init__(feature_dim, scale, learn_scale)
 
     def fit(self, features: Tensor, labels: Tensor, way: int) -> HeadState:
         self._check(features, "context features")
@@ -248,7 +239,7 @@ class VersaHead(Head):
     name = "versa"
     default_scale = 1.0
 
-    def __init__(self, feature_dim: int, scale: float = 1.0, learn_scale: bool = False) -> None:
+    def __init__(self, feature_dim: int, scale: float | None = None, learn_scale: bool = False) -> None:
         super().__init__(feature_dim, scale, learn_scale)
         self.f_w = _versa_mlp(feature_dim, feature_dim)
         self.f_b = _versa_mlp(feature_dim, 1)
