@@ -10,13 +10,25 @@ def _pct(x: dict[str, Any]) -> str:
     return f"{100 * x['mean']:.1f} +/- {100 * x['ci95']:.1f}"
 
 
-def plot_memory(memory: dict[str, Any], path: Path) -> None:
+def _axes():
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # files only: no display
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    return plt.subplots(figsize=(5.5, 3.6))
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_memory(memory: dict[str, Any], path: Path) -> None:
+    fig, ax = _axes()
     for h in memory["hs"]:
         runs = [r for r in memory["runs"] if r["mode"] == "lite" and r.get("h") == h and "peak_mb" in r]
         ax.plot([r["n"] for r in runs], [r["peak_mb"] / 1024 for r in runs], marker="o", label=f"LITE, H={h}")
@@ -27,19 +39,12 @@ def plot_memory(memory: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("peak memory of one step (GB)")
     ax.set_title(f"{memory['backbone']} at {memory['frame_size']} px")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_gradient(gradient: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = gradient["rows"]
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = _axes()
     ax.plot([r["h"] for r in rows], [r["relative_error_mean"] for r in rows], marker="o", label="one draw")
     ax.plot([r["h"] for r in rows], [r["relative_error_of_mean"] for r in rows], marker="s",
             label="mean of the draws")  # fmt: skip
@@ -48,21 +53,14 @@ def plot_gradient(gradient: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("||g_LITE - g|| / ||g||")
     ax.set_title(f"N = {gradient['n']} context clips")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_accuracy(training: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names = {"lite_small": f"LITE {training['small_size']} px", "lite_large": f"LITE {training['large_size']} px",
              "full_small_tasks": f"small tasks {training['large_size']} px"}  # fmt: skip
     runs = [(names[k], training[k]) for k in ("lite_small", "lite_large", "full_small_tasks") if k in training]
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = _axes()
     x = range(len(runs))
     ax.bar([i - 0.2 for i in x], [100 * r["frame_accuracy"]["mean"] for _, r in runs], 0.4,
            yerr=[100 * r["frame_accuracy"]["ci95"] for _, r in runs], capsize=3, label="all objects")  # fmt: skip
@@ -73,9 +71,7 @@ def plot_accuracy(training: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("clutter frame accuracy (%)")
     ax.set_ylim(0, 100)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def memory_section(m: dict[str, Any]) -> list[str]:
