@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import typer
 from rich import box
 from rich.table import Table
 
+from orbit_lite.checkpoint import atomic_write_text
 from orbit_lite.cli.common import err, one_line_errors, out
 from orbit_lite.data.layout import index_tree, index_user_folder
 from orbit_lite.engine.personalize import load_learner, personalize_user
@@ -63,13 +65,14 @@ def recognize_command(
     names = model.object_names
     recognitions = [recognize(model, path, label) for path in inputs]
     if csv_path is not None:
-        with open(csv_path, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["input", "frame", "prediction", "probability", *[f"p_{n}" for n in names]])
-            for r in recognitions:
-                for number, pred, probs in zip(r.frame_numbers, r.predictions, r.probabilities, strict=True):
-                    writer.writerow([r.source, int(number), names[pred], f"{probs[pred]:.4f}",
-                                     *[f"{p:.4f}" for p in probs]])  # fmt: skip
+        buffer = io.StringIO()  # built in memory, written at once: never a half-written CSV
+        writer = csv.writer(buffer)
+        writer.writerow(["input", "frame", "prediction", "probability", *[f"p_{n}" for n in names]])
+        for r in recognitions:
+            for number, pred, probs in zip(r.frame_numbers, r.predictions, r.probabilities, strict=True):
+                writer.writerow([r.source, int(number), names[pred], f"{probs[pred]:.4f}",
+                                 *[f"{p:.4f}" for p in probs]])  # fmt: skip
+        atomic_write_text(csv_path, buffer.getvalue())
     summary = [
         {"input": r.source, "frames": len(r.predictions), "prediction": names[r.video_prediction],
          "confidence": float(r.probabilities[:, r.video_prediction].mean()), **r.scores(len(names)),
