@@ -61,5 +61,7 @@ def test_export_cli(tmp_path: Path) -> None:
     result = runner.invoke(app, ["export", "--model", str(tmp_path / "me.pt"), "--out", str(tmp_path / "me.onnx")])
     assert result.exit_code == 0, result.output
     assert "max |onnxruntime - pytorch|" in result.stdout and (tmp_path / "me.onnx").exists()
+    again = runner.invoke(app, ["export", "--model", str(tmp_path / "me.pt"), "--out", str(tmp_path / "me.onnx")])
+    assert again.exit_code == 1 and "already exists" in again.stderr
     bad = runner.invoke(app, ["export", "--model", str(tmp_path / "me.pt"), "--format", "tflite", "--out", "x"])
     assert bad.exit_code != 0

@@ -22,10 +22,13 @@ def export_command(
     out_file: Path = typer.Option(..., "--out", help="Where to write the exported model (e.g. me.onnx)."),
     format: Format = typer.Option(Format.onnx, "--format", help="Export format."),
     check: bool = typer.Option(True, "--check/--no-check", help="Compare onnxruntime's output with PyTorch's."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
 ) -> None:
     """Export a personal recognizer: uint8 frames in, logits and probabilities out, FiLM folded in."""
     from orbit_lite.export import export_onnx, onnx_parity
 
+    if out_file.exists() and not overwrite:
+        raise OrbitLiteError(f"{out_file} already exists; pass --overwrite to replace it")
     model = load_personal(model_file)
     path = export_onnx(model, out_file)
     clip = f"{model.clip_length}, " if model.clip_length > 1 else ""
