@@ -36,7 +36,7 @@ def test_evaluate_writes_every_output_in_the_challenge_format(
     assert "frame accuracy" in result.stdout and "all" in result.stdout
     assert {p.name for p in out.iterdir()} == {
         "results.json", "metrics.json", "per_video.csv", "per_user.csv", "per_object.csv", "config.yaml",
-        "per_user_accuracy.png",
+        "per_user_accuracy.png", ".orbit-lite-results",
     }  # fmt: skip
     index = index_tree(tiny_frames)
     user = index.users("test")[0]

@@ -9,6 +9,7 @@ import typer
 
 from orbit_lite.cli.common import one_line_errors, out
 from orbit_lite.errors import OrbitLiteError
+from orbit_lite.outputs import check_file_out, is_onnx_file, writable_parent
 from orbit_lite.personal import load_personal
 
 
@@ -27,8 +28,8 @@ def export_command(
     """Export a personal recognizer: uint8 frames in, logits and probabilities out, FiLM folded in."""
     from orbit_lite.export import export_onnx, onnx_parity
 
-    if out_file.exists() and not overwrite:
-        raise OrbitLiteError(f"{out_file} already exists; pass --overwrite to replace it")
+    check_file_out(out_file, overwrite, is_onnx_file, "an ONNX model")
+    writable_parent(out_file)
     model = load_personal(model_file)
     path = export_onnx(model, out_file)
     clip = f"{model.clip_length}, " if model.clip_length > 1 else ""

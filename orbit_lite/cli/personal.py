@@ -18,6 +18,7 @@ from orbit_lite.engine.personalize import load_learner, personalize_user
 from orbit_lite.engine.recognize import recognize
 from orbit_lite.engine.train import select_device
 from orbit_lite.errors import OrbitLiteError
+from orbit_lite.outputs import check_file_out, is_orbit_lite_checkpoint, is_predictions_csv, writable_parent
 from orbit_lite.personal import load_personal, save_personal
 
 
@@ -34,8 +35,8 @@ def personalize_command(
     """Teach a recognizer a user's objects from their clean videos."""
     if (user is None) == (videos is None) or (user is not None and data is None):
         raise OrbitLiteError("give either --user ID with --data ROOT, or --videos DIR")
-    if out_file.exists() and not overwrite:
-        raise OrbitLiteError(f"{out_file} already exists; pass --overwrite to replace it")
+    check_file_out(out_file, overwrite, is_orbit_lite_checkpoint("personal"), "a personal recognizer")
+    writable_parent(out_file)
     who = index_tree(data).user(user) if user is not None else index_user_folder(videos).users()[0]
     learner, cfg = load_learner(checkpoint, select_device(device))
     model, task = personalize_user(learner, who, cfg)
@@ -61,6 +62,9 @@ def recognize_command(
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
 ) -> None:
     """Say which of the user's objects each frame shows (causal: a frame's answer uses only earlier frames)."""
+    if csv_path is not None:  # our own predictions CSV is replaced (as before); any other file never is
+        check_file_out(csv_path, True, is_predictions_csv, "a predictions CSV")
+        writable_parent(csv_path)
     model = load_personal(model_file, select_device(device))
     names = model.object_names
     recognitions = [recognize(model, path, label) for path in inputs]

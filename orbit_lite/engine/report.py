@@ -18,12 +18,10 @@ import pandas as pd
 import yaml
 
 from orbit_lite.engine.evaluate import Protocol, UserResult
-from orbit_lite.errors import OrbitLiteError
 from orbit_lite.metrics import summarize_scores
+from orbit_lite.outputs import RESULTS_MARKER, check_results_out
 
 METRICS = ("frame_accuracy", "frames_to_recognition", "video_accuracy")
-FILES = ("results.json", "metrics.json", "per_video.csv", "per_user.csv", "per_object.csv", "config.yaml",
-         "per_user_accuracy.png")  # fmt: skip
 
 
 def per_video_table(results: Sequence[UserResult]) -> pd.DataFrame:
@@ -89,11 +87,8 @@ def plot_per_user(per_user: pd.DataFrame, path: Path, title: str) -> None:
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:
-    """Refuse an output folder that already holds results, unless ``overwrite``."""
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise OrbitLiteError(f"{out} already holds results; pass --overwrite to replace them or choose a new --out")
-    if out.exists() and not out.is_dir():
-        raise OrbitLiteError(f"{out} is a file; --out must be a folder")
+    """Refuse an output folder unless it is new, empty, or (with ``overwrite``) results that orbit-lite wrote."""
+    check_results_out(out, overwrite)
 
 
 def write_results(
@@ -111,6 +106,7 @@ def write_results(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
+        (tmp / RESULTS_MARKER).write_text("evaluation results written by orbit-lite\n")
         (tmp / "results.json").write_text(json.dumps({r.user: r.tasks for r in results}))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
         videos.to_csv(tmp / "per_video.csv", index=False)

@@ -30,6 +30,7 @@ from orbit_lite.engine.distributed import Dist
 from orbit_lite.engine.validate import validate
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners import FewShotLearner, create_learner
+from orbit_lite.outputs import check_run_out
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,8 @@ def _prepare(cfg: Config, data_root: Path, run: _Run, resume: bool) -> tuple[Dat
         _check_resumable(from_dict(Config, record["config"]), cfg, run.last)
     elif run.last.exists():
         raise OrbitLiteError(f"{run.dir} already holds a training run; pass --resume to continue it or use a new --out")
+    else:
+        check_run_out(run.dir)
     index = index_benchmark(data_root)
     if not index.splits.get("train"):
         raise OrbitLiteError(f"{index.root}: no training users under train/; meta-training needs them")

@@ -1,0 +1,118 @@
+"""Rules for replacing output: a command replaces only what orbit-lite itself wrote.
+
+``--overwrite`` used to mean "delete whatever is there"; pointed at a data folder it wiped the data. Now every command
+asks this module before it replaces a folder or a file. A results folder is recognized by what it holds (only the
+files ``evaluate`` writes, metrics.json among them); a file by its content (an orbit-lite checkpoint of the right kind,
+an ONNX model, a CSV of per-frame predictions). Anything else is refused, with or without ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from orbit_lite.errors import OrbitLiteError
+
+RESULTS_MARKER = ".orbit-lite-results"  # written into every results folder; older folders are known by their files
+RESULTS_FILES = frozenset({"results.json", "metrics.json", "per_video.csv", "per_user.csv", "per_object.csv",
+                           "config.yaml", "per_user_accuracy.png", RESULTS_MARKER})  # fmt: skip
+
+
+def is_results_folder(path: Path) -> bool:
+    """True when ``path`` is a folder holding only files that ``evaluate`` writes (metrics.json among them)."""
+    if not path.is_dir():
+        return False
+    names = {p.name for p in path.iterdir()}
+    return "metrics.json" in names and names <= RESULTS_FILES and all((path / n).is_file() for n in names)
+
+
+def check_results_out(out: Path, overwrite: bool) -> None:
+    """Refuse ``out`` unless it is absent, empty, or (with ``overwrite``) an orbit-lite results folder."""
+    if out.exists() and not out.is_dir():
+        raise OrbitLiteError(f"{out} is a file; --out must be a folder (choose a new --out)")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not is_results_folder(out):
+        raise OrbitLiteError(
+            f"{out} holds files that orbit-lite did not write as evaluation results; it is never replaced, "
+            "even with --overwrite: choose a new or empty --out"
+        )
+    if not overwrite:
+        raise OrbitLiteError(f"{out} already holds results; pass --overwrite to replace them or choose a new --out")
+
+
+RUN_FILES = frozenset({"config.yaml", "metrics.jsonl", "checkpoints"})
+
+
+def check_run_out(run_dir: Path) -> None:
+    """A new training run goes into a new or empty folder, or one holding only an unfinished run's files."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OrbitLiteError(f"{run_dir} is a file; --out must be a folder")
+    if run_dir.is_dir() and not {p.name for p in run_dir.iterdir()} <= RUN_FILES:
+        raise OrbitLiteError(
+            f"{run_dir} holds files that are not an orbit-lite training run; choose a new or empty --out"
+        )
+
+
+def check_file_out(path: Path, overwrite: bool, ours: Callable[[Path], bool], what: str) -> None:
+    """Refuse to replace ``path`` unless (with ``overwrite``) ``ours(path)`` says orbit-lite wrote it as ``what``."""
+    if path.is_dir():
+        raise OrbitLiteError(f"{path} is a folder; --out must name a file")
+    if not path.exists():
+        return
+    if not ours(path):
+        raise OrbitLiteError(
+            f"{path} is not {what} written by orbit-lite; it is never replaced, even with --overwrite: "
+            "choose another file name"
+        )
+    if not overwrite:
+        raise OrbitLiteError(f"{path} already exists; pass --overwrite to replace it")
+
+
+def is_orbit_lite_checkpoint(kind: str) -> Callable[[Path], bool]:
+    """A recognizer of orbit-lite checkpoint files of ``kind`` (read weights-only: nothing is executed)."""
+
+    def check(path: Path) -> bool:
+        from orbit_lite.checkpoint import load_checkpoint
+
+        try:
+            load_checkpoint(path, kind)
+        except OrbitLiteError:
+            return False
+        return True
+
+    return check
+
+
+def is_onnx_file(path: Path) -> bool:
+    """An ONNX model written by ``orbit-lite export`` (its producer name says so)."""
+    try:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not protobuf, or onnx missing: either way not provably ours
+        return False
+    return model.producer_name == "pytorch" or "orbit_lite" in {p.key for p in model.metadata_props}
+
+
+def is_predictions_csv(path: Path) -> bool:
+    """A per-frame predictions CSV written by ``orbit-lite recognize --csv`` (known by its header)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            header = f.readline().strip()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return header.startswith("input,frame,")
+
+
+def writable_parent(path: Path) -> None:
+    """Fail now, not after hours of work, when ``path``'s folder cannot be created or written."""
+    parent = path.parent if str(path.parent) else Path(".")
+    probe = parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OrbitLiteError(f"{probe} is a file, so {path} cannot be written there: choose another --out")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OrbitLiteError(f"{probe} is not writable (permissions or a read-only file system): choose another --out")
