@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import yaml
 
 from orbit_lite.errors import OrbitLiteError
+from orbit_lite.shapes import Buckets
 
 T = TypeVar("T")
 
@@ -140,11 +141,17 @@ class LiteConfig:
     h: int = 16
     chunk_size: int = 256  # clips per no-grad forward of the context set (and per test-time chunk)
     query_chunk: int = 256  # query clips per forward/backward
+    # Shape discipline (orbit_lite.shapes): the networks see batch sizes 1, 2, 4, ... bucket_step, then multiples of
+    # bucket_step up to bucket_largest. auto: padded on CUDA/MPS, where each new shape costs a cuDNN set-up.
+    buckets: str = "auto"
+    bucket_step: int = 32
+    bucket_largest: int = 256
 
     def __post_init__(self) -> None:
         for name in ("h", "chunk_size", "query_chunk"):
             if getattr(self, name) < 1:
                 raise OrbitLiteError(f"lite.{name} must be >= 1, got {getattr(self, name)}")
+        Buckets(self.buckets, self.bucket_step, self.bucket_largest)  # validates the three together
 
 
 @dataclass(frozen=True)
@@ -171,8 +178,12 @@ class TrainConfig:
     val_tasks_per_user: int = 30
     seed: int = 1991
     bf16: bool = False
-    compile: bool = False  # torch.compile the backbone
+    compile: bool = False  # torch.compile the backbone, once per batch-size bucket
     device: str = "auto"
+    # GPU habits (orbit_lite.engine.runtime), each "auto", "on" or "off"; auto applies them on CUDA.
+    channels_last: str = "auto"  # NHWC weights and activations for convolutional backbones
+    pin_memory: str = "auto"  # page-locked task tensors, copied to the GPU without blocking
+    cudnn_benchmark: str = "auto"  # let cuDNN time its algorithms per shape (worth it once shapes are bucketed)
     log_every: int = 1  # optimizer steps between metrics.jsonl lines
     checkpoint_every: int = 0  # optimizer steps between mid-epoch saves of last.pt; 0: at the end of epochs only
 
@@ -180,6 +191,8 @@ class TrainConfig:
         _choice("train.optimizer", self.optimizer, ("adam", "adamw"))
         _choice("train.scheduler", self.scheduler, ("constant", "multistep", "cosine"))
         _choice("train.device", self.device, ("auto", "cpu", "cuda", "mps"))
+        for name in ("channels_last", "pin_memory", "cudnn_benchmark"):
+            _choice(f"train.{name}", getattr(self, name), ("auto", "on", "off"))
         for name in ("epochs", "tasks_per_user", "tasks_per_batch", "val_every", "val_tasks_per_user", "log_every"):
             if getattr(self, name) < 1:
                 raise OrbitLiteError(f"train.{name} must be >= 1, got {getattr(self, name)}")

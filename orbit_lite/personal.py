@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from orbit_lite.checkpoint import load_checkpoint, save_checkpoint
+from orbit_lite.engine.runtime import prepare_backbone
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners.base import Personalized
 from orbit_lite.models.backbones import create_backbone
@@ -72,6 +73,7 @@ def load_personal(path: Path | str, device: torch.device | str = "cpu") -> Perso
     except (KeyError, RuntimeError) as e:
         raise OrbitLiteError(f"{path}: damaged personal recognizer ({str(e).splitlines()[0][:120]})") from None
     backbone.to(device).eval()
+    prepare_backbone(backbone, torch.device(device))  # shape buckets and channels-last on a GPU
     head.to(device).eval()
     film = record["film"]
     film = None if film is None else {k: (g.to(device), b.to(device)) for k, (g, b) in film.items()}

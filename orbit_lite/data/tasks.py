@@ -6,6 +6,7 @@ again without it, so a long run never dies on one bad file.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,11 @@ class Task:
     @property
     def way(self) -> int:
         return len(self.object_names)
+
+    def pin_memory(self) -> Task:
+        """The task with its clip tensors in page-locked memory (``DataLoader(pin_memory=True)`` calls this)."""
+        target = None if self.target_clips is None else self.target_clips.pin_memory()
+        return dataclasses.replace(self, context_clips=self.context_clips.pin_memory(), target_clips=target)
 
     @property
     def clip_length(self) -> int:
@@ -313,7 +319,7 @@ def _keep(task: Task | None) -> Task | None:
 
 def task_loader(
     dataset: UserTaskDataset, *, shuffle: bool, num_workers: int = 0, seed: int = 0, rank: int = 0, world: int = 1,
-    group: int = 1,
+    group: int = 1, pin_memory: bool = False,
 ) -> DataLoader:  # fmt: skip
     """One task per item; ``num_workers`` processes decode upcoming tasks while the current one is computed.
 
@@ -329,4 +335,5 @@ def task_loader(
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         prefetch_factor=2 if num_workers > 0 else None,
+        pin_memory=pin_memory,  # Task.pin_memory: page-locked buffers, so the copies to the GPU do not block
     )

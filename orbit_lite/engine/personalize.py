@@ -12,6 +12,7 @@ from orbit_lite.checkpoint import load_checkpoint
 from orbit_lite.config import Config, SamplingConfig, from_dict, to_dict
 from orbit_lite.data.layout import User
 from orbit_lite.data.tasks import Task, TaskBuilder
+from orbit_lite.engine import runtime
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners import FewShotLearner, create_learner
 from orbit_lite.personal import PersonalModel
@@ -27,7 +28,9 @@ def load_learner(checkpoint: Path | str, device: torch.device) -> tuple[FewShotL
         learner.load_state_dict(record["model"])
     except RuntimeError as e:
         raise OrbitLiteError(f"{checkpoint}: weights do not fit its own model ({str(e).splitlines()[0]})") from None
-    return learner.to(device).eval(), cfg
+    learner = learner.to(device).eval()
+    runtime.prepare(learner, cfg, device, allow_compile=False)
+    return learner, cfg
 
 
 def context_sampling(cfg: Config, objects: int) -> SamplingConfig:

@@ -25,7 +25,7 @@ from orbit_lite.checkpoint import atomic_write_text, load_checkpoint, save_check
 from orbit_lite.config import Config, TrainConfig, from_dict, to_dict
 from orbit_lite.data.layout import DatasetIndex, index_benchmark
 from orbit_lite.data.tasks import UserTaskDataset, task_loader
-from orbit_lite.engine import distributed
+from orbit_lite.engine import distributed, runtime
 from orbit_lite.engine.distributed import Dist
 from orbit_lite.engine.validate import validate
 from orbit_lite.errors import OrbitLiteError
@@ -178,8 +178,7 @@ class _Loop:
         torch.manual_seed(tc.seed)
         self.learner = create_learner(cfg.model, cfg.data.frame_size).to(self.device)
         self.learner.bf16 = tc.bf16
-        if tc.compile:
-            self.learner.backbone.compile()  # the hot path; the rest is small
+        self.runtime = runtime.prepare(self.learner, cfg, self.device)  # buckets, channels-last, cuDNN, compile
         self.optimizer = build_optimizer(self.learner, tc)
         self.progress: dict[str, Any] = {"epoch": 0, "position": 0, "step": 0, "best": None, "metrics_bytes": 0}
         if record is not None:
@@ -190,7 +189,8 @@ class _Loop:
         self.dataset = UserTaskDataset(index.users("train"), cfg.train_sampling, cfg.data, train=True,
                                        tasks_per_user=tc.tasks_per_user, seed=tc.seed)  # fmt: skip
         self.loader = task_loader(self.dataset, shuffle=True, num_workers=cfg.data.num_workers, seed=tc.seed,
-                                  rank=dist.rank, world=dist.world, group=tc.tasks_per_batch)  # fmt: skip
+                                  rank=dist.rank, world=dist.world, group=tc.tasks_per_batch,
+                                  pin_memory=self.runtime.pin_memory)  # fmt: skip
         self.val_users = index.splits.get("validation", ())
         if not self.val_users and dist.main:
             log.warning("no validation users in %s: best.pt will follow the last epoch", index.root)

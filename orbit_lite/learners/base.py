@@ -30,6 +30,7 @@ from orbit_lite.models.backbones import Backbone, create_backbone
 from orbit_lite.models.film import FilmGenerator
 from orbit_lite.models.heads import Head, HeadState, create_head
 from orbit_lite.models.set_encoder import SetEncoder
+from orbit_lite.shapes import run_bucketed
 
 Film = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
@@ -105,8 +106,10 @@ class FewShotLearner(nn.Module):
         """Per-clip set-encoder representations ``[n, E]`` (mean over a clip's frames)."""
         assert self.set_encoder is not None
         frames, length = _frames(clips)
-        with _autocast(self.device, self.bf16):
-            reps = self.set_encoder(frames.to(self.device, non_blocking=True)).float()
+        device = self.device
+        with _autocast(device, self.bf16):
+            frames = frames.to(device, non_blocking=True)
+            reps = run_bucketed(self.set_encoder, frames, self.backbone.buckets, device).float()
         return reps.view(-1, length, reps.shape[-1]).mean(1)
 
     def clip_features(self, clips: torch.Tensor, film: Film | None) -> torch.Tensor:
@@ -151,15 +154,19 @@ class FewShotLearner(nn.Module):
         film_leaves = {
             k: (g.detach().requires_grad_(), b.detach().requires_grad_()) for k, (g, b) in (film or {}).items()
         }
-        n, total, correct = len(query), 0.0, 0
+        n = len(query)
+        # Sums stay on the device until the task ends: reading them per chunk would stall the GPU on every chunk.
+        total = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        query_labels = query_labels.to(self.device, non_blocking=True)
         for start in range(0, n, lite.query_chunk):
             clips = query[start : start + lite.query_chunk]
-            labels = query_labels[start : start + lite.query_chunk].to(self.device)
+            labels = query_labels[start : start + lite.query_chunk]
             logits = self.head.logits(self.clip_features(clips, film_leaves or None), state_leaves)
             loss = F.cross_entropy(logits.float(), labels, reduction="sum")
             (loss * (loss_weight / n)).backward()
-            total += float(loss.detach())
-            correct += int((logits.argmax(1) == labels).sum())
+            total += loss.detach()
+            correct += (logits.argmax(1) == labels).sum()
         outputs, grads = [], []
         for t, leaf in zip(state, state_leaves, strict=True):
             if t.requires_grad and leaf.grad is not None:
@@ -175,7 +182,7 @@ class FewShotLearner(nn.Module):
             grads.append(torch.ones((), device=self.device))
         if outputs:
             torch.autograd.backward(outputs, grads)
-        return TaskStats(total / n, correct / n, n)
+        return TaskStats(float(total) / n, int(correct) / n, n)
 
 
 @dataclass

@@ -38,6 +38,7 @@ from torchvision.models.vision_transformer import interpolate_embeddings
 from torchvision.ops import StochasticDepth
 
 from orbit_lite.errors import OrbitLiteError
+from orbit_lite.shapes import Buckets, run_bucketed
 
 Film = dict[str, tuple[Tensor, Tensor]]
 StateDict = dict[str, Tensor]
@@ -252,6 +253,9 @@ class Backbone(nn.Module):
         self.register_buffer("input_shift", -mean / std, persistent=False)
         self.film_layers = _find_film_layers(spec, net)
         self._film_channels = dict(self.film_layers)
+        self.buckets = Buckets()  # which batch sizes the network sees (orbit_lite.shapes); set from the config
+        self.channels_last = False
+        self._features = self._eager_features
         self.train()
 
     def train(self, mode: bool = True) -> Backbone:
@@ -272,10 +276,40 @@ class Backbone(nn.Module):
         Returns:
             ``[B, feature_dim]`` features.
         """
+        return run_bucketed(lambda batch: self._features(batch, film), frames, self.buckets, self.input_scale.device)
+
+    def _eager_features(self, frames: Tensor, film: Film | None) -> Tensor:
         x = self._normalize(frames)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         if not film:
             return self.net(x)
         return torch.func.functional_call(self.net, self._film_params(film), (x,))
+
+    def compile_per_bucket(self, backend: str | Callable = "inductor") -> None:
+        """``torch.compile`` the network on fixed shapes: one compilation per bucket (and grad mode), never per task.
+
+        Only the part after bucketing is compiled, so it sees bucket sizes alone; ``dynamic=False`` keeps each bucket
+        a specialised graph, and the recompile limit is raised so that every bucket fits in dynamo's cache.
+        """
+        import torch._dynamo
+
+        # a graph per bucket, with and without FiLM, with and without grad, fp32 and bf16
+        needed = 8 * len(self.buckets.sizes)
+        for name in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit"):
+            if hasattr(torch._dynamo.config, name):
+                setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), needed))
+        self._features = torch.compile(self._eager_features, dynamic=False, backend=backend)
+
+    def use_channels_last(self) -> bool:
+        """Convolution weights and activations in channels-last (NHWC) layout, which tensor cores prefer.
+
+        Returns whether it applies: only networks with 2-d convolutions gain anything from it."""
+        if not any(isinstance(m, nn.Conv2d) for m in self.net.modules()):
+            return False
+        self.net.to(memory_format=torch.channels_last)
+        self.channels_last = True
+        return True
 
     def _normalize(self, frames: Tensor) -> Tensor:
         if frames.ndim != 4 or frames.shape[1] != 3:

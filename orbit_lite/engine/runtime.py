@@ -1,0 +1,74 @@
+"""Where a model meets its device: shape buckets, channels-last, cuDNN autotuning, pinned memory, compilation.
+
+Every command that runs a network (train, evaluate, personalize, recognize, export's parity check) prepares it here,
+so the GPU habits are decided in one place from the configuration. Each habit is "auto", "on" or "off"; "auto" turns
+it on where it is expected to pay: on CUDA (and MPS for the buckets), never on the CPU, where padding and layout
+changes only cost time. ``benchmarks/gpu_throughput.py`` measures them on a GPU, one at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from orbit_lite.config import Config, LiteConfig, TrainConfig
+from orbit_lite.models.backbones import Backbone
+from orbit_lite.shapes import Buckets
+
+
+def _wanted(setting: str, device: torch.device) -> bool:
+    return setting == "on" or (setting == "auto" and device.type == "cuda")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What was applied to a model on ``device`` (reported by the benchmark)."""
+
+    device: str
+    buckets: bool
+    channels_last: bool
+    cudnn_benchmark: bool
+    pin_memory: bool
+    compiled: bool
+
+
+def buckets_of(lite: LiteConfig) -> Buckets:
+    return Buckets(lite.buckets, lite.bucket_step, lite.bucket_largest)
+
+
+def prepare_backbone(
+    backbone: Backbone,
+    device: torch.device,
+    lite: LiteConfig | None = None,
+    train: TrainConfig | None = None,
+    allow_compile: bool = True,
+) -> Runtime:
+    """Apply the configured habits to ``backbone`` (already on ``device``); defaults when no config is given.
+
+    ``allow_compile=False`` for one-off commands (evaluate, personalize), where compiling costs more than it saves."""
+    lite = lite or LiteConfig()
+    train = train or TrainConfig()
+    backbone.buckets = buckets_of(lite)
+    bucketed = backbone.buckets.active(device)
+    channels_last = _wanted(train.channels_last, device) and backbone.use_channels_last()
+    # cuDNN's per-shape autotuning pays only when shapes repeat, which the buckets guarantee.
+    benchmark = device.type == "cuda" and (
+        train.cudnn_benchmark == "on" or (train.cudnn_benchmark == "auto" and bucketed)
+    )
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = benchmark
+    compiled = train.compile and allow_compile
+    if compiled:
+        backbone.compile_per_bucket()
+    return Runtime(device.type, bucketed, channels_last, benchmark, pin_memory(train, device), compiled)
+
+
+def pin_memory(train: TrainConfig, device: torch.device) -> bool:
+    """Whether task tensors should be page-locked, so their copies to the GPU can overlap with compute."""
+    return device.type == "cuda" and train.pin_memory != "off"
+
+
+def prepare(learner: torch.nn.Module, cfg: Config, device: torch.device, allow_compile: bool = True) -> Runtime:
+    """Prepare a learner's backbone (its set encoder shares the backbone's buckets)."""
+    return prepare_backbone(learner.backbone, device, cfg.lite, cfg.train, allow_compile)
