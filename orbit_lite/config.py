@@ -18,6 +18,9 @@ import yaml
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.shapes import Buckets
 
+# "auto", "on" or "off" (YAML's bare on/off booleans are accepted too)
+Switch = typing.NewType("Switch", str)
+
 T = TypeVar("T")
 
 WAY_METHODS = ("random", "max")
@@ -143,7 +146,7 @@ class LiteConfig:
     query_chunk: int = 256  # query clips per forward/backward
     # Shape discipline (orbit_lite.shapes): the networks see batch sizes 1, 2, 4, ... bucket_step, then multiples of
     # bucket_step up to bucket_largest. auto: padded on CUDA/MPS, where each new shape costs a cuDNN set-up.
-    buckets: str = "auto"
+    buckets: Switch = Switch("auto")
     bucket_step: int = 32
     bucket_largest: int = 256
 
@@ -181,9 +184,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile the backbone, once per batch-size bucket
     device: str = "auto"
     # GPU habits (orbit_lite.engine.runtime), each "auto", "on" or "off"; auto applies them on CUDA.
-    channels_last: str = "auto"  # NHWC weights and activations for convolutional backbones
-    pin_memory: str = "auto"  # page-locked task tensors, copied to the GPU without blocking
-    cudnn_benchmark: str = "auto"  # let cuDNN time its algorithms per shape (worth it once shapes are bucketed)
+    channels_last: Switch = Switch("auto")  # NHWC weights and activations for convolutional backbones
+    pin_memory: Switch = Switch("auto")  # page-locked task tensors, copied to the GPU without blocking
+    cudnn_benchmark: Switch = Switch("auto")  # cuDNN autotuning per shape (pays once shapes are bucketed)
     log_every: int = 1  # optimizer steps between metrics.jsonl lines
     checkpoint_every: int = 0  # optimizer steps between mid-epoch saves of last.pt; 0: at the end of epochs only
 
@@ -192,7 +195,7 @@ class TrainConfig:
         _choice("train.scheduler", self.scheduler, ("constant", "multistep", "cosine"))
         _choice("train.device", self.device, ("auto", "cpu", "cuda", "mps"))
         for name in ("channels_last", "pin_memory", "cudnn_benchmark"):
-            _choice(f"train.{name}", getattr(self, name), ("auto", "on", "off"))
+            _choice(f"train.{name}", getattr(self, name), ("auto", "on", "off"))  # also when built in code
         for name in ("epochs", "tasks_per_user", "tasks_per_batch", "val_every", "val_tasks_per_user", "log_every"):
             if getattr(self, name) < 1:
                 raise OrbitLiteError(f"train.{name} must be >= 1, got {getattr(self, name)}")
@@ -245,6 +248,11 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if hint is int and isinstance(value, float) and value != out:
             raise OrbitLiteError(f"{where}: expected an integer, got {value!r}")
         return out
+    if hint is Switch:  # YAML reads a bare on/off as a boolean
+        value = {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+        if value not in ("auto", "on", "off"):
+            raise OrbitLiteError(f"{where}: expected auto, on or off, got {value!r}")
+        return value
     if hint is str and not isinstance(value, str):
         raise OrbitLiteError(f"{where}: expected text, got {value!r}")
     return value
