@@ -108,13 +108,15 @@ class DataConfig:
     frame_size: int = 224
     video_backend: str = "auto"
     num_workers: int = 2
+    decode_threads: int = 0  # JPEG-decoding threads outside loader workers (evaluation); 0: up to 8, 1 in workers
 
     def __post_init__(self) -> None:
         if self.frame_size < 8:
             raise OrbitLiteError(f"data.frame_size must be >= 8, got {self.frame_size}")
         _choice("video_backend", self.video_backend, ("auto", "decord", "opencv"))
-        if self.num_workers < 0:
-            raise OrbitLiteError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        for name in ("num_workers", "decode_threads"):
+            if getattr(self, name) < 0:
+                raise OrbitLiteError(f"data.{name} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ class TaskBuilder:
 
     def __init__(self, sampling: SamplingConfig, data: DataConfig) -> None:
         self.sampling = sampling
-        self.reader = FrameReader(data.frame_size, data.video_backend)
+        self.reader = FrameReader(data.frame_size, data.video_backend, data.decode_threads)
         self._context_tags = expand_filter(sampling.context_filter)
         self._target_tags = expand_filter(sampling.target_filter)
         self._candidates: dict[str, list[CandidateObject]] = {}

@@ -12,6 +12,8 @@ through decord when it is importable and opens the file, else OpenCV's FFmpeg ba
 from __future__ import annotations
 
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -131,6 +133,32 @@ def as_frames(array: np.ndarray) -> torch.Tensor:
     return tensor.permute(*dims[:-3], dims[-1], dims[-3], dims[-2])
 
 
+_PARALLEL_FROM = 8  # frames per read below which threads cost more than they save
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def _decode_threads(threads: int) -> int:
+    """0 means: one thread inside a DataLoader worker (the workers already use the cores), else up to 8."""
+    if threads > 0:
+        return threads
+    if torch.utils.data.get_worker_info() is not None:
+        return 1
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def _decode_pool(threads: int) -> ThreadPoolExecutor | None:
+    n = _decode_threads(threads)
+    if n == 1:
+        return None
+    if n not in _pools:
+        _pools[n] = ThreadPoolExecutor(n, thread_name_prefix="orbit-lite-decode")
+    return _pools[n]
+
+
+# A forked child (a DataLoader worker) inherits the pools but not their threads: start afresh there.
+os.register_at_fork(after_in_child=_pools.clear)
+
+
 class FrameReader:
     """Decodes frames of indexed videos. Stateless apart from remembering which files decord cannot read.
 
@@ -139,7 +167,7 @@ class FrameReader:
         backend: "auto" (decord, then OpenCV), "decord" or "opencv" for video files.
     """
 
-    def __init__(self, size: int, backend: str = "auto") -> None:
+    def __init__(self, size: int, backend: str = "auto", threads: int = 0) -> None:
         if size <= 0:
             raise ValueError(f"frame size must be positive, got {size}")
         if backend not in BACKENDS:
@@ -147,6 +175,7 @@ class FrameReader:
         self.size = size
         self.backend = backend
         self._decord_failed: set[Path] = set()  # files decord cannot read (some frame sizes): go straight to OpenCV
+        self.threads = threads  # JPEG decoding threads for frame folders; 0: automatic (see _decode_threads)
 
     def read(self, video: Video, positions: np.ndarray | list[int]) -> torch.Tensor:
         """Frames at 0-based ``positions`` of ``video`` as ``[T, 3, S, S]`` uint8 (channels-last storage)."""
@@ -181,7 +210,8 @@ class FrameReader:
     def _read_folder(self, video: Video, positions: np.ndarray, out: np.ndarray, targets: np.ndarray) -> None:
         frames = video.frames
         assert frames is not None
-        for pos, row in zip(positions, targets, strict=True):
+
+        def one(pos: int, row: int) -> None:
             path = frames.path(int(pos))
             try:
                 data = path.read_bytes()
@@ -190,6 +220,16 @@ class FrameReader:
             # The scale comes from each file's own header, so a frame decodes the same whatever was read before it.
             image = _decode(data, _decode_flag(jpeg_side(data), self.size), path)
             fit_square(image, self.size, out[row])
+
+        pool = _decode_pool(self.threads) if len(positions) >= _PARALLEL_FROM else None
+        if pool is None:
+            for pos, row in zip(positions, targets, strict=True):
+                one(pos, row)
+            return
+        # File reads and libjpeg-turbo release the GIL, so threads decode on every core; each frame has its own row
+        # of ``out``. Results are collected in order, so the first corrupt frame (by position) is the one reported.
+        for future in [pool.submit(one, pos, row) for pos, row in zip(positions, targets, strict=True)]:
+            future.result()
 
     def _read_file(self, path: Path, positions: np.ndarray, out: np.ndarray, targets: np.ndarray) -> None:
         if self.backend in ("auto", "decord") and decord is not None and path not in self._decord_failed:
