@@ -19,6 +19,7 @@ from orbit_lite.engine.evaluate import evaluate_users, make_protocol
 from orbit_lite.engine.personalize import load_learner
 from orbit_lite.engine.report import prepare_out, write_results
 from orbit_lite.engine.train import select_device
+from orbit_lite.errors import OrbitLiteError
 
 
 class Mode(str, Enum):
@@ -53,6 +54,29 @@ def results_table(metrics: dict, title: str) -> Table:
     return table
 
 
+def parse_users(users: str | None) -> list[str] | None:
+    """``--users a,b`` as a list; None when not given. Empty or repeated names are mistakes, never "all users"."""
+    if users is None:
+        return None
+    names = [u.strip() for u in users.split(",")]
+    if not any(names) or "" in names:
+        raise OrbitLiteError(f"--users {users!r} holds an empty user id; give comma-separated ids such as P177,P201")
+    repeated = sorted({u for u in names if names.count(u) > 1})
+    if repeated:
+        raise OrbitLiteError(f"--users names {', '.join(repeated)} more than once; each user is evaluated once")
+    return names
+
+
+def refuse_model_overrides(overrides: list[str]) -> None:
+    """The model (and how it was trained) comes from the checkpoint: a ``--set`` there would be recorded in the
+    results' config without changing the weights that are evaluated."""
+    for item in overrides:
+        section = item.partition("=")[0].split(".")[0]
+        if section in ("model", "train"):
+            raise OrbitLiteError(f"--set {item}: evaluate takes {section}.* from the checkpoint and cannot change it; "
+                                 "train a model with that setting instead")  # fmt: skip
+
+
 @one_line_errors
 def evaluate_command(
     data: Path = typer.Option(..., "--data", help="The ORBIT tree."),
@@ -73,14 +97,20 @@ def evaluate_command(
     Under torchrun the users are dealt out across the ranks and rank 0 writes one results folder, the same as a
     single process would."""
     prepare_out(out_dir, overwrite)  # refuse early, before any work (every rank checks, so all stop together)
+    if seed < 0:
+        raise OrbitLiteError(f"--seed must be >= 0, got {seed}")
+    refuse_model_overrides(overrides)
+    wanted = parse_users(users)
     dist = from_env(os.environ)
     learner, cfg = load_learner(checkpoint, setup(dist, select_device(device)))
     cfg = from_dict(ConfigSchema, apply_overrides(to_dict(cfg), overrides))
+    spec = make_protocol(cfg, protocol.value, mode.value, tasks)
     index = index_benchmark(data)
     chosen = index.users(split.value)
-    if users:
-        chosen = tuple(index.user(u.strip(), split.value) for u in users.split(",") if u.strip())
-    spec = make_protocol(cfg, protocol.value, mode.value, tasks)
+    if wanted is not None:
+        chosen = tuple(index.user(u, split.value) for u in wanted)
+    if not chosen:
+        raise OrbitLiteError(f"{index.root / split.value}: the {split.value} split holds no users")
     mine = chosen[dist.rank :: dist.world]
     try:
         with progress_bar(f"evaluating {len(mine)} users", len(mine), enabled=dist.main) as advance:

@@ -342,6 +342,8 @@ def synthesize(
         raise OrbitLiteError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     spec = PRESETS[preset]
     side = frame_size or spec.frame_size
+    if seed < 0:
+        raise OrbitLiteError(f"--seed must be >= 0, got {seed}")
     if side < 16:
         raise OrbitLiteError(f"--frame-size must be at least 16, got {side}")
     out = Path(out)

@@ -34,6 +34,8 @@ from orbit_lite.outputs import check_run_out
 
 log = logging.getLogger(__name__)
 
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
 
 class Monitor:
     """Receives progress from the loop (the CLI draws it; the default does nothing)."""
@@ -56,6 +58,8 @@ class TrainReport:
 
 def select_device(name: str) -> torch.device:
     """``auto`` picks CUDA, then Apple MPS, then the CPU."""
+    if name not in DEVICES:
+        raise OrbitLiteError(f"unknown device {name!r}; expected one of {', '.join(DEVICES)}")
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
