@@ -8,16 +8,17 @@ from pathlib import Path
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
-from orbit_lite.cli.common import one_line_errors, out, progress_bar
+from orbit_lite.cli.common import err, one_line_errors, out, progress_bar
 from orbit_lite.config import Config as ConfigSchema
 from orbit_lite.config import apply_overrides, from_dict, to_dict
 from orbit_lite.data.layout import index_benchmark
 from orbit_lite.engine.distributed import from_env, gather_to_main, setup, teardown
 from orbit_lite.engine.evaluate import evaluate_users, make_protocol
 from orbit_lite.engine.personalize import load_learner
-from orbit_lite.engine.report import prepare_out, write_results
+from orbit_lite.engine.report import check_scored, prepare_out, write_results
 from orbit_lite.engine.train import select_device
 from orbit_lite.errors import OrbitLiteError
 
@@ -126,10 +127,20 @@ def evaluate_command(
     config = {**to_dict(cfg), "evaluation": {"protocol": spec.name, "mode": spec.mode, "split": split.value,
               "tasks_per_user": spec.tasks_per_user, "seed": seed, "checkpoint": str(checkpoint),
               "sampling": to_dict(spec.sampling)}}  # fmt: skip
+    check_scored(results, spec)
     metrics = write_results(out_dir, results, spec, split.value, seconds, config, overwrite)
     out.print(results_table(metrics, f"{spec.name}, {spec.mode} videos, {split.value} users (mean (95% CI), %)"))
     encoded = metrics["frames_encoded"]
     out.print(f"{encoded['total']:,} frames encoded ({encoded['context']:,} context, {encoded['target']:,} query), "
               f"{metrics['personalizations']} personalizations, {seconds:.1f} s; results in {out_dir}")  # fmt: skip
-    if metrics["skipped_videos"]:
-        out.print(f"[yellow]{len(metrics['skipped_videos'])} videos could not be decoded; see metrics.json[/]")
+    skipped = metrics["skipped_videos"]
+    if skipped:
+        frames = sum(len(s.get("frames", ())) for s in skipped)
+        whole = sum(1 for s in skipped if "frames" not in s)
+        err.print(f"[yellow]left out {frames} corrupt frames and {whole} unreadable videos "
+                  f"({len(skipped)} videos affected); see skipped_videos in metrics.json[/]")  # fmt: skip
+    for d in metrics["dropped_users"]:
+        err.print(f"[yellow]user {escape(d['user'])} left out of the evaluation: {escape(d['reason'])}[/]")
+    for d in metrics["dropped_objects"]:
+        err.print(f"[yellow]user {escape(d['user'])}: object {escape(d['object'])!r} left out (no usable clean "
+                  "video)[/]")  # fmt: skip

@@ -62,7 +62,8 @@ class Preset:
 PRESETS = {
     "tiny": Preset({"train": 2, "validation": 1, "test": 1}, (3, 3), (2, 2), (1, 1), 12, 80, 32),
     "small": Preset({"train": 4, "validation": 2, "test": 2}, (3, 5), (2, 3), (1, 2), 24, 72, 64),
-    "demo": Preset({"train": 10, "validation": 3, "test": 4}, (4, 6), (3, 4), (1, 2), 30, 75, 96),
+    # clean videos of 50 frames: long enough to be scored as queries by `evaluate --mode clean` (min_target_frames)
+    "demo": Preset({"train": 10, "validation": 3, "test": 4}, (4, 6), (3, 4), (1, 2), 50, 75, 96),
     # clutter videos longer than the protocol's 200 sampled frames, so tasks sample different frames
     "long": Preset({"train": 2, "validation": 1, "test": 2}, (4, 4), (2, 2), (1, 1), 60, 320, 64),
     # ORBIT's shape (spec orbit.md 1.2): 44/6/17 users, ~486 objects, ~3,800 videos with ORBIT's clean/clutter mix
