@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from enum import Enum
 from pathlib import Path
 
@@ -15,12 +16,13 @@ from orbit_lite.cli.common import err, one_line_errors, out, progress_bar
 from orbit_lite.config import Config as ConfigSchema
 from orbit_lite.config import apply_overrides, from_dict, to_dict
 from orbit_lite.data.layout import index_benchmark
-from orbit_lite.engine.distributed import from_env, gather_to_main, setup, teardown
+from orbit_lite.engine.distributed import Dist, from_env, gather_to_main, setup, teardown
 from orbit_lite.engine.evaluate import evaluate_users, make_protocol
 from orbit_lite.engine.personalize import load_learner
 from orbit_lite.engine.report import check_scored, prepare_out, write_results
 from orbit_lite.engine.train import select_device
 from orbit_lite.errors import OrbitLiteError
+from orbit_lite.outputs import claim_out
 
 
 class Mode(str, Enum):
@@ -103,6 +105,14 @@ def evaluate_command(
     refuse_model_overrides(overrides)
     wanted = parse_users(users)
     dist = from_env(os.environ)
+    with claim_out(out_dir) if dist.main else nullcontext():  # one writer: rank 0 holds the output location
+        _evaluate(data, checkpoint, out_dir, mode, split, wanted, protocol, tasks, overrides, seed, device,
+                  overwrite, dist)  # fmt: skip
+
+
+def _evaluate(data: Path, checkpoint: Path, out_dir: Path, mode: Mode, split: Split, wanted: list[str] | None,
+              protocol: Protocol, tasks: int | None, overrides: list[str], seed: int, device: str, overwrite: bool,
+              dist: Dist) -> None:  # fmt: skip
     learner, cfg = load_learner(checkpoint, setup(dist, select_device(device)))
     cfg = from_dict(ConfigSchema, apply_overrides(to_dict(cfg), overrides))
     spec = make_protocol(cfg, protocol.value, mode.value, tasks)
