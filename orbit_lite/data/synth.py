@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -348,8 +351,28 @@ def synthesize(
     if side < 16:
         raise OrbitLiteError(f"--frame-size must be at least 16, got {side}")
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise OrbitLiteError(f"{out} already exists and is not empty; choose a new folder")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise OrbitLiteError(f"{out} already exists and is not an empty folder; choose a new folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside ``out`` and renamed into place: an interrupted run leaves no tree that looks complete (``make
+    # demo`` trusts any tree it finds), only a hidden ``.<out>.partial.*`` folder, removed unless the process is killed.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial.", dir=out.parent))
+    try:
+        videos, frames = _write_tree(tmp, spec, side, fmt, seed, progress)
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the tree is the user's, as mkdir would make it
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return SynthSummary(out, dict(spec.users), videos, frames)
+
+
+def _write_tree(
+    out: Path, spec: Preset, side: int, fmt: str, seed: int, progress: Callable[[int], None] | None
+) -> tuple[int, int]:
+    """Every video, frame and annotation file of ``spec`` under ``out``; returns (videos, frames) written."""
     root_rng = np.random.default_rng(seed)
     user_numbers = root_rng.choice(np.arange(100, 1000), size=sum(spec.users.values()), replace=False)
     videos = frames = 0
@@ -389,7 +412,7 @@ def synthesize(
                         frames += writer.count
                         if progress is not None:
                             progress(videos)
-    return SynthSummary(out, dict(spec.users), videos, frames)
+    return videos, frames
 
 
 def expected_videos(preset: str) -> int:
