@@ -152,3 +152,26 @@ def test_the_demo_preset_has_clean_videos_long_enough_for_clean_mode() -> None:
     from orbit_lite.data.synth import PRESETS
 
     assert PRESETS["demo"].clean_frames >= evaluation_sampling().min_target_frames
+
+
+def test_an_annotation_file_of_another_video_is_named_and_its_video_left_out(
+    tiny_copy: Path, tiny_checkpoint: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from orbit_lite.data.check import check_tree
+
+    learner, cfg = load_learner(tiny_checkpoint, CPU)
+    user = index_tree(tiny_copy).users("test")[0]
+    clutter = [v for v in user.videos() if v.video_type == "clutter"]
+    victim, other = clutter[0], clutter[1]
+    victim.annotation_path.write_text(other.annotation_path.read_text())  # a copy that kept the wrong content
+    with caplog.at_level(logging.WARNING):
+        result = evaluate_user(learner, user, make_protocol(cfg, tasks=1), cfg)
+    reason = (f"annotation file {victim.annotation_path} names the frames of video {other.video_id}, not of "
+              f"{victim.video_id}")  # fmt: skip
+    assert result.skipped == [{"video": victim.video_id, "path": str(victim.path), "reason": reason}]
+    assert victim.video_id not in {s.video for s in result.scores}
+    assert [r.getMessage() for r in caplog.records] == [f"skipping corrupt video {victim.path}: {reason}"]
+    problems = [p for p in check_tree(tiny_copy) if p.path == victim.annotation_path]
+    assert [p.message for p in problems] == [
+        f"belongs to another video: its frame names are {other.video_id}-NNNNN.jpg, not {victim.video_id}-NNNNN.jpg"
+    ]

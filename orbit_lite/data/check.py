@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from orbit_lite.data.annotations import annotated_videos
 from orbit_lite.data.layout import (
     ANNOTATIONS_DIR,
     SPLITS,
@@ -146,6 +147,11 @@ def _check_annotations(video: Video, annotation_dir: Path) -> list[Problem]:
         return [Problem(video.annotation_path, f"unreadable annotation file ({e})")]
     if not isinstance(raw, dict):
         return [Problem(video.annotation_path, "not a JSON object of frame name -> annotation")]
+    owners = annotated_videos(raw)
+    if owners and video.video_id not in owners:
+        other = sorted(owners)[0]
+        message = f"belongs to another video: its frame names are {other}-NNNNN.jpg, not {video.video_id}-NNNNN.jpg"
+        return [Problem(video.annotation_path, message)]
     try:
         expected = {video.frame_name(int(n)) for n in video.frame_numbers()}
     except CorruptMediaError:

@@ -145,7 +145,8 @@ class TaskBuilder:
     def _mark_bad(self, video: Video, error: CorruptMediaError) -> None:
         """Leave out the corrupt frames of a frame folder (all of them, found at once) or a whole video from now on."""
         failed = Path(str(error.path))
-        position = video.frames.position_of(failed.name) if video.frames is not None and failed != video.path else None
+        in_folder = video.frames is not None and failed.parent == video.path
+        position = video.frames.position_of(failed.name) if in_folder else None
         self._videos[str(video.path)] = video
         if position is not None:
             found = self._probe_frames(video)
