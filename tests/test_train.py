@@ -185,3 +185,19 @@ def test_learning_rate_schedule_matches_the_reference() -> None:
     values = [learning_rate(e, cosine) for e in range(10)]
     assert values[0] == pytest.approx(1e-3) and all(a > b for a, b in itertools.pairwise(values))
     assert values[-1] > 1e-5
+
+
+def test_resume_with_changed_settings_keeps_config_yaml_and_logs_the_change(
+    tiny_frames: Path, recipe: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    assert run_train(tiny_frames, recipe, run, "--set", "train.epochs=1").exit_code == 0
+    started = (run / "config.yaml").read_text()
+    result = run_train(tiny_frames, recipe, run, "--resume", "--set", "train.epochs=2", "--set", "lite.h=3")
+    assert result.exit_code == 0, result.output
+    assert (run / "config.yaml").read_text() == started
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    resumes = [r for r in records if r["type"] == "resume"]
+    assert resumes == [{"type": "resume", "epoch": 1, "step": 2,
+                        "changed": {"lite.h": {"was": 2, "now": 3}, "train.epochs": {"was": 1, "now": 2}}}]  # fmt: skip
+    assert records.index(resumes[0]) == next(i for i, r in enumerate(records) if r.get("epoch") == 1)
