@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from orbit_lite.checkpoint import umask_mode
 from orbit_lite.data.annotations import ISSUES
 from orbit_lite.errors import OrbitLiteError
 
@@ -359,9 +359,7 @@ def synthesize(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial.", dir=out.parent))
     try:
         videos, frames = _write_tree(tmp, spec, side, fmt, seed, progress)
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the tree is the user's, as mkdir would make it
+        tmp.chmod(umask_mode(0o777))  # mkdtemp makes it private; the tree is the user's, as mkdir would make it
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from orbit_lite.checkpoint import umask_mode
 from orbit_lite.engine.evaluate import Protocol, UserResult
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.metrics import summarize_scores
@@ -142,6 +143,7 @@ def write_results(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
+        tmp.chmod(umask_mode(0o777))  # mkdtemp's folder is private; results get the mode mkdir would give
         (tmp / RESULTS_MARKER).write_text("evaluation results written by orbit-lite\n")
         (tmp / "results.json").write_text(json.dumps({r.user: r.tasks for r in results}, allow_nan=False))
         (tmp / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2, allow_nan=False))
