@@ -133,3 +133,24 @@ def test_synth_cli_writes_a_tree(tmp_path: Path) -> None:
     assert cv2.imread(str(frame)).shape == (24, 24, 3)
     again = runner.invoke(app, ["data", "synth", str(tmp_path / "d"), "--preset", "tiny"])
     assert again.exit_code == 1 and "not empty" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "text"),
+    [
+        (["data", "synth"], "[default: the preset's]"),
+        (["evaluate"], "[default: 50 for orbit2022, 5 for orbit2021]"),
+        (["train"], "[default: the config's train.device]"),
+        (["personalize"], "<dir>/<object>/[clean/]<videos>"),
+    ],
+)
+def test_help_shows_bracketed_text(command: list[str], text: str) -> None:
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0
+    assert text in " ".join(result.stdout.split())
+
+
+def test_one_line_errors_keep_bracketed_text(tmp_path: Path) -> None:
+    missing = tmp_path / "[red]data"
+    result = runner.invoke(app, ["data", "check", str(missing)])
+    assert result.exit_code == 1 and f"error: {missing}: no such folder" in result.stderr

@@ -142,7 +142,8 @@ def _evaluate(data: Path, checkpoint: Path, out_dir: Path, mode: Mode, split: Sp
     out.print(results_table(metrics, f"{spec.name}, {spec.mode} videos, {split.value} users (mean (95% CI), %)"))
     encoded = metrics["frames_encoded"]
     out.print(f"{encoded['total']:,} frames encoded ({encoded['context']:,} context, {encoded['target']:,} query), "
-              f"{metrics['personalizations']} personalizations, {seconds:.1f} s; results in {out_dir}")  # fmt: skip
+              f"{metrics['personalizations']} personalizations, {seconds:.1f} s; results in {out_dir}",
+              markup=False)  # fmt: skip
     skipped = metrics["skipped_videos"]
     if skipped:
         frames = sum(len(s.get("frames", ())) for s in skipped)

@@ -49,7 +49,7 @@ def personalize_command(
         frames = int((task.context_labels == label).sum()) * task.clip_length
         table.add_row(str(label), name, str(len(ids)), str(frames))
     out.print(table)
-    out.print(f"saved to {out_file}")
+    out.print(f"saved to {out_file}", markup=False)
 
 
 @one_line_errors
@@ -105,4 +105,4 @@ def recognize_command(
         table.add_row(*row)
     out.print(table)
     if csv_path is not None:
-        err.print(f"per-frame predictions written to {csv_path}")
+        err.print(f"per-frame predictions written to {csv_path}", markup=False)
