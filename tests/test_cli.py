@@ -132,7 +132,7 @@ def test_synth_cli_writes_a_tree(tmp_path: Path) -> None:
 
     assert cv2.imread(str(frame)).shape == (24, 24, 3)
     again = runner.invoke(app, ["data", "synth", str(tmp_path / "d"), "--preset", "tiny"])
-    assert again.exit_code == 1 and "not empty" in again.stderr
+    assert again.exit_code == 1 and "already exists and is not an empty folder" in again.stderr
 
 
 @pytest.mark.parametrize(
