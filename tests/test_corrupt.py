@@ -175,3 +175,31 @@ def test_an_annotation_file_of_another_video_is_named_and_its_video_left_out(
     assert [p.message for p in problems] == [
         f"belongs to another video: its frame names are {other.video_id}-NNNNN.jpg, not {victim.video_id}-NNNNN.jpg"
     ]
+
+
+def test_personalize_videos_cli_names_what_it_left_out(tiny_frames: Path, tiny_checkpoint: Path, tmp_path: Path):
+    import shutil
+
+    from orbit_lite.personal import load_personal
+
+    user = index_tree(tiny_frames).users("train")[0]
+    mine = tmp_path / "alice"
+    for obj in user.objects:
+        for video in obj.clean:
+            shutil.copytree(video.path, mine / obj.name / video.video_id)
+    victim = index_tree(mine).users()[0].objects[0].clean[0]
+    spoil(victim)
+    args = ["personalize", "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--videos", str(mine)]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a.pt")])
+    assert result.exit_code == 0, result.output
+    assert f"left out 12 corrupt frames and 0 unreadable videos: {victim.video_id}" in result.stderr
+    model = load_personal(tmp_path / "a.pt")
+    assert model.object_names == user.object_names and [s["video"] for s in model.config["skipped"]] == [
+        victim.video_id
+    ]
+    for video in index_tree(mine).users()[0].objects[0].clean[1:]:
+        spoil(video)
+    lost = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b.pt")])
+    assert lost.exit_code == 1 and len(lost.stderr.strip().splitlines()) >= 1
+    assert f"error: user alice: no readable clean video left for '{user.object_names[0]}'" in lost.stderr
+    assert not (tmp_path / "b.pt").exists()
