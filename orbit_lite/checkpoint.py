@@ -20,10 +20,21 @@ FORMAT = "orbit-lite"
 VERSION = 1
 
 
+def umask_mode(base: int) -> int:
+    """``base`` (0o666 for files, 0o777 for folders) less the process umask: the mode ``open``/``mkdir`` would give.
+
+    Temporary files and folders are created private (0600/0700); what is renamed into place must get the usual mode.
+    """
+    mask = os.umask(0)  # the umask can only be read by setting it
+    os.umask(mask)
+    return base & ~mask
+
+
 def _atomic(path: Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, umask_mode(0o666))
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -7,6 +7,7 @@ Every constant of the reference code's task sampling is an option here with the 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -201,10 +202,23 @@ class TrainConfig:
         for name in ("epochs", "tasks_per_user", "tasks_per_batch", "val_every", "val_tasks_per_user", "log_every"):
             if getattr(self, name) < 1:
                 raise OrbitLiteError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise OrbitLiteError(f"train.lr must be positive, got {self.lr}")
-        if len(self.betas) != 2:
-            raise OrbitLiteError(f"train.betas needs two numbers, got {list(self.betas)}")
+        for name in ("warmup_epochs", "checkpoint_every", "seed"):
+            if getattr(self, name) < 0:
+                raise OrbitLiteError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        # `x > 0` is False for NaN, so every check below also refuses NaN (and the finite check refuses infinity)
+        for name, low, strict in (("lr", 0.0, True), ("warmup_lr", 0.0, False), ("min_lr", 0.0, False),
+                                  ("weight_decay", 0.0, False), ("eps", 0.0, True), ("decay_rate", 0.0, True),
+                                  ("grad_clip", 0.0, False), ("backbone_lr_scale", 0.0, False)):  # fmt: skip
+            value = getattr(self, name)
+            if not math.isfinite(value) or not (value > low if strict else value >= low):
+                need = "a positive number" if strict else "a number >= 0"
+                raise OrbitLiteError(f"train.{name} must be {need}, got {value}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise OrbitLiteError(f"train.betas needs two numbers in [0, 1), got {list(self.betas)}")
+        if self.scheduler == "multistep" and self.decay_epochs < 1:  # the schedule divides by it
+            raise OrbitLiteError(
+                f"train.decay_epochs must be >= 1 with the multistep scheduler, got {self.decay_epochs}"
+            )
 
 
 @dataclass(frozen=True)
@@ -341,6 +355,8 @@ def load_config(paths: list[str] | None = None, overrides: list[str] | None = No
                 layer = yaml.safe_load(f) or {}
         except OSError as e:
             raise OrbitLiteError(f"{path}: cannot read config ({e.strerror})") from None
+        except UnicodeDecodeError:
+            raise OrbitLiteError(f"{path}: not a text file; a config is a YAML file") from None
         except yaml.YAMLError as e:
             raise OrbitLiteError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(layer, Mapping):

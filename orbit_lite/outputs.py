@@ -9,7 +9,9 @@ an ONNX model, a CSV of per-frame predictions). Anything else is refused, with o
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from orbit_lite.errors import OrbitLiteError
@@ -116,3 +118,57 @@ def writable_parent(path: Path) -> None:
         raise OrbitLiteError(f"{probe} is a file, so {path} cannot be written there: choose another --out")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise OrbitLiteError(f"{probe} is not writable (permissions or a read-only file system): choose another --out")
+
+
+_MIN_FREE_BYTES = 16 * 2**20  # room for a results folder's files: less than this and the write at the end would fail
+
+
+@contextmanager
+def claim_out(out: Path) -> Iterator[Path]:
+    """Hold ``<out>.lock`` (created exclusively, holding our pid) while a command works towards writing ``out``.
+
+    Two runs into the same ``out`` would otherwise both work for hours and the later rename would silently replace
+    the earlier results; the lock makes the second one stop at once. Creating the lock also proves, before any work,
+    that ``out``'s folder can be written (a read-only file system, a full disk).
+    """
+    lock = out.with_name(out.name + ".lock")
+    writable_parent(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    except FileExistsError:
+        holder = _lock_holder(lock)
+        raise OrbitLiteError(
+            f"{out} is being written by another orbit-lite run ({holder}); wait for it, or if no such run is going "
+            f"on, remove {lock}"
+        ) from None
+    except OSError as e:
+        raise OrbitLiteError(f"cannot write next to {out} ({e.strerror or e}): choose another --out") from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()}\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if shutil.disk_usage(out.parent).free < _MIN_FREE_BYTES:
+            raise OSError(28, "no space left on device")
+    except OSError as e:
+        lock.unlink(missing_ok=True)
+        raise OrbitLiteError(f"cannot write next to {out} ({e.strerror or e}): choose another --out") from None
+    try:
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _lock_holder(lock: Path) -> str:
+    try:
+        pid = int(lock.read_text().strip())
+    except (OSError, ValueError):
+        return "its lock file holds no process id"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return f"process {pid}, which is no longer running: a stale lock"
+    except PermissionError:
+        pass
+    return f"process {pid}"

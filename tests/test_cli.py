@@ -132,4 +132,50 @@ def test_synth_cli_writes_a_tree(tmp_path: Path) -> None:
 
     assert cv2.imread(str(frame)).shape == (24, 24, 3)
     again = runner.invoke(app, ["data", "synth", str(tmp_path / "d"), "--preset", "tiny"])
-    assert again.exit_code == 1 and "not empty" in again.stderr
+    assert again.exit_code == 1 and "already exists and is not an empty folder" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "text"),
+    [
+        (["data", "synth"], "[default: the preset's]"),
+        (["evaluate"], "[default: 50 for orbit2022, 5 for orbit2021]"),
+        (["train"], "[default: the config's train.device]"),
+        (["personalize"], "<dir>/<object>/[clean/]<videos>"),
+    ],
+)
+def test_help_shows_bracketed_text(command: list[str], text: str) -> None:
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0
+    assert text in " ".join(result.stdout.split())
+
+
+def test_one_line_errors_keep_bracketed_text(tmp_path: Path) -> None:
+    missing = tmp_path / "[red]data"
+    result = runner.invoke(app, ["data", "check", str(missing)])
+    assert result.exit_code == 1 and f"error: {missing}: no such folder" in result.stderr
+
+
+def test_check_without_decoding_finds_empty_and_truncated_frames(tiny_copy: Path) -> None:
+    from orbit_lite.data.check import check_tree
+    from orbit_lite.data.layout import index_tree
+
+    video = index_tree(tiny_copy).users("train")[0].objects[0].clean[0]
+    empty, cut = video.frames.path(2), video.frames.path(5)
+    empty.write_bytes(b"")
+    cut.write_bytes(cut.read_bytes()[:200])
+    problems = {p.path: p.message for p in check_tree(tiny_copy, decode=False)}
+    assert problems == {empty: "empty (0-byte) frame", cut: "truncated (no JPEG end-of-image marker) frame"}
+
+
+def test_check_flags_an_object_without_clean_videos(tiny_frames: Path, tmp_path: Path) -> None:
+    from orbit_lite.data.check import check_tree
+
+    user = next((tiny_frames / "test").iterdir())
+    mine = tmp_path / "me"
+    for obj in sorted(user.iterdir())[:2]:
+        shutil.copytree(obj / "clean", mine / obj.name)  # <dir>/<object>/<video>: clean videos
+    only_clutter = sorted(user.iterdir())[2]
+    shutil.copytree(only_clutter / "clutter", mine / only_clutter.name / "clutter")
+    problems = [(p.path, p.message) for p in check_tree(mine)]
+    assert problems == [(mine / only_clutter.name, "object has no clean videos, so it cannot be taught")]

@@ -132,6 +132,39 @@ def test_evaluate_refuses_existing_results_and_bad_inputs(
     assert not (tmp_path / "y").exists()
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--seed", "-1"), "--seed must be >= 0, got -1"),
+        (("--device", "tpu"), "unknown device 'tpu'; expected one of auto, cpu, cuda, mps"),
+        (("--users", ""), "holds an empty user id"),
+        (("--users", "P1,,P2"), "holds an empty user id"),
+        (("--set", "model.head=proto_cosine"), "--set model.head=proto_cosine: evaluate takes model.* from the"),
+        (("--split", "validation", "--users", "{u},{u}"), "names {u} more than once"),
+    ],
+)
+def test_evaluate_option_mistakes_are_one_line_errors(
+    tiny_frames: Path, tiny_checkpoint: Path, tmp_path: Path, extra: tuple[str, ...], message: str
+) -> None:
+    user = index_tree(tiny_frames).users("validation")[0].user_id
+    extra = tuple(e.format(u=user) for e in extra)
+    out = tmp_path / "r"
+    args = ["evaluate", "--data", str(tiny_frames), "--checkpoint", str(tiny_checkpoint), "--out", str(out)]
+    result = runner.invoke(app, [*args, *(extra if "--device" in extra else ("--device", "cpu", *extra))])
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert message.format(u=user) in result.stderr
+    assert not out.exists()
+
+
+def test_evaluate_refuses_an_empty_split(tiny_frames: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(tiny_frames / "train", data / "train")
+    (data / "test").mkdir()
+    result = evaluate_cli(data, tiny_checkpoint, tmp_path / "r")
+    assert result.exit_code == 1 and f"{data / 'test'}: the test split holds no users" in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
 def test_an_undecodable_query_video_is_skipped_and_listed(
     tiny_videos: Path, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:

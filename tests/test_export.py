@@ -61,6 +61,8 @@ def test_export_cli(tmp_path: Path) -> None:
     result = runner.invoke(app, ["export", "--model", str(tmp_path / "me.pt"), "--out", str(tmp_path / "me.onnx")])
     assert result.exit_code == 0, result.output
     assert "max |onnxruntime - pytorch|" in result.stdout and (tmp_path / "me.onnx").exists()
+    side = load_personal(tmp_path / "me.pt").frame_size
+    assert f"uint8 [batch, 3, {side}, {side}], outputs" in " ".join(result.stdout.split())  # brackets: not markup
     again = runner.invoke(app, ["export", "--model", str(tmp_path / "me.pt"), "--out", str(tmp_path / "me.onnx")])
     assert again.exit_code == 1 and "already exists" in again.stderr
     bad = runner.invoke(app, ["export", "--model", str(tmp_path / "me.pt"), "--format", "tflite", "--out", "x"])

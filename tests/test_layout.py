@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -155,3 +156,30 @@ def test_frame_positions_from_names(tmp_path: Path) -> None:
         (renumbered / name).write_bytes(b"")
     irregular = index_user_folder(tmp_path / "me").users()[0].objects[0].clean[0].frames
     assert irregular.position_of("b.jpg") == 1 and irregular.position_of("c.jpg") is None
+
+
+def test_unpadded_frame_numbers_are_read_in_number_order(tmp_path: Path) -> None:
+    folder = tmp_path / "me" / "mug" / "clip"
+    folder.mkdir(parents=True)
+    for i in range(1, 13):
+        (folder / f"frame{i}.jpg").write_bytes(b"x")
+    frames = index_user_folder(tmp_path / "me").users()[0].objects[0].clean[0].frames
+    assert frames is not None and frames.ordered
+    assert [frames.name(i) for i in range(4)] == ["frame1.jpg", "frame2.jpg", "frame3.jpg", "frame4.jpg"]
+    assert frames.name(9) == "frame10.jpg" and frames.position_of("frame12.jpg") == 11
+    np.testing.assert_array_equal(frames.frame_numbers(), np.arange(1, 13))
+    assert parse_frame_number("frame12.jpg") == 12
+
+
+def test_data_check_reports_frames_it_cannot_order(tmp_path: Path) -> None:
+    from orbit_lite.data.check import check_tree
+
+    for obj, names in (("mug", ("frame1.jpg", "frame01.jpg")), ("keys", ("a.jpg", "b.jpg")), ("hat", ("f9.jpg",))):
+        folder = tmp_path / "me" / obj / "clip"
+        folder.mkdir(parents=True)
+        for name in names:
+            cv2.imwrite(str(folder / name), np.zeros((8, 8, 3), np.uint8))
+    messages = {p.path.parent.name: p.message for p in check_tree(tmp_path / "me")}
+    assert messages["mug"].startswith("cannot order the frames by number (frame01.jpg, frame1.jpg)")
+    assert messages["keys"].startswith("cannot order the frames by number (a.jpg, b.jpg)")
+    assert "hat" not in messages

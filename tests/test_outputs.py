@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from orbit_lite.cli.main import app
+from orbit_lite.config import Config
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.outputs import check_file_out, check_results_out, check_run_out, is_results_folder
 
@@ -110,3 +111,24 @@ def test_train_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     (run / "checkpoints").mkdir(parents=True)
     (run / "config.yaml").write_text("x")
     check_run_out(run)  # an unfinished run's own files: may be started again
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_written_files_and_folders_follow_the_umask(tmp_path: Path, mask: int) -> None:
+    import os
+
+    from orbit_lite.checkpoint import atomic_write_text, save_checkpoint
+    from orbit_lite.engine.evaluate import UserResult, make_protocol
+    from orbit_lite.engine.report import write_results
+
+    old = os.umask(mask)
+    try:
+        save_checkpoint(tmp_path / "c.pt", {"x": 1}, "training")
+        atomic_write_text(tmp_path / "t.csv", "input,frame\n")
+        write_results(tmp_path / "r", [UserResult("P1")], make_protocol(Config()), "test", 1.0, {})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "c.pt").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert (tmp_path / "t.csv").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert (tmp_path / "r").stat().st_mode & 0o777 == 0o777 & ~mask
+    assert {p.stat().st_mode & 0o777 for p in (tmp_path / "r").iterdir()} == {0o666 & ~mask}

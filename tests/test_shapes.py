@@ -171,3 +171,37 @@ def test_compile_happens_once_per_bucket_not_once_per_batch_size() -> None:
             assert out.shape == (n, backbone.feature_dim)
     assert sorted(compiled) == [1, 2, 4, 8, 16]
     torch._dynamo.reset()
+
+
+def test_channels_last_is_applied_and_undone_by_the_runtime_settings() -> None:
+    from orbit_lite.config import TrainConfig
+
+    backbone = create_backbone("tiny_cnn", "none", 16).eval()
+    frames = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8)
+    with torch.no_grad():
+        before = backbone(frames)
+        ran = prepare_backbone(backbone, CPU, LiteConfig(), TrainConfig(channels_last="on"))
+        conv = next(m for m in backbone.net.modules() if isinstance(m, torch.nn.Conv2d))
+        assert ran.channels_last and conv.weight.is_contiguous(memory_format=torch.channels_last)
+        assert torch.allclose(backbone(frames), before, atol=1e-5)
+        ran = prepare_backbone(backbone, CPU, LiteConfig(), TrainConfig())  # auto: off on the CPU
+        assert not ran.channels_last and not ran.buckets and conv.weight.is_contiguous()
+
+
+def test_evaluate_applies_runtime_settings_and_refuses_model_ones(
+    tiny_frames: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from orbit_lite.cli.main import app
+
+    args = ["evaluate", "--data", str(tiny_frames), "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
+            "--tasks", "1", "--set", "lite.buckets=on", "--set", "lite.bucket_step=4", "--set",
+            "train.cudnn_benchmark=off"]  # fmt: skip
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    import yaml
+
+    saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    assert saved["lite"]["buckets"] == "on" and saved["lite"]["bucket_step"] == 4
+    assert saved["train"]["cudnn_benchmark"] == "off"

@@ -81,9 +81,39 @@ def test_twins_differ_only_in_fine_detail() -> None:
 
 
 def test_refuses_a_non_empty_folder_and_bad_options(tiny_frames: Path, tmp_path: Path) -> None:
-    with pytest.raises(OrbitLiteError, match="not empty"):
+    with pytest.raises(OrbitLiteError, match="already exists and is not an empty folder"):
         synthesize(tiny_frames, "tiny")
+    with pytest.raises(OrbitLiteError, match="--seed must be >= 0, got -1"):
+        synthesize(tmp_path / "s", "tiny", seed=-1)
     with pytest.raises(OrbitLiteError, match="unknown preset 'huge'; available: tiny"):
         synthesize(tmp_path / "x", "huge")
     with pytest.raises(OrbitLiteError, match="unknown format"):
         synthesize(tmp_path / "y", "tiny", fmt="gif")
+
+
+def test_an_interrupted_synth_leaves_no_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import orbit_lite.data.synth as synth
+
+    written = []
+
+    def interrupt(videos: int) -> None:
+        written.append(videos)
+        if videos == 5:  # a user and a half in: Ctrl-C
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        synth.synthesize(tmp_path / "data", "tiny", seed=0, progress=interrupt)
+    assert written == [1, 2, 3, 4, 5]
+    assert list(tmp_path.iterdir()) == []  # neither the tree nor its hidden partial copy
+    (tmp_path / "data").mkdir()  # an empty folder may be given, and is filled whole
+    summary = synth.synthesize(tmp_path / "data", "tiny", seed=0)
+    assert summary.root == tmp_path / "data" and sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+    assert (tmp_path / "data" / "test").is_dir() and (tmp_path / "data").stat().st_mode & 0o777 == 0o777 & ~_umask()
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

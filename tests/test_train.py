@@ -80,6 +80,10 @@ def test_resumed_run_ends_with_the_same_weights(tiny_frames: Path, recipe: Path,
         ("model.bogus=1", "unknown key config.model.bogus; valid keys:"),
         ("lite.h=0", "lite.h must be >= 1"),
         ("train.optimizer=sgd", "train.optimizer='sgd' is not one of: adam, adamw"),
+        ("train.lr=.nan", "train.lr must be a positive number, got nan"),
+        ("train.weight_decay=-0.1", "train.weight_decay must be a number >= 0, got -0.1"),
+        ("train.seed=-1", "train.seed must be >= 0, got -1"),
+        ("train.device=tpu", "train.device='tpu' is not one of: auto, cpu, cuda, mps"),
     ],
 )
 def test_bad_settings_are_one_line_errors(
@@ -90,6 +94,22 @@ def test_bad_settings_are_one_line_errors(
     assert result.exit_code == 1
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not out.exists()  # nothing half-written: no run folder, no config.yaml
+
+
+def test_multistep_with_zero_decay_epochs_fails_before_writing(tiny_frames: Path, recipe: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = run_train(tiny_frames, recipe, out, "--set", "train.scheduler=multistep", "--set", "train.decay_epochs=0")
+    assert result.exit_code == 1 and "train.decay_epochs must be >= 1" in result.stderr
+    assert not out.exists()
+
+
+def test_a_config_that_is_not_text_is_a_one_line_error(tiny_frames: Path, tmp_path: Path) -> None:
+    binary = tmp_path / "weights.yaml"
+    binary.write_bytes(bytes(range(128, 256)) * 4)
+    result = run_train(tiny_frames, binary, tmp_path / "run")
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert f"{binary}: not a text file; a config is a YAML file" in result.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_data_without_training_users(tiny_frames: Path, recipe: Path, tmp_path: Path) -> None:
@@ -165,3 +185,19 @@ def test_learning_rate_schedule_matches_the_reference() -> None:
     values = [learning_rate(e, cosine) for e in range(10)]
     assert values[0] == pytest.approx(1e-3) and all(a > b for a, b in itertools.pairwise(values))
     assert values[-1] > 1e-5
+
+
+def test_resume_with_changed_settings_keeps_config_yaml_and_logs_the_change(
+    tiny_frames: Path, recipe: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    assert run_train(tiny_frames, recipe, run, "--set", "train.epochs=1").exit_code == 0
+    started = (run / "config.yaml").read_text()
+    result = run_train(tiny_frames, recipe, run, "--resume", "--set", "train.epochs=2", "--set", "lite.h=3")
+    assert result.exit_code == 0, result.output
+    assert (run / "config.yaml").read_text() == started
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    resumes = [r for r in records if r["type"] == "resume"]
+    assert resumes == [{"type": "resume", "epoch": 1, "step": 2,
+                        "changed": {"lite.h": {"was": 2, "now": 3}, "train.epochs": {"was": 1, "now": 2}}}]  # fmt: skip
+    assert records.index(resumes[0]) == next(i for i, r in enumerate(records) if r.get("epoch") == 1)

@@ -171,3 +171,24 @@ def test_a_frame_decodes_the_same_whatever_was_read_before(tmp_path: Path) -> No
     warmed = FrameReader(48)
     warmed.read(video, [0])
     torch.testing.assert_close(warmed.read(video, [1]), first, rtol=0, atol=0)
+
+
+def test_broken_video_files_make_no_native_noise(tmp_path: Path) -> None:
+    """FFmpeg and decord print nothing of their own: only the one-line error that names the file is shown."""
+    import subprocess
+    import sys
+
+    zeros = tmp_path / "zeros.mp4"
+    zeros.write_bytes(b"\x00" * 4096)
+    code = (
+        "from orbit_lite.data.video import probe_frame_count\n"
+        "from orbit_lite.errors import CorruptMediaError\n"
+        "for backend in ('auto', 'decord', 'opencv'):\n"
+        "    try:\n"
+        f"        probe_frame_count({str(zeros)!r}, backend)\n"
+        "    except CorruptMediaError as e:\n"
+        "        print(e.reason)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stderr == ""
+    assert len(run.stdout.splitlines()) == 3

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from orbit_lite.cli.common import err, one_line_errors, out, progress_bar
@@ -40,7 +41,7 @@ def synth(
     with progress_bar("writing videos", expected_videos(preset.value)) as advance:
         summary = synthesize(out_dir, preset.value, frame_size, format.value, seed, progress=lambda _: advance(1))
     users = ", ".join(f"{n} {s}" for s, n in summary.users.items())
-    err.print(f"wrote {summary.videos} videos, {summary.frames} frames ({users} users) to {summary.root}")
+    err.print(f"wrote {summary.videos} videos, {summary.frames} frames ({users} users) to {summary.root}", markup=False)
 
 
 @app.command()
@@ -69,7 +70,9 @@ def summarize(
     out.print(table)
     unreadable = sum(s.unreadable_videos for s in summary.values())
     if unreadable:
-        err.print(f"[yellow]{unreadable} video files could not be opened; run `orbit-lite data check {root}`[/]")
+        err.print(
+            f"[yellow]{unreadable} video files could not be opened; run `orbit-lite data check {escape(str(root))}`[/]"
+        )
 
 
 @app.command()
@@ -85,6 +88,6 @@ def check(
     for problem in problems:
         out.print(str(problem), highlight=False, markup=False, soft_wrap=True)
     if problems:
-        err.print(f"[red]{len(problems)} problem(s) found in {root}[/]")
+        err.print(f"[red]{len(problems)} problem(s) found in {escape(str(root))}[/]")
         raise typer.Exit(1)
-    err.print(f"[green]no problems found in {root}[/]")
+    err.print(f"[green]no problems found in {escape(str(root))}[/]")

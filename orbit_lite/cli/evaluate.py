@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from enum import Enum
 from pathlib import Path
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
-from orbit_lite.cli.common import one_line_errors, out, progress_bar
+from orbit_lite.cli.common import err, one_line_errors, out, progress_bar
 from orbit_lite.config import Config as ConfigSchema
 from orbit_lite.config import apply_overrides, from_dict, to_dict
 from orbit_lite.data.layout import index_benchmark
-from orbit_lite.engine.distributed import from_env, gather_to_main, setup, teardown
+from orbit_lite.engine.distributed import Dist, from_env, gather_to_main, setup, teardown
 from orbit_lite.engine.evaluate import evaluate_users, make_protocol
+from orbit_lite.engine import runtime
 from orbit_lite.engine.personalize import load_learner
-from orbit_lite.engine.report import prepare_out, write_results
+from orbit_lite.engine.report import check_scored, prepare_out, write_results
 from orbit_lite.engine.train import select_device
+from orbit_lite.errors import OrbitLiteError
+from orbit_lite.outputs import claim_out
 
 
 class Mode(str, Enum):
@@ -53,6 +58,35 @@ def results_table(metrics: dict, title: str) -> Table:
     return table
 
 
+def parse_users(users: str | None) -> list[str] | None:
+    """``--users a,b`` as a list; None when not given. Empty or repeated names are mistakes, never "all users"."""
+    if users is None:
+        return None
+    names = [u.strip() for u in users.split(",")]
+    if not any(names) or "" in names:
+        raise OrbitLiteError(f"--users {users!r} holds an empty user id; give comma-separated ids such as P177,P201")
+    repeated = sorted({u for u in names if names.count(u) > 1})
+    if repeated:
+        raise OrbitLiteError(f"--users names {', '.join(repeated)} more than once; each user is evaluated once")
+    return names
+
+
+RUNTIME_KEYS = ("train.channels_last", "train.pin_memory", "train.cudnn_benchmark")
+
+
+def refuse_model_overrides(overrides: list[str]) -> None:
+    """The model (and how it was trained) comes from the checkpoint: a ``--set`` there would be recorded in the
+    results' config without changing the weights that are evaluated."""
+    for item in overrides:
+        key = item.partition("=")[0]
+        section = key.split(".")[0]
+        if key in RUNTIME_KEYS:  # how the model runs on this device, not what it is: applied
+            continue
+        if section in ("model", "train"):
+            raise OrbitLiteError(f"--set {item}: evaluate takes {section}.* from the checkpoint and cannot change it; "
+                                 "train a model with that setting instead")  # fmt: skip
+
+
 @one_line_errors
 def evaluate_command(
     data: Path = typer.Option(..., "--data", help="The ORBIT tree."),
@@ -73,14 +107,29 @@ def evaluate_command(
     Under torchrun the users are dealt out across the ranks and rank 0 writes one results folder, the same as a
     single process would."""
     prepare_out(out_dir, overwrite)  # refuse early, before any work (every rank checks, so all stop together)
+    if seed < 0:
+        raise OrbitLiteError(f"--seed must be >= 0, got {seed}")
+    refuse_model_overrides(overrides)
+    wanted = parse_users(users)
     dist = from_env(os.environ)
+    with claim_out(out_dir) if dist.main else nullcontext():  # one writer: rank 0 holds the output location
+        _evaluate(data, checkpoint, out_dir, mode, split, wanted, protocol, tasks, overrides, seed, device,
+                  overwrite, dist)  # fmt: skip
+
+
+def _evaluate(data: Path, checkpoint: Path, out_dir: Path, mode: Mode, split: Split, wanted: list[str] | None,
+              protocol: Protocol, tasks: int | None, overrides: list[str], seed: int, device: str, overwrite: bool,
+              dist: Dist) -> None:  # fmt: skip
     learner, cfg = load_learner(checkpoint, setup(dist, select_device(device)))
     cfg = from_dict(ConfigSchema, apply_overrides(to_dict(cfg), overrides))
+    runtime.prepare(learner, cfg, learner.device, allow_compile=False)  # lite.buckets and the like, as overridden
+    spec = make_protocol(cfg, protocol.value, mode.value, tasks)
     index = index_benchmark(data)
     chosen = index.users(split.value)
-    if users:
-        chosen = tuple(index.user(u.strip(), split.value) for u in users.split(",") if u.strip())
-    spec = make_protocol(cfg, protocol.value, mode.value, tasks)
+    if wanted is not None:
+        chosen = tuple(index.user(u, split.value) for u in wanted)
+    if not chosen:
+        raise OrbitLiteError(f"{index.root / split.value}: the {split.value} split holds no users")
     mine = chosen[dist.rank :: dist.world]
     try:
         with progress_bar(f"evaluating {len(mine)} users", len(mine), enabled=dist.main) as advance:
@@ -96,10 +145,21 @@ def evaluate_command(
     config = {**to_dict(cfg), "evaluation": {"protocol": spec.name, "mode": spec.mode, "split": split.value,
               "tasks_per_user": spec.tasks_per_user, "seed": seed, "checkpoint": str(checkpoint),
               "sampling": to_dict(spec.sampling)}}  # fmt: skip
+    check_scored(results, spec)
     metrics = write_results(out_dir, results, spec, split.value, seconds, config, overwrite)
     out.print(results_table(metrics, f"{spec.name}, {spec.mode} videos, {split.value} users (mean (95% CI), %)"))
     encoded = metrics["frames_encoded"]
     out.print(f"{encoded['total']:,} frames encoded ({encoded['context']:,} context, {encoded['target']:,} query), "
-              f"{metrics['personalizations']} personalizations, {seconds:.1f} s; results in {out_dir}")  # fmt: skip
-    if metrics["skipped_videos"]:
-        out.print(f"[yellow]{len(metrics['skipped_videos'])} videos could not be decoded; see metrics.json[/]")
+              f"{metrics['personalizations']} personalizations, {seconds:.1f} s; results in {out_dir}",
+              markup=False)  # fmt: skip
+    skipped = metrics["skipped_videos"]
+    if skipped:
+        frames = sum(len(s.get("frames", ())) for s in skipped)
+        whole = sum(1 for s in skipped if "frames" not in s)
+        err.print(f"[yellow]left out {frames} corrupt frames and {whole} unreadable videos "
+                  f"({len(skipped)} videos affected); see skipped_videos in metrics.json[/]")  # fmt: skip
+    for d in metrics["dropped_users"]:
+        err.print(f"[yellow]user {escape(d['user'])} left out of the evaluation: {escape(d['reason'])}[/]")
+    for d in metrics["dropped_objects"]:
+        err.print(f"[yellow]user {escape(d['user'])}: object {escape(d['object'])!r} left out (no usable clean "
+                  "video)[/]")  # fmt: skip

@@ -35,7 +35,7 @@ def export_command(
     clip = f"{model.clip_length}, " if model.clip_length > 1 else ""
     side = model.frame_size
     out.print(f"wrote {path}: input 'frames' uint8 [batch, {clip}3, {side}, {side}], outputs 'logits', "
-              f"'probabilities' over {', '.join(model.object_names)}")  # fmt: skip
+              f"'probabilities' over {', '.join(model.object_names)}", markup=False)  # fmt: skip
     if check:
         try:
             diff = onnx_parity(model, path)

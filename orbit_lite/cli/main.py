@@ -18,6 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # help text is plain: "[default: ...]" and "<dir>/[clean/]" are shown, not read as markup
 )
 app.add_typer(data.app, name="data")
 app.command("train")(train_command)

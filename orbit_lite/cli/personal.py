@@ -49,7 +49,12 @@ def personalize_command(
         frames = int((task.context_labels == label).sum()) * task.clip_length
         table.add_row(str(label), name, str(len(ids)), str(frames))
     out.print(table)
-    out.print(f"saved to {out_file}")
+    skipped = model.config.get("skipped", [])
+    if skipped:
+        frames = sum(len(s.get("frames", ())) for s in skipped)
+        err.print(f"left out {frames} corrupt frames and {sum('frames' not in s for s in skipped)} unreadable "
+                  f"videos: {', '.join(s['video'] for s in skipped)}", markup=False, soft_wrap=True)  # fmt: skip
+    out.print(f"saved to {out_file}", markup=False)
 
 
 @one_line_errors
@@ -105,4 +110,4 @@ def recognize_command(
         table.add_row(*row)
     out.print(table)
     if csv_path is not None:
-        err.print(f"per-frame predictions written to {csv_path}")
+        err.print(f"per-frame predictions written to {csv_path}", markup=False)

@@ -76,4 +76,4 @@ def train_command(
         report = train(cfg, data, out_dir, resume=resume, monitor=RichMonitor(progress), dist=dist)
     best = "n/a" if report.best is None else f"{report.best:.1%}"
     out.print(f"trained {report.epochs} epochs ({report.steps} optimizer steps); best validation accuracy {best}; "
-              f"checkpoints in {report.run_dir / 'checkpoints'}")  # fmt: skip
+              f"checkpoints in {report.run_dir / 'checkpoints'}", markup=False)  # fmt: skip

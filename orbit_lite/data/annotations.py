@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from orbit_lite.data.layout import Video, parse_frame_number
-from orbit_lite.errors import OrbitLiteError
+from orbit_lite.errors import CorruptMediaError, OrbitLiteError
 
 ISSUES = (
     "object_not_present_issue",
@@ -74,22 +74,37 @@ def parse_annotations(raw: Mapping[str, dict], source: object = "annotations") -
     return out
 
 
+def annotated_videos(names: Iterable[str]) -> set[str]:
+    """The video ids that frame names ``<video>-NNNNN.jpg`` belong to."""
+    return {name.rsplit(".", 1)[0].rpartition("-")[0] for name in names}
+
+
 @lru_cache(maxsize=4096)
-def _load_cached(path: str) -> FrameAnnotations:
+def _load_cached(path: str) -> tuple[FrameAnnotations, frozenset[str]]:
     try:
         raw = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise OrbitLiteError(f"{path}: unreadable annotation file ({e}); re-extract the annotations") from None
     if not isinstance(raw, dict):
         raise OrbitLiteError(f"{path}: expected a JSON object of frame name -> annotation")
-    return parse_annotations(raw, path)
+    return parse_annotations(raw, path), frozenset(annotated_videos(raw))
 
 
 def load_annotations(video: Video) -> FrameAnnotations | None:
-    """The video's annotations keyed by frame number, or None when it has no annotation file."""
+    """The video's annotations keyed by frame number, or None when it has no annotation file.
+
+    Raises CorruptMediaError (so the video is left out and named, like an undecodable one) when the file's frame
+    names belong to another video: keyed by frame number alone, another video's annotations would silently decide
+    which of this video's frames are scored.
+    """
     if video.annotation_path is None:
         return None
-    return _load_cached(str(video.annotation_path))
+    annotations, owners = _load_cached(str(video.annotation_path))
+    if owners and video.video_id not in owners:
+        other = ", ".join(sorted(owners)[:2])
+        reason = f"annotation file {video.annotation_path} names the frames of video {other}, not of {video.video_id}"
+        raise CorruptMediaError(video.annotation_path, reason)
+    return annotations
 
 
 def keep_mask(numbers: np.ndarray, annotations: FrameAnnotations | None, tags: frozenset[str]) -> np.ndarray:

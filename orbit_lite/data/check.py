@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from orbit_lite.data.annotations import annotated_videos
 from orbit_lite.data.layout import (
     ANNOTATIONS_DIR,
     SPLITS,
@@ -30,6 +31,7 @@ from orbit_lite.errors import CorruptMediaError
 
 _PROBE_SIZE = 16  # decode checks only need to know that a frame decodes: decode at the smallest DCT scale
 _VIDEO_CHUNK = 64
+_TAIL_BYTES = 4096  # enough to see past the zero padding some cameras append after a JPEG's end marker
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,11 @@ def _check_names(video: Video, benchmark: bool) -> list[Problem]:
             problems.append(Problem(video.path, f"name says {parsed.user}/{parsed.video_type}, folders say "
                                                 f"{video.user}/{video.video_type}"))  # fmt: skip
     frames = video.frames
-    if frames is not None and frames.count and frames.names is not None:
+    if frames is not None and frames.count and frames.names is not None and not frames.ordered:
+        shown = ", ".join(frames.names[:3]) + (", ..." if frames.count > 3 else "")
+        problems.append(Problem(video.path, f"cannot order the frames by number ({shown}): name them "
+                                            "<name>-NNNNN.jpg or <name>N.jpg with distinct numbers"))  # fmt: skip
+    elif frames is not None and frames.count and frames.names is not None:
         numbers = frames.frame_numbers()
         if frames.numbers is not None and list(numbers) != list(range(numbers[0], numbers[0] + len(numbers))):
             problems.append(Problem(video.path, "frame numbers are not consecutive (a frame is missing?)"))
@@ -142,6 +148,11 @@ def _check_annotations(video: Video, annotation_dir: Path) -> list[Problem]:
         return [Problem(video.annotation_path, f"unreadable annotation file ({e})")]
     if not isinstance(raw, dict):
         return [Problem(video.annotation_path, "not a JSON object of frame name -> annotation")]
+    owners = annotated_videos(raw)
+    if owners and video.video_id not in owners:
+        other = sorted(owners)[0]
+        message = f"belongs to another video: its frame names are {other}-NNNNN.jpg, not {video.video_id}-NNNNN.jpg"
+        return [Problem(video.annotation_path, message)]
     try:
         expected = {video.frame_name(int(n)) for n in video.frame_numbers()}
     except CorruptMediaError:
@@ -190,6 +201,11 @@ def check_tree(
         for user in users:
             if not user.objects:
                 problems.append(Problem(index.root / split / user.user_id, "user folder holds no objects"))
+            for obj in user.objects:
+                folder = index.root / split / user.user_id / obj.name if benchmark else index.root / obj.name
+                # a benchmark object without clean/ is reported by the structure check; here: no clean video at all
+                if not obj.clean and (not benchmark or (folder / "clean").is_dir()):
+                    problems.append(Problem(folder, "object has no clean videos, so it cannot be taught"))
             for video in user.videos():
                 problems += _check_names(video, benchmark)
                 problems += _check_media(video, reader) if decode else _check_readable(video)
@@ -202,12 +218,37 @@ def check_tree(
 
 
 def _check_readable(video: Video) -> list[Problem]:
+    """Without decoding: files that cannot be opened, are empty, or (JPEGs) lack their end-of-image marker."""
     if video.frames is None:
-        return [] if os.access(video.path, os.R_OK) else [Problem(video.path, "unreadable video file")]
+        problem = _file_problem(video.path, jpeg=False)
+        return [Problem(video.path, f"{problem} video file")] if problem else []
     if video.frames.count == 0:
         return [Problem(video.path, "empty video: no frame files")]
-    return [
-        Problem(video.frames.path(i), "unreadable frame")
-        for i in range(video.frames.count)
-        if not os.access(video.frames.path(i), os.R_OK)
-    ]
+    problems = []
+    for i in range(video.frames.count):
+        path = video.frames.path(i)
+        problem = _file_problem(path, jpeg=path.suffix.lower() in (".jpg", ".jpeg"))
+        if problem:
+            problems.append(Problem(path, f"{problem} frame"))
+    return problems
+
+
+def _file_problem(path: Path, jpeg: bool) -> str | None:
+    """ "unreadable", "empty" or "truncated" (a JPEG's head and tail only are read), or None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+            if not head:
+                return "empty (0-byte)"
+            if not jpeg:
+                return None
+            f.seek(max(f.seek(0, os.SEEK_END) - _TAIL_BYTES, 0))
+            tail = f.read()
+    except OSError:
+        return "unreadable"
+    # libjpeg decodes a cut-off file "successfully" (grey fill), so the missing end marker is the only sign
+    return (
+        "truncated (no JPEG end-of-image marker)"
+        if head == b"\xff\xd8" and tail.rstrip(b"\x00")[-2:] != b"\xff\xd9"
+        else None
+    )

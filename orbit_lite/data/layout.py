@@ -53,11 +53,19 @@ def parse_video_name(name: str) -> VideoName | None:
     return VideoName(m["user"], m["object"], m["type"], m["id"])
 
 
+_TRAILING_NUMBER = re.compile(r"(\d+)$")
+_DIGIT_RUNS = re.compile(r"(\d+)")
+
+
 def parse_frame_number(file_name: str) -> int | None:
-    """Frame number of ``<video>-00042.jpg`` (42): the digits after the last '-' of the stem."""
-    stem = file_name.rsplit(".", 1)[0]
-    _, _, digits = stem.rpartition("-")
-    return int(digits) if digits.isdigit() else None
+    """Frame number of ``<video>-00042.jpg`` or ``frame42.jpg`` (42): the digits that end the stem."""
+    m = _TRAILING_NUMBER.search(file_name.rsplit(".", 1)[0])
+    return int(m.group(1)) if m else None
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that orders the digit runs of a name by their value: frame2 before frame10 (unpadded numbers)."""
+    return tuple(int(part) if i % 2 else part for i, part in enumerate(_DIGIT_RUNS.split(name)))
 
 
 @dataclass(frozen=True)
@@ -65,7 +73,9 @@ class FrameFolder:
     """The frame files of one video, stored compactly.
 
     Benchmark folders hold ``<stem>-<NNNNN><ext>`` for NNNNN = first .. first+count-1; those are kept as a pattern
-    (``names`` is None) so that the index of 2.7M frames stays small. Anything else keeps its sorted names.
+    (``names`` is None) so that the index of 2.7M frames stays small. Anything else keeps its names in natural order
+    (by frame number, whether zero-padded or not); ``ordered`` is False when the names carry no distinct frame
+    numbers, so their order is only a guess (``data check`` reports it).
     """
 
     directory: Path
@@ -76,6 +86,7 @@ class FrameFolder:
     first: int = 1
     names: tuple[str, ...] | None = None
     numbers: tuple[int, ...] | None = None
+    ordered: bool = True
 
     def name(self, position: int) -> str:
         """File name of the frame at 0-based ``position`` in temporal order."""
@@ -108,7 +119,8 @@ class FrameFolder:
 
 
 def _frame_folder(directory: Path, names: list[str]) -> FrameFolder:
-    names.sort()  # zero-padded names: lexicographic order is temporal order
+    # Temporal order is frame-number order: plain string order would put frame10 before frame2 in unpadded names.
+    names.sort(key=lambda x: (natural_key(x), x))
     n = len(names)
     if n == 0:
         return FrameFolder(directory, 0, stem=directory.name)
@@ -124,11 +136,15 @@ def _frame_folder(directory: Path, names: list[str]) -> FrameFolder:
         ):
             return FrameFolder(directory, n, stem=stem, ext=ext, width=len(digits), first=int(digits))
     parsed = [parse_frame_number(x) for x in names]
-    if any(p is None for p in parsed) or len(set(parsed)) != n:
-        numbers = tuple(range(1, n + 1))  # arbitrary names: number frames by sorted order
-    else:
+    ordered = not any(p is None for p in parsed) and len(set(parsed)) == n
+    if ordered:
+        parsed.sort()  # the natural order of the names; the numbers follow it unless the prefixes differ
+        ordered = [parse_frame_number(x) for x in names] == parsed
+    if ordered:
         numbers = tuple(int(p) for p in parsed)  # type: ignore[arg-type]
-    return FrameFolder(directory, n, stem=directory.name, names=tuple(names), numbers=numbers)
+    else:
+        numbers = tuple(range(1, n + 1))  # arbitrary names: number frames by sorted order
+    return FrameFolder(directory, n, stem=directory.name, names=tuple(names), numbers=numbers, ordered=ordered)
 
 
 @dataclass(frozen=True, eq=False)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from orbit_lite.checkpoint import umask_mode
 from orbit_lite.data.annotations import ISSUES
 from orbit_lite.errors import OrbitLiteError
 
@@ -62,7 +65,8 @@ class Preset:
 PRESETS = {
     "tiny": Preset({"train": 2, "validation": 1, "test": 1}, (3, 3), (2, 2), (1, 1), 12, 80, 32),
     "small": Preset({"train": 4, "validation": 2, "test": 2}, (3, 5), (2, 3), (1, 2), 24, 72, 64),
-    "demo": Preset({"train": 10, "validation": 3, "test": 4}, (4, 6), (3, 4), (1, 2), 30, 75, 96),
+    # clean videos of 50 frames: long enough to be scored as queries by `evaluate --mode clean` (min_target_frames)
+    "demo": Preset({"train": 10, "validation": 3, "test": 4}, (4, 6), (3, 4), (1, 2), 50, 75, 96),
     # clutter videos longer than the protocol's 200 sampled frames, so tasks sample different frames
     "long": Preset({"train": 2, "validation": 1, "test": 2}, (4, 4), (2, 2), (1, 1), 60, 320, 64),
     # ORBIT's shape (spec orbit.md 1.2): 44/6/17 users, ~486 objects, ~3,800 videos with ORBIT's clean/clutter mix
@@ -342,11 +346,31 @@ def synthesize(
         raise OrbitLiteError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     spec = PRESETS[preset]
     side = frame_size or spec.frame_size
+    if seed < 0:
+        raise OrbitLiteError(f"--seed must be >= 0, got {seed}")
     if side < 16:
         raise OrbitLiteError(f"--frame-size must be at least 16, got {side}")
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise OrbitLiteError(f"{out} already exists and is not empty; choose a new folder")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise OrbitLiteError(f"{out} already exists and is not an empty folder; choose a new folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside ``out`` and renamed into place: an interrupted run leaves no tree that looks complete (``make
+    # demo`` trusts any tree it finds), only a hidden ``.<out>.partial.*`` folder, removed unless the process is killed.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial.", dir=out.parent))
+    try:
+        videos, frames = _write_tree(tmp, spec, side, fmt, seed, progress)
+        tmp.chmod(umask_mode(0o777))  # mkdtemp makes it private; the tree is the user's, as mkdir would make it
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return SynthSummary(out, dict(spec.users), videos, frames)
+
+
+def _write_tree(
+    out: Path, spec: Preset, side: int, fmt: str, seed: int, progress: Callable[[int], None] | None
+) -> tuple[int, int]:
+    """Every video, frame and annotation file of ``spec`` under ``out``; returns (videos, frames) written."""
     root_rng = np.random.default_rng(seed)
     user_numbers = root_rng.choice(np.arange(100, 1000), size=sum(spec.users.values()), replace=False)
     videos = frames = 0
@@ -386,7 +410,7 @@ def synthesize(
                         frames += writer.count
                         if progress is not None:
                             progress(videos)
-    return SynthSummary(out, dict(spec.users), videos, frames)
+    return videos, frames
 
 
 def expected_videos(preset: str) -> int:

@@ -1,7 +1,8 @@
 """Tasks as typed values, built from plans by decoding only the frames they need; a Dataset/DataLoader over users.
 
 A corrupt frame or video met while building a task is skipped with a warning that names it, and the task is drawn
-again without it, so a long run never dies on one bad file.
+again without it, so a long run never dies on one bad file. When one frame of a frame folder fails, every frame of
+that folder is checked at once: a video whose frames are all broken costs one redraw, not one per frame.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from orbit_lite.errors import CorruptMediaError
 
 log = logging.getLogger(__name__)
 
-_MAX_REDRAWS = 8
+_SHOWN_FRAMES = 3  # corrupt frame names quoted in one warning
 
 
 @dataclass
@@ -102,8 +103,10 @@ class TaskBuilder:
         self._context_tags = expand_filter(sampling.context_filter)
         self._target_tags = expand_filter(sampling.target_filter)
         self._candidates: dict[str, list[CandidateObject]] = {}
-        self.bad_videos: dict[str, str] = {}  # video path -> reason, for reports
-        self._bad_frames: dict[str, set[int]] = {}  # frame-folder path -> positions of corrupt frames
+        self.bad_videos: dict[str, str] = {}  # video path -> reason it was left out, for reports
+        self.bad_frames: dict[str, dict[int, str]] = {}  # frame-folder path -> {position of a corrupt frame: reason}
+        self._videos: dict[str, Video] = {}  # path -> video, for every video named above
+        self.short_videos: set[str] = set()  # paths of readable videos with too few frames that pass the filter
 
     def candidates(self, user: User) -> list[CandidateObject]:
         """The user's objects in label order with their usable videos (cached)."""
@@ -133,23 +136,76 @@ class TaskBuilder:
             except CorruptMediaError as e:
                 self._mark_bad(video, e)
                 continue
-            corrupt = np.array(sorted(self._bad_frames.get(str(video.path), ())), dtype=np.int64)
-            valid = valid[~np.isin(valid, corrupt)]
-            if len(valid) >= min_frames:
-                out.append(UsableVideo(video, valid, corrupt))
+            corrupt = np.array(sorted(self.bad_frames.get(str(video.path), ())), dtype=np.int64)
+            readable = valid[~np.isin(valid, corrupt)]
+            if len(readable) >= min_frames:
+                out.append(UsableVideo(video, readable, corrupt))
+            elif len(valid) < min_frames:
+                self.short_videos.add(str(video.path))
+            else:  # usable but for its corrupt frames: say so, once
+                reason = f"{len(corrupt)} of {video.num_frames} frames corrupt; too few usable frames left"
+                log.warning("skipping video %s: %s", video.path, reason)
+                self.bad_videos[str(video.path)] = reason
         return tuple(out)
 
     def _mark_bad(self, video: Video, error: CorruptMediaError) -> None:
-        """Leave out a corrupt frame (of a frame folder) or a whole corrupt video from now on."""
+        """Leave out the corrupt frames of a frame folder (all of them, found at once) or a whole video from now on."""
         failed = Path(str(error.path))
-        position = video.frames.position_of(failed.name) if video.frames is not None and failed != video.path else None
+        in_folder = video.frames is not None and failed.parent == video.path
+        position = video.frames.position_of(failed.name) if in_folder else None
+        self._videos[str(video.path)] = video
         if position is not None:
-            log.warning("skipping corrupt frame %s: %s", failed, error.reason)
-            self._bad_frames.setdefault(str(video.path), set()).add(position)
+            found = self._probe_frames(video)
+            found.setdefault(position, error.reason)
+            self.bad_frames.setdefault(str(video.path), {}).update(found)
+            names = [f"{video.frames.name(p)} ({found[p]})" for p in sorted(found)[:_SHOWN_FRAMES]]
+            more = f" and {len(found) - _SHOWN_FRAMES} more" if len(found) > _SHOWN_FRAMES else ""
+            log.warning("skipping %d corrupt frame(s) of %s: %s%s", len(found), video.path, ", ".join(names), more)
         else:
             log.warning("skipping corrupt video %s: %s", video.path, error.reason)
             self.bad_videos[str(video.path)] = error.reason
         self._candidates.pop(video.user, None)
+
+    def _probe_frames(self, video: Video) -> dict[int, str]:
+        """Every corrupt frame of a frame folder: position -> reason (each frame decoded on its own)."""
+        assert video.frames is not None
+        found = {}
+        for position in range(video.frames.count):
+            try:
+                self.reader.read(video, [position])
+            except CorruptMediaError as e:
+                found[position] = e.reason
+        return found
+
+    def read_available(self, video: Video, positions: np.ndarray) -> tuple[np.ndarray, torch.Tensor] | None:
+        """Frames at ``positions`` without the corrupt ones: (positions read, ``[U, 3, S, S]``); None when the whole
+        video is unreadable. What is left out is recorded as in task building."""
+        known = np.array(sorted(self.bad_frames.get(str(video.path), ())), dtype=np.int64)
+        positions = positions[~np.isin(positions, known)]
+        for _ in range(2):  # a failed frame makes one probe of the whole folder; a second failure is the video's
+            if not len(positions):
+                return None
+            try:
+                return positions, self.reader.read(video, positions)
+            except CorruptMediaError as e:
+                self._mark_bad(video, e)
+            if str(video.path) in self.bad_videos:
+                return None
+            positions = positions[~np.isin(positions, np.array(sorted(self.bad_frames[str(video.path)])))]
+        return None
+
+    def skipped(self) -> list[dict]:
+        """What was left out, one entry per video: ``video``, ``path``, ``reason`` and any corrupt ``frames``."""
+        out = []
+        for path in sorted(set(self.bad_videos) | set(self.bad_frames)):
+            video = self._videos.get(path)
+            entry = {"video": video.video_id if video else Path(path).name, "path": path}
+            frames = self.bad_frames.get(path, {})
+            entry["reason"] = self.bad_videos.get(path, f"{len(frames)} corrupt frame(s) left out")
+            if frames and video is not None and video.frames is not None:
+                entry["frames"] = [video.frames.name(p) for p in sorted(frames)]
+            out.append(entry)
+        return out
 
     def plan(self, user: User, rng: np.random.Generator, train: bool) -> TaskPlan | None:
         """A task plan for ``user``, or None (with a warning) when it has fewer than two usable objects."""
@@ -211,7 +267,9 @@ class TaskBuilder:
     ) -> tuple[TaskPlan, Task] | None:
         """:meth:`build`, also returning the plan the task was loaded from."""
         start = rng.bit_generator.state
-        for _ in range(_MAX_REDRAWS):
+        # Each failure leaves out a whole video or all the corrupt frames of one (found at once), so a redraw per
+        # video (and one more) always suffices.
+        for _ in range(sum(1 for _ in user.videos()) + 1):
             rng.bit_generator.state = start
             plan = self.plan(user, rng, train)
             if plan is None:
@@ -220,7 +278,7 @@ class TaskBuilder:
                 return plan, self.load(plan, context_only)
             except CorruptMediaError as e:
                 self.mark_bad(plan, e)
-        log.warning("user %s: gave up after %d corrupt videos", user.user_id, _MAX_REDRAWS)
+        log.warning("user %s: no task without corrupt files could be drawn", user.user_id)
         return None
 
     def mark_bad(self, plan: TaskPlan, error: CorruptMediaError) -> None:

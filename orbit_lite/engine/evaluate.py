@@ -20,7 +20,6 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,7 +28,7 @@ from orbit_lite.config import Config, SamplingConfig
 from orbit_lite.data.layout import User
 from orbit_lite.data.plan import TaskPlan, VideoPlan
 from orbit_lite.data.tasks import TaskBuilder
-from orbit_lite.errors import CorruptMediaError, OrbitLiteError
+from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners import FewShotLearner, Personalized
 from orbit_lite.metrics import frame_accuracy, frames_to_recognition, video_accuracy
 
@@ -86,8 +85,11 @@ class UserResult:
     scores: list[VideoScore] = field(default_factory=list)
     tasks: list[dict] = field(default_factory=list)  # results.json entries
     frames_encoded: dict[str, int] = field(default_factory=lambda: {"context": 0, "target": 0})
-    skipped: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)  # videos or frames left out (TaskBuilder.skipped)
     personalizations: int = 0
+    dropped_objects: list[str] = field(default_factory=list)  # objects left out of every task: nothing to teach
+    dropped: str | None = None  # why the whole user was left out, if it was
+    short_videos: int = 0  # videos left out for having too few frames that pass the filter
 
 
 def task_seed(seed: int, user_id: str, task: int) -> list[int]:
@@ -129,14 +131,11 @@ def _encode_union(
             videos[vp.video.video_id] = vp
     out = {}
     for video_id, parts in wanted.items():
-        positions = np.unique(np.concatenate(parts))
         vp = videos[video_id]
-        try:
-            frames = builder.reader.read(vp.video, positions)
-        except CorruptMediaError as e:
-            log.warning("skipping query video %s: %s", video_id, e)
-            result.skipped.append({"video": video_id, "path": str(vp.video.path), "reason": e.reason})
+        read = builder.read_available(vp.video, np.unique(np.concatenate(parts)))
+        if read is None:  # unreadable: left out, and listed by the builder
             continue
+        positions, frames = read
         out[video_id] = (positions, personal.frame_features(frames, chunk))
         result.frames_encoded["target"] += len(positions)
     return out
@@ -148,10 +147,13 @@ def _score_plan(personal: Personalized, plan: TaskPlan, index: int, features: di
         if vp.video.video_id not in features:
             continue  # undecodable: skipped and reported
         positions, feats = features[vp.video.video_id]
-        rows = torch.from_numpy(np.searchsorted(positions, vp.clips))  # [F, L] rows into the encoded frames
+        readable = np.isin(vp.clips, positions).all(1)  # frames found corrupt while encoding are left out
+        if not readable.any():
+            continue
+        rows = torch.from_numpy(np.searchsorted(positions, vp.clips[readable]))  # [F, L] rows into encoded frames
         clip_features = feats[rows.to(feats.device)].mean(1)
         predictions = personal.logits(clip_features).argmax(1).cpu().numpy()
-        numbers = vp.frame_numbers
+        numbers = vp.frame_numbers[readable]
         videos[vp.video.video_id] = {str(int(n)): int(p) for n, p in zip(numbers, predictions, strict=True)}
         result.scores.append(VideoScore(
             plan.user_id, index, vp.video.video_id, plan.object_names[vp.label], vp.label, len(predictions),
@@ -170,27 +172,37 @@ def evaluate_user(
     builder = TaskBuilder(protocol.sampling, cfg.data)
     result = UserResult(user.user_id)
     _evaluate(learner, builder, user, protocol, cfg, seed, share_work, result)
-    listed = {s["path"] for s in result.skipped}
-    result.skipped += [{"video": Path(p).name, "path": p, "reason": reason}
-                       for p, reason in builder.bad_videos.items() if p not in listed]  # fmt: skip
+    result.skipped = builder.skipped()
+    result.short_videos = len(builder.short_videos)
     return result
+
+
+def _note_unteachable(builder: TaskBuilder, user: User, result: UserResult) -> None:
+    """Objects without a usable clean video cannot be taught, so no task includes them: warn and record, once."""
+    for c in builder.candidates(user):
+        if not c.context and c.name not in result.dropped_objects:
+            log.warning("user %s: no usable clean video for %s; left out of every task", user.user_id, c.name)
+            result.dropped_objects.append(c.name)
+
+
+def _drop_user(builder: TaskBuilder, user: User, result: UserResult) -> None:
+    teachable = sum(1 for c in builder.candidates(user) if c.context)
+    result.dropped = f"{teachable} object(s) with a usable clean video; a task needs two"
+    log.warning("user %s: left out of the evaluation: %s", user.user_id, result.dropped)
 
 
 def _evaluate(learner: FewShotLearner, builder: TaskBuilder, user: User, protocol: Protocol, cfg: Config,
               seed: int, share_work: bool, result: UserResult) -> None:  # fmt: skip
     chunk = cfg.lite.chunk_size
-    unteachable = [c.name for c in builder.candidates(user) if not c.context]
-    if unteachable:  # it cannot be personalized, so no task can include it
-        log.warning(
-            "user %s: no usable clean video for %s; left out of every task", user.user_id, ", ".join(unteachable)
-        )
+    _note_unteachable(builder, user, result)
     rngs = [np.random.default_rng(task_seed(seed, user.user_id, t)) for t in range(protocol.tasks_per_user)]
     once = share_work and context_is_deterministic(protocol.sampling, builder, user)
     if once:  # draw task 0 first (it may discover corrupt files), then every task's plan from its own seed
         first = _personalize(learner, builder, user, np.random.default_rng(task_seed(seed, user.user_id, 0)),
                              chunk, result)  # fmt: skip
+        _note_unteachable(builder, user, result)  # task 0 may have found more corrupt files
         if first is None:
-            log.warning("user %s: no task can be drawn; skipped", user.user_id)
+            _drop_user(builder, user, result)
             return
         personal = first[1]
         plans = [builder.plan(user, rng, train=False) for rng in rngs]
@@ -200,8 +212,9 @@ def _evaluate(learner: FewShotLearner, builder: TaskBuilder, user: User, protoco
         return
     for t, rng in enumerate(rngs):
         built = _personalize(learner, builder, user, rng, chunk, result)
+        _note_unteachable(builder, user, result)
         if built is None:
-            log.warning("user %s: no task can be drawn; skipped", user.user_id)
+            _drop_user(builder, user, result)
             return
         plan, personal = built
         features = _encode_union(personal, builder, [plan], chunk, result)

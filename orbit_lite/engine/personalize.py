@@ -51,23 +51,30 @@ def check_user(user: User, builder: TaskBuilder) -> None:
                              "film at least one clean video of each object (or remove the object)")  # fmt: skip
 
 
-def personal_context(user: User, cfg: Config, seed: int = 0) -> Task:
-    """The user's context set: decoded clips of every object's clean videos (corrupt ones skipped)."""
+def personal_context(user: User, cfg: Config, seed: int = 0, skipped: list | None = None) -> Task:
+    """The user's context set: decoded clips of every object's clean videos. Corrupt frames and videos are left out
+    (and appended to ``skipped`` as in ``TaskBuilder.skipped``); an object left with no readable clean video is an
+    error that names it."""
     builder = TaskBuilder(context_sampling(cfg, len(user.objects)), cfg.data)
     check_user(user, builder)
     task = builder.build(user, np.random.default_rng(seed), train=False, context_only=True)
+    if skipped is not None:
+        skipped.extend(builder.skipped())
     if task is None or task.way != len(user.objects):
-        raise OrbitLiteError(f"user {user.user_id}: too many unreadable clean videos to personalize; "
-                             f"run `orbit-lite data check` on the data")  # fmt: skip
+        lost = [c.name for c in builder.candidates(user) if not c.context]
+        raise OrbitLiteError(f"user {user.user_id}: no readable clean video left for {', '.join(map(repr, lost))}; "
+                             "run `orbit-lite data check` on the data")  # fmt: skip
     return task
 
 
 def personalize_user(learner: FewShotLearner, user: User, cfg: Config, seed: int = 0) -> tuple[PersonalModel, Task]:
-    """Personalize ``learner`` to ``user``; returns the recognizer and the context task it was built from."""
-    task = personal_context(user, cfg, seed)
+    """Personalize ``learner`` to ``user``; returns the recognizer and the context task it was built from. What was
+    left out as corrupt is recorded in the recognizer's config (``skipped``)."""
+    skipped: list = []
+    task = personal_context(user, cfg, seed, skipped)
     recognizer = learner.personalize(task.context_clips, task.context_labels, task.way, cfg.lite.chunk_size)
     config = {"model": to_dict(cfg.model), "data": to_dict(cfg.data),
-              "context_sampling": to_dict(context_sampling(cfg, len(user.objects)))}  # fmt: skip
+              "context_sampling": to_dict(context_sampling(cfg, len(user.objects))), "skipped": skipped}  # fmt: skip
     model = PersonalModel(recognizer, task.object_names, user.user_id, cfg.data.frame_size,
                           cfg.test_sampling.clip_length, config)  # fmt: skip
     return model, task

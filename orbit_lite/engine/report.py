@@ -7,6 +7,7 @@ complete or not at all.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -17,7 +18,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from orbit_lite.checkpoint import umask_mode
 from orbit_lite.engine.evaluate import Protocol, UserResult
+from orbit_lite.errors import OrbitLiteError
 from orbit_lite.metrics import summarize_scores
 from orbit_lite.outputs import RESULTS_MARKER, check_results_out
 
@@ -63,7 +66,41 @@ def aggregate(
     metrics["personalizations"] = sum(r.personalizations for r in results)
     metrics["wall_seconds"] = round(wall_seconds, 3)
     metrics["skipped_videos"] = [s for r in results for s in r.skipped]
+    metrics["dropped_users"] = [{"user": r.user, "reason": r.dropped} for r in results if r.dropped]
+    metrics["dropped_objects"] = [{"user": r.user, "object": o} for r in results for o in r.dropped_objects]
     return metrics, videos, per_user, per_object
+
+
+def check_scored(results: Sequence[UserResult], protocol: Protocol) -> None:
+    """Refuse a results folder without a single score, saying why nothing could be scored."""
+    if any(r.scores for r in results):
+        return
+    why = []
+    short = sum(r.short_videos for r in results)
+    if short:
+        kind = "held-out clean" if protocol.mode == "clean" else "clutter"
+        need = protocol.sampling.min_target_frames
+        why.append(f"{short} {kind} videos have fewer than the {need} usable frames a query video needs "
+                   "(test_sampling.min_target_frames)")  # fmt: skip
+    skipped = sum(len(r.skipped) for r in results)
+    if skipped:
+        why.append(f"{skipped} videos had corrupt files")
+    dropped = [r.user for r in results if r.dropped]
+    if dropped:
+        why.append(f"users {', '.join(dropped)} had fewer than two teachable objects")
+    raise OrbitLiteError(f"no video could be scored ({protocol.name}, {protocol.mode} mode): "
+                         f"{'; '.join(why) or 'no query videos'}; nothing written")  # fmt: skip
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float as None: JSON has no NaN, and a bare ``NaN`` breaks strict readers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def plot_per_user(per_user: pd.DataFrame, path: Path, title: str) -> None:
@@ -106,9 +143,10 @@ def write_results(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
+        tmp.chmod(umask_mode(0o777))  # mkdtemp's folder is private; results get the mode mkdir would give
         (tmp / RESULTS_MARKER).write_text("evaluation results written by orbit-lite\n")
-        (tmp / "results.json").write_text(json.dumps({r.user: r.tasks for r in results}))
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        (tmp / "results.json").write_text(json.dumps({r.user: r.tasks for r in results}, allow_nan=False))
+        (tmp / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2, allow_nan=False))
         videos.to_csv(tmp / "per_video.csv", index=False)
         per_user.to_csv(tmp / "per_user.csv", index=False)
         per_object.to_csv(tmp / "per_object.csv", index=False)

@@ -51,7 +51,7 @@ def prepare_backbone(
     train = train or TrainConfig()
     backbone.buckets = buckets_of(lite)
     bucketed = backbone.buckets.active(device)
-    channels_last = _wanted(train.channels_last, device) and backbone.use_channels_last()
+    channels_last = backbone.use_channels_last(_wanted(train.channels_last, device))
     # cuDNN's per-shape autotuning pays only when shapes repeat, which the buckets guarantee.
     benchmark = device.type == "cuda" and (
         train.cudnn_benchmark == "on" or (train.cudnn_benchmark == "auto" and bucketed)

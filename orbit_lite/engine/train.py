@@ -34,6 +34,8 @@ from orbit_lite.outputs import check_run_out
 
 log = logging.getLogger(__name__)
 
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
 
 class Monitor:
     """Receives progress from the loop (the CLI draws it; the default does nothing)."""
@@ -56,6 +58,8 @@ class TrainReport:
 
 def select_device(name: str) -> torch.device:
     """``auto`` picks CUDA, then Apple MPS, then the CPU."""
+    if name not in DEVICES:
+        raise OrbitLiteError(f"unknown device {name!r}; expected one of {', '.join(DEVICES)}")
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -111,7 +115,8 @@ def _task_generator(seed: int, key: tuple[int, int]) -> torch.Generator:
     return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, *key]).generate_state(1)[0]))
 
 
-def _check_resumable(saved: Config, cfg: Config, path: Path) -> None:
+def _check_resumable(saved: Config, cfg: Config, path: Path) -> dict[str, dict[str, Any]]:
+    """Refuse another model; return the other settings that changed, ``{"train.epochs": {"was": 1, "now": 2}}``."""
     if saved.model != cfg.model:
         a, b = to_dict(saved.model), to_dict(cfg.model)
         key = next(k for k in a if a[k] != b[k])
@@ -119,10 +124,12 @@ def _check_resumable(saved: Config, cfg: Config, path: Path) -> None:
             f"{path} holds a different model (model.{key}={a[key]!r}, the config says {b[key]!r}); "
             "resume with the run's own config or start a new --out"
         )
-    changed = [f"{s}.{k}" for s in ("data", "lite", "train") for k, v in to_dict(getattr(cfg, s)).items()
-               if to_dict(getattr(saved, s))[k] != v]  # fmt: skip
+    changed = {f"{s}.{k}": {"was": to_dict(getattr(saved, s))[k], "now": v}
+               for s in ("data", "train_sampling", "test_sampling", "lite", "train")
+               for k, v in to_dict(getattr(cfg, s)).items() if to_dict(getattr(saved, s))[k] != v}  # fmt: skip
     if changed:
         log.warning("resuming with changed settings: %s", ", ".join(changed))
+    return changed
 
 
 class _Run:
@@ -155,7 +162,7 @@ def _prepare(cfg: Config, data_root: Path, run: _Run, resume: bool) -> tuple[Dat
         if not run.last.exists():
             raise OrbitLiteError(f"{run.dir}: nothing to resume (no checkpoints/last.pt); drop --resume to start")
         record = load_checkpoint(run.last, "training")
-        _check_resumable(from_dict(Config, record["config"]), cfg, run.last)
+        record["changed"] = _check_resumable(from_dict(Config, record["config"]), cfg, run.last)
     elif run.last.exists():
         raise OrbitLiteError(f"{run.dir} already holds a training run; pass --resume to continue it or use a new --out")
     else:
@@ -301,7 +308,11 @@ def train(
     if dist.main:
         run.dir.mkdir(parents=True, exist_ok=True)
         run.truncate_metrics(record["progress"]["metrics_bytes"] if record else 0)  # drop lines past the checkpoint
-        atomic_write_text(run.dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        if record is None:
+            atomic_write_text(run.dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        elif record["changed"]:  # config.yaml keeps what the run started with; the change is logged where it happened
+            run.log({"type": "resume", "epoch": record["progress"]["epoch"], "step": record["progress"]["step"],
+                     "changed": record["changed"]})  # fmt: skip
     loop.learner.train()
     validation = None
     try:

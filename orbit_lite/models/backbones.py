@@ -301,15 +301,15 @@ class Backbone(nn.Module):
                 setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), needed))
         self._features = torch.compile(self._eager_features, dynamic=False, backend=backend)
 
-    def use_channels_last(self) -> bool:
+    def use_channels_last(self, on: bool = True) -> bool:
         """Convolution weights and activations in channels-last (NHWC) layout, which tensor cores prefer.
 
         Returns whether it applies: only networks with 2-d convolutions gain anything from it."""
-        if not any(isinstance(m, nn.Conv2d) for m in self.net.modules()):
-            return False
-        self.net.to(memory_format=torch.channels_last)
-        self.channels_last = True
-        return True
+        on = on and any(isinstance(m, nn.Conv2d) for m in self.net.modules())
+        if on != self.channels_last:
+            self.net.to(memory_format=torch.channels_last if on else torch.contiguous_format)
+            self.channels_last = on
+        return on
 
     def _normalize(self, frames: Tensor) -> Tensor:
         if frames.ndim != 4 or frames.shape[1] != 3:
