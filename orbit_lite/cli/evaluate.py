@@ -16,9 +16,9 @@ from orbit_lite.cli.common import err, one_line_errors, out, progress_bar
 from orbit_lite.config import Config as ConfigSchema
 from orbit_lite.config import apply_overrides, from_dict, to_dict
 from orbit_lite.data.layout import index_benchmark
+from orbit_lite.engine import runtime
 from orbit_lite.engine.distributed import Dist, from_env, gather_to_main, setup, teardown
 from orbit_lite.engine.evaluate import evaluate_users, make_protocol
-from orbit_lite.engine import runtime
 from orbit_lite.engine.personalize import load_learner
 from orbit_lite.engine.report import check_scored, prepare_out, write_results
 from orbit_lite.engine.train import select_device
