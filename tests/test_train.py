@@ -165,3 +165,18 @@ def test_learning_rate_schedule_matches_the_reference() -> None:
     values = [learning_rate(e, cosine) for e in range(10)]
     assert values[0] == pytest.approx(1e-3) and all(a > b for a, b in itertools.pairwise(values))
     assert values[-1] > 1e-5
+
+
+def test_a_new_run_starts_from_train_init(tiny_frames: Path, tiny_checkpoint: Path, recipe: Path, tmp_path: Path):
+    out = tmp_path / "tuned"
+    flags = ["--set", f"train.init={tiny_checkpoint}", "--set", "train.epochs=1", "--set", "train.lr=1e-12"]
+    result = run_train(tiny_frames, recipe, out, *flags)
+    assert result.exit_code == 0, result.output
+    start = load_checkpoint(tiny_checkpoint, "training")["model"]
+    tuned = load_checkpoint(out / "checkpoints" / "last.pt", "training")
+    assert tuned["progress"]["step"] > 0  # a new run: its own optimizer and counters
+    for key, value in start.items():  # with a vanishing learning rate the weights are still the init's
+        torch.testing.assert_close(tuned["model"][key], value, rtol=0, atol=1e-6)
+    result = run_train(tiny_frames, recipe, tmp_path / "other", *flags, "--set", "model.backbone=tiny_vit")
+    assert result.exit_code == 1 and "does not fit the configured model" in result.output
+    assert "model.backbone=tiny_cnn" in " ".join(result.output.split())

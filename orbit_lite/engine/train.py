@@ -112,7 +112,7 @@ def _task_generator(seed: int, key: tuple[int, int]) -> torch.Generator:
     return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, *key]).generate_state(1)[0]))
 
 
-def _load_init(learner: FewShotLearner, path: Path) -> None:
+def load_init_weights(learner: FewShotLearner, path: Path) -> None:
     """Start from another run's (or an imported) training checkpoint: its weights only, a fresh optimizer."""
     record = load_checkpoint(path, "training")
     try:
@@ -197,7 +197,7 @@ class _Loop:
             model = dataclasses.replace(model, weights="none")
         self.learner = create_learner(model, cfg.data.frame_size).to(self.device)
         if tc.init and record is None:
-            _load_init(self.learner, Path(tc.init))
+            load_init_weights(self.learner, Path(tc.init))
         self.learner.bf16 = tc.bf16
         if tc.compile:
             self.learner.backbone.compile()  # the hot path; the rest is small

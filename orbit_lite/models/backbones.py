@@ -161,9 +161,11 @@ def _timm(
     name: str, tag: str, dim: int, mean: tuple, std: tuple, film: Callable, notes: str, **options
 ) -> BackboneSpec:
     builder = partial(timm_backbones.build, tag)
-    types = (nn.LayerNorm,) if tag.startswith("vit_") else (nn.BatchNorm2d,)  # timm's BatchNormAct2d is a BatchNorm2d
+    vit = tag.startswith("vit_")
+    types = (nn.LayerNorm,) if vit else (nn.BatchNorm2d,)  # timm's BatchNormAct2d is a BatchNorm2d
     notes = f"timm {tag} (the ORBIT reference's backbone); {notes}"
-    return BackboneSpec(name, dim, mean, std, builder, types, film, timm_tag=tag, notes=notes, **options)
+    return BackboneSpec(name, dim, mean, std, builder, types, film, timm_tag=tag, head="head" if vit else "classifier",
+                        adapt_state=timm_backbones.fit_positions if vit else None, notes=notes, **options)  # fmt: skip
 
 
 def _fit_vit_positions(state: StateDict, net: nn.Module) -> StateDict:
@@ -394,10 +396,8 @@ def create_backbone(
         raise OrbitLiteError(
             f"{name} has no pretrained weights; fix: use model.weights=none or a path to a weights file"
         )
-    if spec.timm_tag is not None and weights != "none":
-        file = None if weights in PRETRAINED else Path(weights)
-        net = timm_backbones.build_pretrained(spec.timm_tag, frame_size, file)
-        return Backbone(spec, net, frame_size, film_style)
+    if spec.timm_tag is not None and weights in PRETRAINED:
+        return Backbone(spec, timm_backbones.build_pretrained(spec.timm_tag, frame_size), frame_size, film_style)
     net = spec.builder(frame_size)
     if weights in PRETRAINED:
         _load_state(spec, net, _download(spec), f"ImageNet weights {spec.weights}")
@@ -430,7 +430,12 @@ def _read_file(spec: BackboneSpec, path: Path) -> StateDict:
             f"weights file {path} does not exist; fix: pass an existing file, 'imagenet' or 'none' as model.weights"
         )
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        if path.suffix == ".safetensors":  # timm's hub files
+            from safetensors.torch import load_file
+
+            state = load_file(path, device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
         reason = " ".join(str(exc).split())[:200]
         raise OrbitLiteError(
@@ -451,7 +456,8 @@ def _load_state(spec: BackboneSpec, net: nn.Module, state: StateDict, source: st
         state = {key: value for key, value in state.items() if not key.startswith(f"{spec.head}.")}
     if spec.adapt_state is not None:
         state = spec.adapt_state(state, net)
-    fix = f"fix: pass a state_dict saved from {spec.name} (the torchvision model or an orbit-lite Backbone)"
+    origin = f"timm {spec.timm_tag}" if spec.timm_tag else "the torchvision model"
+    fix = f"fix: pass a state_dict saved from {spec.name} ({origin} or an orbit-lite Backbone)"
     try:
         result = net.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatches raise even when strict=False

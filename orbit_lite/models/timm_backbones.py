@@ -9,9 +9,8 @@ when a timm backbone is built, so commands that never use one do not pay for the
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
-from torch import nn
+from torch import Tensor, nn
 
 from orbit_lite.errors import OrbitLiteError
 
@@ -34,37 +33,38 @@ def build(tag: str, frame_size: int) -> nn.Module:
     return timm.create_model(tag, pretrained=False, **_options(tag, frame_size))
 
 
-def build_pretrained(tag: str, frame_size: int, file: Path | None = None) -> nn.Module:
-    """The network with timm's pretrained weights for ``tag``: downloaded (and cached) by timm, or read from ``file``.
+def build_pretrained(tag: str, frame_size: int) -> nn.Module:
+    """The network with timm's pretrained weights for ``tag``, downloaded (and cached) by timm.
+
+    Local files do not come here: timm loads them non-strictly, so :mod:`orbit_lite.models.backbones` loads them
+    itself and reports any key that does not fit.
 
     Raises:
-        OrbitLiteError: the weights cannot be fetched or read; the message names the tag and the local-file fix.
+        OrbitLiteError: the weights cannot be fetched; the message names the tag and the local-file fix.
     """
     import timm
 
-    options = _options(tag, frame_size)
-    if file is not None:
-        if not file.is_file():
-            raise OrbitLiteError(
-                f"weights file {file} does not exist; fix: pass an existing file, 'pretrained' or 'none' as "
-                "model.weights"
-            )
-        options["pretrained_cfg_overlay"] = {"file": str(file)}
-    _log.info("loading timm weights %s%s", tag, f" from {file}" if file else " (downloaded once into timm's cache)")
+    _log.info("loading timm weights %s (downloaded once into timm's cache)", tag)
     try:
-        return timm.create_model(tag, pretrained=True, **options)
-    except Exception as exc:  # network, hub, file and key errors all come through timm, in many types
+        return timm.create_model(tag, pretrained=True, **_options(tag, frame_size))
+    except Exception as exc:  # network, hub and file errors all come through timm, in many types
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-        if file is not None:
-            raise OrbitLiteError(
-                f"cannot load timm weights {tag} from {file}: {reason}; fix: pass the file timm itself downloads for "
-                f"{tag} (https://huggingface.co/timm/{tag}, model.safetensors) or a timm state_dict of that model"
-            ) from None
         raise OrbitLiteError(
             f"cannot download timm weights {tag} (no internet?): {reason}; fix: on a machine with internet download "
             f"https://huggingface.co/timm/{tag}/resolve/main/model.safetensors and pass it with "
             "--set model.weights=/path/to/model.safetensors"
         ) from None
+
+
+def fit_positions(state: dict[str, Tensor], net: nn.Module) -> dict[str, Tensor]:
+    """Resample a ViT checkpoint's learned position embedding (e.g. 7 x 7 patches at 224 px) to the built grid."""
+    key = "pos_embed"
+    if key in state and hasattr(net, key) and state[key].shape != net.pos_embed.shape:
+        from timm.layers import resample_abs_pos_embed
+
+        grid = net.patch_embed.grid_size
+        state = {**state, key: resample_abs_pos_embed(state[key], list(grid), num_prefix_tokens=1)}
+    return state
 
 
 def efficientnet_film(net: nn.Module) -> list[str]:
