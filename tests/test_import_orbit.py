@@ -12,6 +12,7 @@ import os
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -263,3 +264,49 @@ def test_stray_head_state_is_ignored_and_the_reference_wrapper_is_read(tmp_path:
     assert result.exit_code == 0, result.output
     model = load_checkpoint(tmp_path / "ck.pt", "training")["config"]["model"]
     assert (model["backbone"], model["head"], model["logit_scale"]) == ("tf_efficientnet_b0", "proto_cosine", 32.0)
+
+
+def test_import_personalize_recognize_from_jpegs(tmp_path: Path) -> None:
+    """The spec's end-to-end check (spec 6): one 224 px JPEG per clean video, `personalize --videos`, `recognize`."""
+    from PIL import Image
+
+    state = reference_state("simple_cnaps", "efficientnet_b0", seed=7)
+    ref = tmp_path / "orbit_cluve_simple_cnaps_efficientnet_b0_224_lite.pth"
+    torch.save(state, ref)
+    assert runner.invoke(app, ["import-orbit", str(ref), "--out", str(tmp_path / "ck.pt")]).exit_code == 0
+
+    frames = _frames(8, seed=3)
+    videos = {"cup": 2, "keys": 1, "wallet": 2}  # keys: a single context frame (the reference's one-frame covariance)
+    context, labels, row = [], [], 0
+    for label, (name, count) in enumerate(videos.items()):
+        for v in range(count):
+            folder = tmp_path / "me" / name / "clean" / f"{name}-{v}"
+            folder.mkdir(parents=True)
+            Image.fromarray(frames[row].permute(1, 2, 0).numpy()).save(folder / f"{name}-{v}-00001.jpg", quality=95)
+            context.append(folder / f"{name}-{v}-00001.jpg")
+            labels.append(label)
+            row += 1
+    target_dir = tmp_path / "walk"
+    target_dir.mkdir()
+    for i in range(3):
+        Image.fromarray(frames[row + i].permute(1, 2, 0).numpy()).save(target_dir / f"walk-{i + 1:05d}.jpg")
+    me, csv_path = tmp_path / "me.pt", tmp_path / "walk.csv"
+    result = runner.invoke(app, ["personalize", "--checkpoint", str(tmp_path / "ck.pt"), "--videos",
+                                 str(tmp_path / "me"), "--out", str(me), "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["recognize", "--model", str(me), str(target_dir), "--csv", str(csv_path), "--json"])
+    assert result.exit_code == 0, result.output
+
+    def read(path: Path) -> torch.Tensor:  # the reference reads frames with PIL
+        return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)
+
+    targets = sorted(target_dir.iterdir())
+    expected = reference_probabilities(state, "simple_cnaps", "mahalanobis", "efficientnet_b0",
+                                       torch.stack([read(p) for p in context]), torch.tensor(labels),
+                                       torch.stack([read(p) for p in targets]))  # fmt: skip
+    rows = csv_path.read_text().splitlines()
+    assert rows[0].endswith("p_cup,p_keys,p_wallet")
+    ours = torch.tensor([[float(x) for x in line.split(",")[-3:]] for line in rows[1:]])
+    gap = (ours - expected).abs().max().item()
+    print(f"end to end simple_cnaps efficientnet_b0: max |dp| = {gap:.2e}")
+    assert gap < 2e-3
