@@ -208,6 +208,20 @@ def test_timm_weights_from_a_local_file(tmp_path: Path) -> None:
         create_backbone("tf_efficientnet_b0", str(path), frame_size=SIZE)
 
 
+def test_timm_vit_file_from_224_px_fits_other_frame_sizes(tmp_path: Path) -> None:
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    net = timm.create_model("vit_base_patch32_224", pretrained=False, num_classes=10)  # hub files keep their head
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, path)
+    bb = create_backbone("vit_b_32_in21k", str(path), frame_size=SIZE)
+    assert bb.net.pos_embed.shape == (1, 5, 768)  # 7 x 7 patches resampled to 2 x 2, class token kept
+    torch.testing.assert_close(bb.net.pos_embed[0, 0], net.pos_embed[0, 0])
+    torch.testing.assert_close(bb.net.blocks[11].mlp.fc2.weight, net.blocks[11].mlp.fc2.weight)
+
+
 def test_frame_sizes_follow_each_backbones_rule() -> None:
     for name, size in [("tiny_cnn", 16), ("tiny_cnn", 40), ("tiny_vit", 24), ("resnet18", 33)]:
         bb = create_backbone(name, "none", frame_size=size)

@@ -25,13 +25,16 @@ def _value(choice: Enum | None) -> str | None:
 def import_orbit_command(
     reference: Path = typer.Argument(..., metavar="REF.pth", help="A published ORBIT checkpoint (a state_dict)."),
     out_file: Path = typer.Option(..., "--out", help="Where to write the orbit-lite training checkpoint."),
-    learner: RefLearner = typer.Option(None, "--learner", help="[default: from the file name]"),
-    backbone: RefBackbone = typer.Option(None, "--backbone", help="[default: from the file name]"),
-    head: RefHead = typer.Option(None, "--head", help="ProtoNets' head [default: from the file name]."),
+    learner: RefLearner = typer.Option(None, "--learner", help="The reference learner (default: from the file name)."),
+    backbone: RefBackbone = typer.Option(None, "--backbone", help="Its --feature_extractor (default: from the name)."),
+    head: RefHead = typer.Option(None, "--head", help="ProtoNets' head (default: from the file name)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
 ) -> None:
-    """Import a reference checkpoint (orbit_cluve_<learner>[_cosine]_<backbone>_224_lite.pth): every key is checked,
-    nothing is executed, and the result works with evaluate, personalize, export and train --set train.init=."""
+    """Import a published ORBIT reference checkpoint as an orbit-lite training checkpoint.
+
+    REF.pth is named orbit_cluve_<learner>[_cosine]_<backbone>_224_lite.pth. Every key is checked, nothing in the file
+    is executed, and the result works with evaluate, personalize (then export) and train --set train.init=CKPT.
+    """
     check_file_out(out_file, overwrite, is_orbit_lite_checkpoint("training"), "a training checkpoint")
     writable_parent(out_file)
     ref = resolve(reference, _value(learner), _value(backbone), _value(head))

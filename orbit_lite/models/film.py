@@ -26,6 +26,9 @@ def film_affine(style: str, weight: Tensor, bias: Tensor, gamma: Tensor, beta: T
       this is the reference's ``w0 (1 + r_w g_w(z))``, ``b0 + r_b g_b(z)``.
 
     Either way ``gamma = 1, beta = 0`` gives ``(w, b)`` bit for bit, and gradients reach gamma, beta, w and b.
+    ``(w, b)`` are the layer's current parameters; the reference's ``(w0, b0)`` are copies taken when it builds the
+    model. They agree whenever the backbone is frozen, as it is in every published FiLM checkpoint; a fine-tuned
+    backbone here carries its FiLM base along rather than adapting parameters it no longer has.
     """
     if style == "orbit_lite":
         return gamma * weight, gamma * bias + beta
