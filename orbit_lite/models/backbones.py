@@ -44,6 +44,7 @@ from torchvision.ops import StochasticDepth
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.models import timm_backbones
 from orbit_lite.models.film import FILM_STYLES, film_affine
+from orbit_lite.models.tiny_nets import TinyViT, strided_cnn
 
 Film = dict[str, tuple[Tensor, Tensor]]
 StateDict = dict[str, Tensor]
@@ -176,54 +177,6 @@ def _fit_vit_positions(state: StateDict, net: nn.Module) -> StateDict:
     return state
 
 
-def _strided_cnn(widths: tuple[int, ...], frame_size: int) -> nn.Module:
-    layers: list[nn.Module] = []
-    channels_in = 3
-    for channels in widths:
-        conv = nn.Conv2d(channels_in, channels, 3, stride=2, padding=1, bias=False)
-        layers += [conv, nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
-        channels_in = channels
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-
-
-class _TinyBlock(nn.Module):
-    """Pre-LayerNorm transformer block: ``x + attn(ln_1(x))`` then ``x + mlp(ln_2(x))``; ``[B, T, W]``."""
-
-    def __init__(self, width: int, heads: int) -> None:
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(width)
-        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
-        self.ln_2 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width))
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.ln_1(x)
-        x = x + self.attn(h, h, h, need_weights=False)[0]
-        return x + self.mlp(self.ln_2(x))
-
-
-class TinyViT(nn.Module):
-    """A test-sized ViT: patch-8 embedding, 2 blocks of width 64, final LayerNorm; ``[B, 3, S, S] -> [B, 64]``.
-
-    Returns the class token, like ``vit_b_32``, so both ViTs exercise the same FiLM and pooling path.
-    """
-
-    def __init__(self, frame_size: int, width: int = 64, depth: int = 2, heads: int = 4, patch: int = 8) -> None:
-        super().__init__()
-        self.patch_embed = nn.Conv2d(3, width, patch, stride=patch)
-        self.class_token = nn.Parameter(torch.zeros(1, 1, width))
-        self.pos_embedding = nn.Parameter(0.02 * torch.randn(1, (frame_size // patch) ** 2 + 1, width))
-        self.blocks = nn.ModuleList(_TinyBlock(width, heads) for _ in range(depth))
-        self.norm = nn.LayerNorm(width)
-
-    def forward(self, x: Tensor) -> Tensor:
-        tokens = self.patch_embed(x).flatten(2).transpose(1, 2)
-        x = torch.cat([self.class_token.expand(tokens.shape[0], -1, -1), tokens], dim=1) + self.pos_embedding
-        for block in self.blocks:
-            x = block(x)
-        return self.norm(x[:, 0])
-
-
 _BN, _LN, _HALF = (nn.BatchNorm2d,), (nn.LayerNorm,), (0.5, 0.5, 0.5)
 # The reference's per-backbone frame normalization (spec/orbit-checkpoints.md 2): "imagenet", "imagenet_inception",
 # "openai_clip"; each equals its timm weights' own pretrained config.
@@ -247,10 +200,10 @@ _SPECS = (
     _timm("vit_b_32_clip_laion2b", "vit_base_patch32_clip_224.laion2b", 768, *_CLIP, _VIT,
           "CLIP LAION-2B image tower without its projection, class token", size_multiple=32, fixed_size=True),
     # Test/demo nets, registered next to the real ones so one parametrized test covers the whole registry.
-    BackboneSpec("tiny_cnn", 64, _HALF, _HALF, partial(_strided_cnn, (16, 32, 64, 64)), _BN, min_size=16,
+    BackboneSpec("tiny_cnn", 64, _HALF, _HALF, partial(strided_cnn, (16, 32, 64, 64)), _BN, min_size=16,
                  notes="4 x [conv3x3 stride 2, BN, ReLU], global average pool; no pretrained weights"),
     # Two more stages than tiny_cnn: a receptive field (~190 px) that covers an object at 224 px as well as at 84.
-    BackboneSpec("small_cnn", 128, _HALF, _HALF, partial(_strided_cnn, (16, 32, 64, 96, 128, 128)), _BN, min_size=16,
+    BackboneSpec("small_cnn", 128, _HALF, _HALF, partial(strided_cnn, (16, 32, 64, 96, 128, 128)), _BN, min_size=16,
                  notes="6 x [conv3x3 stride 2, BN, ReLU], global average pool; no pretrained weights"),
     BackboneSpec("tiny_vit", 64, _HALF, _HALF, TinyViT, _LN, min_size=16, size_multiple=8, fixed_size=True,
                  notes="patch-8 ViT, 2 pre-LN blocks of width 64, class token; no pretrained weights"),
