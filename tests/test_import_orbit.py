@@ -40,12 +40,15 @@ def _film_layers(backbone: str, net: torch.nn.Module) -> list[str]:
     return ["bn1", "bn2", *blocks]
 
 
-def _randomize(net: torch.nn.Module, gen: torch.Generator, backbone: str, feature_scale: float) -> None:
+def _randomize(net: torch.nn.Module, gen: torch.Generator, backbone: str, spread: float) -> None:
     """Every norm layer's affine and statistics away from their defaults, with features that differ between frames.
 
     A randomly initialised EfficientNet's signal fades through its blocks, so the BN statistics are first measured on
-    a few frames (as a trained network's would be), then jittered.
+    a few frames (as a trained network's would be), then jittered. The final norm layer is then scaled so that
+    features lie about ``spread`` from their mean: probabilities neither uniform nor all 0 and 1.
     """
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in NORMS[backbone])
+    calibration = (_frames(6, seed=99).float() / 255 - mean) / std
     norms = [m for m in net.modules() if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.LayerNorm))]
     with torch.no_grad():
         for module in norms:
@@ -56,14 +59,17 @@ def _randomize(net: torch.nn.Module, gen: torch.Generator, backbone: str, featur
             for module in batch_norms:
                 module.reset_running_stats()
                 module.momentum = None  # a plain average over the calibration batch
-            mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in NORMS[backbone])
-            net.train()((_frames(6, seed=99).float() / 255 - mean) / std)
+            net.train()(calibration)
             net.eval()
             for module in batch_norms:
                 module.running_var.mul_(torch.empty_like(module.running_var).uniform_(0.8, 1.2, generator=gen))
                 module.running_mean.add_(0.05 * torch.randn(module.running_mean.shape, generator=gen))
         final = net.bn2 if hasattr(net, "bn2") else net.norm
-        final.weight.mul_(feature_scale)  # features of a few units: probabilities that are not all 0 or 1
+        for _ in range(2):  # the B0 head's SiLU makes the scaling only nearly linear: a second pass settles it
+            features = net.eval()(calibration)
+            factor = spread / (features - features.mean(0)).norm(dim=1).mean()
+            final.weight.mul_(factor)
+            final.bias.mul_(factor)
 
 
 def _t(gen: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tensor:
@@ -73,9 +79,10 @@ def _t(gen: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tensor:
 def reference_state(learner: str, backbone: str, seed: int = 0) -> dict[str, torch.Tensor]:
     """A random checkpoint in the reference's exact layout (spec 3)."""
     gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # timm initialises from the global generator: the same file whatever ran before
     net = timm.create_model(TAGS[backbone], pretrained=False, num_classes=0)
     # Versa's logits f.w_c grow with |f|^2 and nothing cancels them (proto subtracts |mu|^2): smaller features
-    _randomize(net, gen, backbone, feature_scale=0.02 if learner == "cnaps" else 0.1)
+    _randomize(net, gen, backbone, spread=0.6 if learner == "cnaps" else 1.0)
     state = {f"feature_extractor.{k}": v.clone() for k, v in net.state_dict().items()}
     if learner == "protonets":
         return state
