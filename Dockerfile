@@ -10,6 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     TORCH_HOME=/weights \
+    HF_HOME=/weights/huggingface \
     MPLCONFIGDIR=/tmp/matplotlib
 
 WORKDIR /opt/orbit-lite

@@ -27,6 +27,7 @@ T = TypeVar("T")
 WAY_METHODS = ("random", "max")
 SHOT_METHODS = ("random", "max", "fixed", "specific")
 CLIP_METHODS = ("random", "max", "uniform", "random_200")
+MODEL_STYLES = ("orbit_lite", "reference")
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ class ModelConfig:
 
     learner: str = "protonets"
     backbone: str = "efficientnet_b0"
-    weights: str = "imagenet"  # "imagenet", "none" (random init) or a path to a local weights file
+    weights: str = "imagenet"  # "imagenet" or "pretrained" (the backbone's own), "none" (random init) or a local file
     head: str = ""
     logit_scale: float = 0.0  # 0: the head's default
     learn_scale: bool = False
@@ -137,6 +138,13 @@ class ModelConfig:
     learn_backbone: bool | None = None
     set_encoder_width: int = 64
     film_reg_weight: float = 0.001
+    # "orbit_lite": our FiLM (gamma * norm(x) + beta), GroupNorm set encoder and Versa networks. "reference": the ORBIT
+    # reference code's FiLM formula, BatchNorm set encoder on the backbone's normalized frames, 1-wide Versa bias
+    # network and one-frame Mahalanobis covariance, so that its published checkpoints compute what they computed there.
+    style: str = "orbit_lite"
+
+    def __post_init__(self) -> None:
+        _choice("model.style", self.style, MODEL_STYLES)
 
 
 @dataclass(frozen=True)
@@ -192,6 +200,7 @@ class TrainConfig:
     cudnn_benchmark: Switch = Switch("auto")  # cuDNN autotuning per shape (pays once shapes are bucketed)
     log_every: int = 1  # optimizer steps between metrics.jsonl lines
     checkpoint_every: int = 0  # optimizer steps between mid-epoch saves of last.pt; 0: at the end of epochs only
+    init: str = ""  # a training checkpoint (e.g. from `orbit-lite import-orbit`) whose weights a new run starts from
 
     def __post_init__(self) -> None:
         _choice("train.optimizer", self.optimizer, ("adam", "adamw"))

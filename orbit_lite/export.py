@@ -1,8 +1,8 @@
 """On-device export: a personal recognizer as one ONNX graph, uint8 frames in, logits and probabilities out.
 
-The user's FiLM parameters are folded into the backbone's norm layers (``weight <- gamma * weight``, ``bias <- gamma *
-bias + beta``), and the head's state becomes constants of plain matrix products (Mahalanobis: precisions from the
-Cholesky factors; no triangular solves on the device), so the graph needs no orbit-lite code to run.
+The user's FiLM parameters are folded into the backbone's norm layers (their affine parameters become the FiLM-ed
+ones, in the backbone's FiLM style), and the head's state becomes constants of plain matrix products (Mahalanobis:
+precisions from the Cholesky factors; no triangular solves on the device), so the graph needs no orbit-lite code to run.
 """
 
 from __future__ import annotations
@@ -16,18 +16,21 @@ import torch
 from torch import nn
 
 from orbit_lite.errors import OrbitLiteError
+from orbit_lite.models.backbones import Backbone
+from orbit_lite.models.film import film_affine
 from orbit_lite.personal import PersonalModel
 
 log = logging.getLogger(__name__)
 
 
-def _fold_film(backbone: nn.Module, film: dict[str, tuple[torch.Tensor, torch.Tensor]] | None) -> nn.Module:
+def _fold_film(backbone: Backbone, film: dict[str, tuple[torch.Tensor, torch.Tensor]] | None) -> Backbone:
     folded = copy.deepcopy(backbone).cpu().eval()
     with torch.no_grad():
         for name, (gamma, beta) in (film or {}).items():
             norm = folded.net.get_submodule(name)
-            norm.bias.copy_(gamma.cpu() * norm.bias + beta.cpu())
-            norm.weight.mul_(gamma.cpu())
+            weight, bias = film_affine(folded.film_style, norm.weight, norm.bias, gamma.cpu(), beta.cpu())
+            norm.weight.copy_(weight)
+            norm.bias.copy_(bias)
     return folded
 
 

@@ -51,6 +51,7 @@ def save_personal(path: Path | str, model: PersonalModel) -> None:
         "clip_length": model.clip_length,
         "backbone_name": r.backbone.spec.name,
         "head_name": r.head.name,
+        "style": r.backbone.film_style,  # FiLM formula and head variant (model.style)
         "learn_scale": bool(r.head.learn_scale),
         "normalization": {"mean": list(r.backbone.spec.mean), "std": list(r.backbone.spec.std)},
         "backbone": {k: _plain(v) for k, v in r.backbone.state_dict().items()},
@@ -66,9 +67,10 @@ def load_personal(path: Path | str, device: torch.device | str = "cpu") -> Perso
     """Read a personal recognizer written by :func:`save_personal` onto ``device``."""
     record = load_checkpoint(path, KIND)
     try:
-        backbone = create_backbone(record["backbone_name"], "none", record["frame_size"])
+        style = record.get("style", "orbit_lite")  # files written before styles existed are orbit-lite's
+        backbone = create_backbone(record["backbone_name"], "none", record["frame_size"], film_style=style)
         backbone.load_state_dict(record["backbone"])
-        head = create_head(record["head_name"], backbone.feature_dim, None, bool(record["learn_scale"]))
+        head = create_head(record["head_name"], backbone.feature_dim, None, bool(record["learn_scale"]), style=style)
         head.load_state_dict(record["head"])
     except (KeyError, RuntimeError) as e:
         raise OrbitLiteError(f"{path}: damaged personal recognizer ({str(e).splitlines()[0][:120]})") from None

@@ -22,7 +22,16 @@ FILM_COUNTS = {
     "tiny_cnn": 4,
     "small_cnn": 6,
     "tiny_vit": 5,
+    "tf_efficientnet_b0": 17,
+    "tf_efficientnetv2_s_in21k": 42,
+    "vit_b_32_in21k": 25,
+    "vit_b_32_clip_laion2b": 25,
 }
+# The reference's state_dict under feature_extractor. (spec/orbit-checkpoints.md 3.1): keys, and norm-layer eps.
+REFERENCE_KEYS = {"tf_efficientnet_b0": 358, "tf_efficientnetv2_s_in21k": 780, "vit_b_32_in21k": 150,
+                  "vit_b_32_clip_laion2b": 151}  # fmt: skip
+REFERENCE_EPS = {"tf_efficientnet_b0": 1e-3, "tf_efficientnetv2_s_in21k": 1e-3, "vit_b_32_in21k": 1e-6,
+                 "vit_b_32_clip_laion2b": 1e-5}  # fmt: skip
 B0_CHANNELS = [32, 32, 96, 144, 144, 240, 240, 480, 480, 480, 672, 672, 672, 1152, 1152, 1152, 1152, 1280]
 
 
@@ -127,6 +136,90 @@ def test_efficientnet_b0_film_layers() -> None:
     assert layers[0] == ("features.0.1", 32) and layers[-1] == ("features.8.1", 1280)
     assert layers[1] == ("features.1.0.block.0.1", 32)  # the first block has no expansion: depthwise BN is block.0
     assert all(name.endswith("block.1.1") for name, _ in layers[2:-1])
+
+
+def test_timm_backbones_have_the_reference_layout(backbone: Backbone) -> None:
+    name = backbone.spec.name
+    if name not in REFERENCE_KEYS:
+        return  # torchvision and test nets: nothing to match
+    state = backbone.net.state_dict()
+    assert len(state) == REFERENCE_KEYS[name]
+    norms = [m for m in backbone.net.modules() if isinstance(m, backbone.spec.film_norm_types)]
+    assert {m.eps for m in norms} == {REFERENCE_EPS[name]}
+    cfg = backbone.net.pretrained_cfg  # the normalization travels with timm's weights: ours must be the same
+    assert backbone.spec.timm_tag == f"{cfg['architecture']}.{cfg['tag']}"
+    assert backbone.spec.mean == pytest.approx(cfg["mean"]) and backbone.spec.std == pytest.approx(cfg["std"])
+    names = [layer for layer, _ in backbone.film_layers]
+    if name == "tf_efficientnet_b0":  # spec 4: stem, head and every inverted residual's depthwise BN; not blocks.0.0
+        assert [c for _, c in backbone.film_layers] == [96, 144, 144, 240, 240, 480, 480, 480, 672, 672, 672, 1152,
+                                                        1152, 1152, 1152, 32, 1280]  # fmt: skip
+        assert names[-2:] == ["bn1", "bn2"] and "blocks.0.0.bn1" not in names
+    if name.startswith("vit_"):
+        assert "norm_pre" not in names and names[-1] == "norm" and names[:3] == ["blocks.0.norm1", "blocks.0.norm2",
+                                                                                 "blocks.1.norm1"]  # fmt: skip
+
+
+def test_reference_film_style_shifts_the_bias_without_scaling_it() -> None:
+    torch.manual_seed(0)
+    ours = create_backbone("tiny_cnn", "none", frame_size=SIZE)
+    reference = create_backbone("tiny_cnn", "none", frame_size=SIZE, film_style="reference")
+    with torch.no_grad():
+        for name, _ in ours.film_layers:
+            ours.net.get_submodule(name).bias.normal_()  # a zero bias would hide the difference
+    reference.load_state_dict(ours.state_dict())
+    film = _film(ours, scale=0.3)
+    # reference: (gamma w, b + beta); orbit-lite: (gamma w, gamma b + beta'), equal when beta' = beta - (gamma - 1) b
+    shifted = {n: (g, b - (g - 1) * ours.net.get_submodule(n).bias.detach()) for n, (g, b) in film.items()}
+    with torch.no_grad():
+        torch.testing.assert_close(reference(_frames(2), film), ours(_frames(2), shifted), rtol=1e-4, atol=1e-5)
+        assert (reference(_frames(2), film) - ours(_frames(2), film)).abs().max() > 1e-3
+    with pytest.raises(OrbitLiteError, match="unknown FiLM style"):
+        create_backbone("tiny_cnn", "none", frame_size=SIZE, film_style="mine")
+
+
+def test_timm_offline_error_names_the_tag_and_the_file_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    import timm
+
+    def no_network(name: str, pretrained: bool = False, **kwargs: object) -> None:
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
+
+    monkeypatch.setattr(timm, "create_model", no_network)
+    with pytest.raises(OrbitLiteError) as err:
+        create_backbone("vit_b_32_clip_laion2b", "pretrained", frame_size=224)
+    message = str(err.value)
+    assert "\n" not in message and "vit_base_patch32_clip_224.laion2b" in message and "couldn't connect" in message
+    assert "--set model.weights=/path/to/model.safetensors" in message
+
+
+def test_timm_weights_from_a_local_file(tmp_path: Path) -> None:
+    import timm
+
+    torch.manual_seed(0)
+    net = timm.create_model("tf_efficientnet_b0", pretrained=False, num_classes=0).eval()
+    path = tmp_path / "tf_efficientnet_b0.pth"
+    torch.save(net.state_dict(), path)
+    bb = create_backbone("tf_efficientnet_b0", str(path), frame_size=SIZE)
+    frames = _frames(2)
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (bb.spec.mean, bb.spec.std))
+    with torch.no_grad():
+        torch.testing.assert_close(bb(frames), net((frames.float() / 255 - mean) / std), rtol=1e-4, atol=1e-5)
+    torch.save(timm.create_model("tf_efficientnet_b1", num_classes=0).state_dict(), path)  # another architecture
+    with pytest.raises(OrbitLiteError, match=r"does not match tf_efficientnet_b0: 0 missing keys .* unexpected keys"):
+        create_backbone("tf_efficientnet_b0", str(path), frame_size=SIZE)
+
+
+def test_timm_vit_file_from_224_px_fits_other_frame_sizes(tmp_path: Path) -> None:
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    net = timm.create_model("vit_base_patch32_224", pretrained=False, num_classes=10)  # hub files keep their head
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, path)
+    bb = create_backbone("vit_b_32_in21k", str(path), frame_size=SIZE)
+    assert bb.net.pos_embed.shape == (1, 5, 768)  # 7 x 7 patches resampled to 2 x 2, class token kept
+    torch.testing.assert_close(bb.net.pos_embed[0, 0], net.pos_embed[0, 0])
+    torch.testing.assert_close(bb.net.blocks[11].mlp.fc2.weight, net.blocks[11].mlp.fc2.weight)
 
 
 def test_frame_sizes_follow_each_backbones_rule() -> None:

@@ -196,3 +196,32 @@ def test_mahalanobis_at_backbone_size_matches_the_per_class_reference() -> None:
     expected = mahalanobis_reference(context, labels, way, query[picked])
     assert torch.allclose(logits[picked].double(), expected, rtol=1e-3)
     assert (logits.argmax(1) == torch.arange(n_query) % way).float().mean() > 0.9
+
+
+def test_reference_mahalanobis_spreads_a_one_example_class_over_the_whole_matrix() -> None:
+    torch.manual_seed(0)
+    features, query = torch.randn(5, 6, dtype=torch.float64), torch.randn(3, 6, dtype=torch.float64)
+    labels = torch.tensor([0, 0, 1, 2, 2])  # class 1 has one example
+    eye = torch.eye(6, dtype=torch.float64)
+    expected = []
+    for c in range(3):  # the reference's maths (spec/lite.md 3.5), with its scalar "covariance" of one vector
+        rows = features[labels == c]
+        cov = torch.cov(rows.T) if len(rows) > 1 else rows[0].var() * torch.ones_like(eye)
+        lam = len(rows) / (len(rows) + 1)
+        precision = torch.linalg.inv(lam * cov + (1 - lam) * torch.cov(features.T) + eye)
+        diff = query - rows.mean(0)
+        expected.append(-((diff @ precision) * diff).sum(1))
+    head = create_head("mahalanobis", 6, style="reference")
+    torch.testing.assert_close(head.logits(query, head.fit(features, labels, 3)), torch.stack(expected, 1))
+    ours = create_head("mahalanobis", 6)
+    assert not torch.allclose(ours.logits(query, ours.fit(features, labels, 3)), torch.stack(expected, 1))
+
+
+def test_reference_versa_bias_network_is_one_wide() -> None:
+    head = create_head("versa", 16, style="reference")
+    shapes = {k: tuple(v.shape) for k, v in head.state_dict().items() if k.startswith("f_b.")}
+    assert shapes == {"f_b.0.weight": (1, 16), "f_b.0.bias": (1,), "f_b.2.weight": (1, 1), "f_b.2.bias": (1,),
+                      "f_b.4.weight": (1, 1), "f_b.4.bias": (1,)}  # fmt: skip
+    assert create_head("versa", 16).f_b[0].weight.shape == (16, 16)
+    with pytest.raises(OrbitLiteError, match="unknown head style"):
+        create_head("proto", 16, style="mine")

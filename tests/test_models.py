@@ -74,3 +74,17 @@ def test_bf16_autocast_trains_on_cpu() -> None:
     assert 0 < stats.loss < 10 and stats.queries == 9
     grads = [p.grad for p in learner.backbone.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_reference_set_encoder_uses_stored_statistics_and_the_given_normalization() -> None:
+    torch.manual_seed(0)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    encoder = SetEncoder(style="reference", mean=mean, std=std).train()
+    assert not any(m.training for m in encoder.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    x = frames(3, size=64)
+    together = encoder(x)
+    torch.testing.assert_close(together, torch.cat([encoder(x[i : i + 1]) for i in range(3)]), rtol=1e-5, atol=1e-6)
+    normalized = (x.float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    torch.testing.assert_close(encoder.net(normalized), together)  # the backbone's normalization, not [-1, 1]
+    torch.testing.assert_close(encoder(x.float() / 255), together)  # float frames in [0, 1] alike
+    assert encoder.net[3].ceil_mode is False  # floor pooling: 224 -> 7 after five poolings, as the reference

@@ -201,3 +201,18 @@ def test_resume_with_changed_settings_keeps_config_yaml_and_logs_the_change(
     assert resumes == [{"type": "resume", "epoch": 1, "step": 2,
                         "changed": {"lite.h": {"was": 2, "now": 3}, "train.epochs": {"was": 1, "now": 2}}}]  # fmt: skip
     assert records.index(resumes[0]) == next(i for i, r in enumerate(records) if r.get("epoch") == 1)
+
+
+def test_a_new_run_starts_from_train_init(tiny_frames: Path, tiny_checkpoint: Path, recipe: Path, tmp_path: Path):
+    out = tmp_path / "tuned"
+    flags = ["--set", f"train.init={tiny_checkpoint}", "--set", "train.epochs=1", "--set", "train.lr=1e-12"]
+    result = run_train(tiny_frames, recipe, out, *flags)
+    assert result.exit_code == 0, result.output
+    start = load_checkpoint(tiny_checkpoint, "training")["model"]
+    tuned = load_checkpoint(out / "checkpoints" / "last.pt", "training")
+    assert tuned["progress"]["step"] > 0  # a new run: its own optimizer and counters
+    for key, value in start.items():  # with a vanishing learning rate the weights are still the init's
+        torch.testing.assert_close(tuned["model"][key], value, rtol=0, atol=1e-6)
+    result = run_train(tiny_frames, recipe, tmp_path / "other", *flags, "--set", "model.backbone=tiny_vit")
+    assert result.exit_code == 1 and "does not fit the configured model" in result.output
+    assert "model.backbone=tiny_cnn" in " ".join(result.output.split())

@@ -9,6 +9,7 @@ from orbit_lite.cli import data
 from orbit_lite.cli.common import out, setup_logging
 from orbit_lite.cli.evaluate import evaluate_command
 from orbit_lite.cli.export import export_command
+from orbit_lite.cli.import_orbit import import_orbit_command
 from orbit_lite.cli.personal import personalize_command, recognize_command
 from orbit_lite.cli.train import train_command
 
@@ -26,6 +27,7 @@ app.command("personalize")(personalize_command)
 app.command("recognize")(recognize_command)
 app.command("evaluate")(evaluate_command)
 app.command("export")(export_command)
+app.command("import-orbit")(import_orbit_command)
 
 
 def _version(value: bool) -> None:

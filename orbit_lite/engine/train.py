@@ -7,6 +7,7 @@ boundary) continues exactly as if it had never stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -115,6 +116,21 @@ def _task_generator(seed: int, key: tuple[int, int]) -> torch.Generator:
     return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, *key]).generate_state(1)[0]))
 
 
+def load_init_weights(learner: FewShotLearner, path: Path) -> None:
+    """Start from another run's (or an imported) training checkpoint: its weights only, a fresh optimizer."""
+    record = load_checkpoint(path, "training")
+    try:
+        learner.load_state_dict(record["model"])
+    except (KeyError, RuntimeError) as e:
+        saved = record.get("config", {}).get("model", {})
+        settings = " ".join(f"model.{k}={saved[k]}" for k in ("learner", "backbone", "head", "style") if k in saved)
+        raise OrbitLiteError(
+            f"train.init={path} does not fit the configured model ({str(e).splitlines()[0][:160]}); fix: set the "
+            f"model it was built with: {settings or 'its own config'}"
+        ) from None
+    log.info("starting from the weights of %s", path)
+
+
 def _check_resumable(saved: Config, cfg: Config, path: Path) -> dict[str, dict[str, Any]]:
     """Refuse another model; return the other settings that changed, ``{"train.epochs": {"was": 1, "now": 2}}``."""
     if saved.model != cfg.model:
@@ -183,7 +199,12 @@ class _Loop:
         tc = cfg.train
         self.device = distributed.setup(dist, select_device(tc.device))
         torch.manual_seed(tc.seed)
-        self.learner = create_learner(cfg.model, cfg.data.frame_size).to(self.device)
+        model = cfg.model
+        if tc.init and record is None:  # the init checkpoint brings every weight: nothing to download
+            model = dataclasses.replace(model, weights="none")
+        self.learner = create_learner(model, cfg.data.frame_size).to(self.device)
+        if tc.init and record is None:
+            load_init_weights(self.learner, Path(tc.init))
         self.learner.bf16 = tc.bf16
         self.runtime = runtime.prepare(self.learner, cfg, self.device)  # buckets, channels-last, cuDNN, compile
         self.optimizer = build_optimizer(self.learner, tc)

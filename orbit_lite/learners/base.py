@@ -85,12 +85,17 @@ class FewShotLearner(nn.Module):
         super().__init__()
         self.film_enabled = spec.film if model.film is None else model.film
         self.learn_backbone = spec.learn_backbone if model.learn_backbone is None else model.learn_backbone
-        self.backbone = create_backbone(model.backbone, model.weights, frame_size)
+        self.backbone = create_backbone(model.backbone, model.weights, frame_size, film_style=model.style)
         self.backbone.requires_grad_(self.learn_backbone)
-        self.set_encoder = SetEncoder(model.set_encoder_width) if self.film_enabled else None
-        self.film = FilmGenerator(self.backbone.film_layers, model.set_encoder_width) if self.film_enabled else None
+        self.set_encoder = None
+        self.film = None
+        if self.film_enabled:
+            norm = self.backbone.spec
+            self.set_encoder = SetEncoder(model.set_encoder_width, style=model.style, mean=norm.mean, std=norm.std)
+            self.film = FilmGenerator(self.backbone.film_layers, model.set_encoder_width)
         scale = model.logit_scale or None
-        self.head = create_head(model.head or spec.head, self.backbone.feature_dim, scale, model.learn_scale)
+        self.head = create_head(model.head or spec.head, self.backbone.feature_dim, scale, model.learn_scale,
+                                style=model.style)  # fmt: skip
         self.film_reg_weight = model.film_reg_weight
         self.bf16 = False
 

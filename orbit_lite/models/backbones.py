@@ -3,8 +3,12 @@
 Each :class:`BackboneSpec` carries what belongs to the model (timm's "pretrained configs travel with the model"):
 input normalization, the weight source, the size rule, and which norm layers FiLM adapts (spec/lite.md 3.2,
 spec/orbit.md 3.3). :class:`Backbone` turns uint8 frames into features and applies FiLM by swapping the adapted
-layers' affine parameters for ``(gamma * weight, gamma * bias + beta)`` inside :func:`torch.func.functional_call`,
-which is ``gamma * norm(x) + beta`` without touching the module tree.
+layers' affine parameters for the FiLM-ed ones (:func:`orbit_lite.models.film.film_affine`, in the backbone's FiLM
+style) inside :func:`torch.func.functional_call`, without touching the module tree.
+
+Two families: torchvision's ImageNet models, and the ORBIT reference code's timm models (``tf_efficientnet_b0``,
+``tf_efficientnetv2_s_in21k``, ``vit_b_32_in21k``, ``vit_b_32_clip_laion2b``), with the reference's own weights,
+normalization and FiLM layers, so that its checkpoints load into them (spec/orbit-checkpoints.md 2).
 
 Normalization statistics are frozen: BatchNorm always uses its running statistics and dropout / stochastic depth are
 off, even in ``train()`` mode, so a frame's features never depend on the other frames in its batch. LITE relies on
@@ -38,6 +42,9 @@ from torchvision.models.vision_transformer import interpolate_embeddings
 from torchvision.ops import StochasticDepth
 
 from orbit_lite.errors import OrbitLiteError
+from orbit_lite.models import timm_backbones
+from orbit_lite.models.film import FILM_STYLES, film_affine
+from orbit_lite.models.tiny_nets import TinyViT, strided_cnn
 from orbit_lite.shapes import Buckets, run_bucketed
 
 Film = dict[str, tuple[Tensor, Tensor]]
@@ -69,7 +76,8 @@ class BackboneSpec:
         builder: ``frame_size -> network`` mapping normalized ``[B, 3, S, S]`` to ``[B, D]`` (classifier removed).
         film_norm_types: norm module types FiLM may adapt (they must have affine weight and bias).
         film_select: ``network -> layer names`` to adapt; None adapts every module of ``film_norm_types``.
-        weights: torchvision ImageNet weights, or None for nets without pretrained weights.
+        weights: torchvision ImageNet weights, or None for nets without (torchvision) pretrained weights.
+        timm_tag: the timm model and pretrained tag (``name.tag``) of a timm-built network; its pretrained weights.
         head: attribute name of the dropped classifier, whose keys a torchvision state_dict still holds.
         adapt_state: rewrites a loaded state_dict to fit the built network (e.g. ViT position embeddings).
         min_size: smallest frame side the network accepts.
@@ -86,12 +94,17 @@ class BackboneSpec:
     film_norm_types: tuple[type[nn.Module], ...]
     film_select: Callable[[nn.Module], list[str]] | None = None
     weights: WeightsEnum | None = None
+    timm_tag: str | None = None
     head: str | None = None
     adapt_state: Callable[[StateDict, nn.Module], StateDict] | None = None
     min_size: int = 32
     size_multiple: int = 1
     fixed_size: bool = False
     notes: str = ""
+
+    @property
+    def has_pretrained(self) -> bool:
+        return self.weights is not None or self.timm_tag is not None
 
     def size_rule(self) -> str:
         rule = f"a side >= {self.min_size}"
@@ -146,6 +159,17 @@ def _torchvision(name: str, dim: int, weights: WeightsEnum, head: str, **options
     return BackboneSpec(name, dim, mean, std, builder, weights=weights, head=head, notes=notes, **options)
 
 
+def _timm(
+    name: str, tag: str, dim: int, mean: tuple, std: tuple, film: Callable, notes: str, **options
+) -> BackboneSpec:
+    builder = partial(timm_backbones.build, tag)
+    vit = tag.startswith("vit_")
+    types = (nn.LayerNorm,) if vit else (nn.BatchNorm2d,)  # timm's BatchNormAct2d is a BatchNorm2d
+    notes = f"timm {tag} (the ORBIT reference's backbone); {notes}"
+    return BackboneSpec(name, dim, mean, std, builder, types, film, timm_tag=tag, head="head" if vit else "classifier",
+                        adapt_state=timm_backbones.fit_positions if vit else None, notes=notes, **options)  # fmt: skip
+
+
 def _fit_vit_positions(state: StateDict, net: nn.Module) -> StateDict:
     """Interpolate a checkpoint's position embedding (e.g. ImageNet's 7x7 grid at 224 px) to the built grid."""
     key = "encoder.pos_embedding"
@@ -154,55 +178,12 @@ def _fit_vit_positions(state: StateDict, net: nn.Module) -> StateDict:
     return state
 
 
-def _strided_cnn(widths: tuple[int, ...], frame_size: int) -> nn.Module:
-    layers: list[nn.Module] = []
-    channels_in = 3
-    for channels in widths:
-        conv = nn.Conv2d(channels_in, channels, 3, stride=2, padding=1, bias=False)
-        layers += [conv, nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
-        channels_in = channels
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-
-
-class _TinyBlock(nn.Module):
-    """Pre-LayerNorm transformer block: ``x + attn(ln_1(x))`` then ``x + mlp(ln_2(x))``; ``[B, T, W]``."""
-
-    def __init__(self, width: int, heads: int) -> None:
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(width)
-        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
-        self.ln_2 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width))
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.ln_1(x)
-        x = x + self.attn(h, h, h, need_weights=False)[0]
-        return x + self.mlp(self.ln_2(x))
-
-
-class TinyViT(nn.Module):
-    """A test-sized ViT: patch-8 embedding, 2 blocks of width 64, final LayerNorm; ``[B, 3, S, S] -> [B, 64]``.
-
-    Returns the class token, like ``vit_b_32``, so both ViTs exercise the same FiLM and pooling path.
-    """
-
-    def __init__(self, frame_size: int, width: int = 64, depth: int = 2, heads: int = 4, patch: int = 8) -> None:
-        super().__init__()
-        self.patch_embed = nn.Conv2d(3, width, patch, stride=patch)
-        self.class_token = nn.Parameter(torch.zeros(1, 1, width))
-        self.pos_embedding = nn.Parameter(0.02 * torch.randn(1, (frame_size // patch) ** 2 + 1, width))
-        self.blocks = nn.ModuleList(_TinyBlock(width, heads) for _ in range(depth))
-        self.norm = nn.LayerNorm(width)
-
-    def forward(self, x: Tensor) -> Tensor:
-        tokens = self.patch_embed(x).flatten(2).transpose(1, 2)
-        x = torch.cat([self.class_token.expand(tokens.shape[0], -1, -1), tokens], dim=1) + self.pos_embedding
-        for block in self.blocks:
-            x = block(x)
-        return self.norm(x[:, 0])
-
-
 _BN, _LN, _HALF = (nn.BatchNorm2d,), (nn.LayerNorm,), (0.5, 0.5, 0.5)
+# The reference's per-backbone frame normalization (spec/orbit-checkpoints.md 2): "imagenet", "imagenet_inception",
+# "openai_clip"; each equals its timm weights' own pretrained config.
+_IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+_CLIP = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
+_EFFICIENTNET, _VIT = timm_backbones.efficientnet_film, timm_backbones.vit_film
 _SPECS = (
     _torchvision("efficientnet_b0", 1280, EfficientNet_B0_Weights.IMAGENET1K_V1, "classifier",
                  film_norm_types=_BN, film_select=_efficientnet_film),
@@ -211,11 +192,19 @@ _SPECS = (
                  film_norm_types=_BN, film_select=_efficientnet_film),
     _torchvision("vit_b_32", 768, ViT_B_32_Weights.IMAGENET1K_V1, "heads", film_norm_types=_LN,
                  adapt_state=_fit_vit_positions, size_multiple=32, fixed_size=True),
+    _timm("tf_efficientnet_b0", "tf_efficientnet_b0.aa_in1k", 1280, *_IMAGENET, _EFFICIENTNET,
+          "ImageNet-1k AutoAugment, TF 'same' padding, BN eps 1e-3"),
+    _timm("tf_efficientnetv2_s_in21k", "tf_efficientnetv2_s.in21k", 1280, _HALF, _HALF, _EFFICIENTNET,
+          "ImageNet-21k, TF 'same' padding, BN eps 1e-3"),
+    _timm("vit_b_32_in21k", "vit_base_patch32_224.augreg_in21k", 768, _HALF, _HALF, _VIT,
+          "AugReg ImageNet-21k, class token after the final norm", size_multiple=32, fixed_size=True),
+    _timm("vit_b_32_clip_laion2b", "vit_base_patch32_clip_224.laion2b", 768, *_CLIP, _VIT,
+          "CLIP LAION-2B image tower without its projection, class token", size_multiple=32, fixed_size=True),
     # Test/demo nets, registered next to the real ones so one parametrized test covers the whole registry.
-    BackboneSpec("tiny_cnn", 64, _HALF, _HALF, partial(_strided_cnn, (16, 32, 64, 64)), _BN, min_size=16,
+    BackboneSpec("tiny_cnn", 64, _HALF, _HALF, partial(strided_cnn, (16, 32, 64, 64)), _BN, min_size=16,
                  notes="4 x [conv3x3 stride 2, BN, ReLU], global average pool; no pretrained weights"),
     # Two more stages than tiny_cnn: a receptive field (~190 px) that covers an object at 224 px as well as at 84.
-    BackboneSpec("small_cnn", 128, _HALF, _HALF, partial(_strided_cnn, (16, 32, 64, 96, 128, 128)), _BN, min_size=16,
+    BackboneSpec("small_cnn", 128, _HALF, _HALF, partial(strided_cnn, (16, 32, 64, 96, 128, 128)), _BN, min_size=16,
                  notes="6 x [conv3x3 stride 2, BN, ReLU], global average pool; no pretrained weights"),
     BackboneSpec("tiny_vit", 64, _HALF, _HALF, TinyViT, _LN, min_size=16, size_multiple=8, fixed_size=True,
                  notes="patch-8 ViT, 2 pre-LN blocks of width 64, class token; no pretrained weights"),
@@ -237,12 +226,16 @@ class Backbone(nn.Module):
         frame_size: the frame side it was built for (the only one accepted when ``spec.fixed_size``).
         film_layers: ``(name inside net, channels)`` of the FiLM-adapted norm layers, sorted by name; a film
             dict is keyed by these names.
+        film_style: how ``(gamma, beta)`` change a layer's affine (:func:`orbit_lite.models.film.film_affine`).
         net: the network proper, on normalized input.
     """
 
-    def __init__(self, spec: BackboneSpec, net: nn.Module, frame_size: int) -> None:
+    def __init__(self, spec: BackboneSpec, net: nn.Module, frame_size: int, film_style: str = "orbit_lite") -> None:
         super().__init__()
+        if film_style not in FILM_STYLES:
+            raise OrbitLiteError(f"unknown FiLM style {film_style!r}; fix: use one of {', '.join(FILM_STYLES)}")
         self.spec = spec
+        self.film_style = film_style
         self.feature_dim = spec.feature_dim
         self.frame_size = frame_size
         self.net = net
@@ -270,7 +263,7 @@ class Backbone(nn.Module):
 
         Args:
             frames: ``[B, 3, S, S]`` uint8 RGB (any strides, e.g. channels-last) or float in [0, 1].
-            film: ``{layer name: (gamma [C], beta [C])}``; each named norm layer outputs ``gamma * norm(x) + beta``.
+            film: ``{layer name: (gamma [C], beta [C])}``, applied to each named norm layer in ``film_style``.
                 None, or layers left out, are not adapted.
 
         Returns:
@@ -339,10 +332,8 @@ class Backbone(nn.Module):
             if gamma.shape != (channels,) or beta.shape != (channels,):
                 raise ValueError(f"FiLM for {name!r} needs gamma, beta of shape [{channels}]")
             norm = self.net.get_submodule(name)
-            # gamma * (w * xhat + b) + beta == (gamma * w) * xhat + (gamma * b + beta): gradients reach gamma, beta
-            # and the layer's own weight and bias; gamma=1, beta=0 reproduces w and b bit for bit.
-            params[f"{name}.weight"] = gamma * norm.weight
-            params[f"{name}.bias"] = gamma * norm.bias + beta
+            weight, bias = film_affine(self.film_style, norm.weight, norm.bias, gamma, beta)
+            params[f"{name}.weight"], params[f"{name}.bias"] = weight, bias
         return params
 
 
@@ -361,14 +352,22 @@ def _find_film_layers(spec: BackboneSpec, net: nn.Module) -> list[tuple[str, int
     return layers
 
 
-def create_backbone(name: str, weights: str = "none", frame_size: int = 224) -> Backbone:
+PRETRAINED = ("imagenet", "pretrained")  # either name means the backbone's own pretrained weights
+
+
+def create_backbone(
+    name: str, weights: str = "none", frame_size: int = 224, film_style: str = "orbit_lite"
+) -> Backbone:
     """Build a registered backbone.
 
     Args:
         name: a name from :func:`available_backbones`.
-        weights: "none" (random init), "imagenet" (torchvision's weights, downloaded into torch.hub's cache), or a
-            path to a ``torch.save``-d state_dict of the torchvision model or of a :class:`Backbone`.
+        weights: "none" (random init); "imagenet" or "pretrained": the backbone's pretrained weights (torchvision's,
+            downloaded into torch.hub's cache, or timm's tag, downloaded by timm); or a path to a weights file: a
+            ``torch.save``-d state_dict of the torchvision model or of a :class:`Backbone`, or for a timm backbone the
+            file timm downloads for its tag.
         frame_size: frame side S the backbone will see.
+        film_style: how FiLM parameters change the norm layers (:data:`orbit_lite.models.film.FILM_STYLES`).
 
     Raises:
         OrbitLiteError: unknown name, unsuitable frame size, or weights that cannot be fetched, read or matched.
@@ -380,16 +379,18 @@ def create_backbone(name: str, weights: str = "none", frame_size: int = 224) -> 
         raise OrbitLiteError(
             f"{name} cannot take frame size {frame_size}: it needs {spec.size_rule()}; fix: set data.frame_size"
         )
-    if weights == "imagenet" and spec.weights is None:
+    if weights in PRETRAINED and not spec.has_pretrained:
         raise OrbitLiteError(
             f"{name} has no pretrained weights; fix: use model.weights=none or a path to a weights file"
         )
+    if spec.timm_tag is not None and weights in PRETRAINED:
+        return Backbone(spec, timm_backbones.build_pretrained(spec.timm_tag, frame_size), frame_size, film_style)
     net = spec.builder(frame_size)
-    if weights == "imagenet":
+    if weights in PRETRAINED:
         _load_state(spec, net, _download(spec), f"ImageNet weights {spec.weights}")
     elif weights != "none":
         _load_state(spec, net, _read_file(spec, Path(weights)), f"weights file {weights}")
-    return Backbone(spec, net, frame_size)
+    return Backbone(spec, net, frame_size, film_style)
 
 
 def _download(spec: BackboneSpec) -> StateDict:
@@ -416,7 +417,12 @@ def _read_file(spec: BackboneSpec, path: Path) -> StateDict:
             f"weights file {path} does not exist; fix: pass an existing file, 'imagenet' or 'none' as model.weights"
         )
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        if path.suffix == ".safetensors":  # timm's hub files
+            from safetensors.torch import load_file
+
+            state = load_file(path, device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
         reason = " ".join(str(exc).split())[:200]
         raise OrbitLiteError(
@@ -437,7 +443,8 @@ def _load_state(spec: BackboneSpec, net: nn.Module, state: StateDict, source: st
         state = {key: value for key, value in state.items() if not key.startswith(f"{spec.head}.")}
     if spec.adapt_state is not None:
         state = spec.adapt_state(state, net)
-    fix = f"fix: pass a state_dict saved from {spec.name} (the torchvision model or an orbit-lite Backbone)"
+    origin = f"timm {spec.timm_tag}" if spec.timm_tag else "the torchvision model"
+    fix = f"fix: pass a state_dict saved from {spec.name} ({origin} or an orbit-lite Backbone)"
     try:
         result = net.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatches raise even when strict=False

@@ -4,12 +4,37 @@ For each adapted layer with C channels, two small networks map the task embeddin
 ``g_beta(z)`` (Linear -> LayerNorm -> ReLU -> Linear), and two learned vectors ``r_gamma``, ``r_beta`` (initialised
 N(0, 0.001^2)) gate them: ``gamma = 1 + g_gamma(z) * r_gamma``, ``beta = g_beta(z) * r_beta``. FiLM therefore starts
 at the identity, and the regularizer ``sum ||r||^2`` keeps it near there (spec/lite.md 3.4).
+
+How ``(gamma, beta)`` change a norm layer's affine ``(w, b)`` is the FiLM *style* (:func:`film_affine`): orbit-lite's
+``gamma * norm(x) + beta`` scales the layer's own bias too, while the ORBIT reference code only shifts it
+(spec/orbit-checkpoints.md 4). The generator is the same for both; its outputs mean different things.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+
+FILM_STYLES = ("orbit_lite", "reference")
+
+
+def film_affine(style: str, weight: Tensor, bias: Tensor, gamma: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
+    """The adapted affine parameters ``(w', b')`` of a norm layer, all tensors ``[C]``.
+
+    - ``orbit_lite``: ``w' = gamma * w``, ``b' = gamma * b + beta``, i.e. ``gamma * norm(x) + beta``.
+    - ``reference``: ``w' = gamma * w``, ``b' = b + beta``; with ``gamma = 1 + r_w g_w(z)`` and ``beta = r_b g_b(z)``
+      this is the reference's ``w0 (1 + r_w g_w(z))``, ``b0 + r_b g_b(z)``.
+
+    Either way ``gamma = 1, beta = 0`` gives ``(w, b)`` bit for bit, and gradients reach gamma, beta, w and b.
+    ``(w, b)`` are the layer's current parameters; the reference's ``(w0, b0)`` are copies taken when it builds the
+    model. They agree whenever the backbone is frozen, as it is in every published FiLM checkpoint; a fine-tuned
+    backbone here carries its FiLM base along rather than adapting parameters it no longer has.
+    """
+    if style == "orbit_lite":
+        return gamma * weight, gamma * bias + beta
+    if style == "reference":
+        return gamma * weight, bias + beta
+    raise ValueError(f"unknown FiLM style {style!r}; expected one of {', '.join(FILM_STYLES)}")
 
 
 def _dense(embed: int, out: int) -> nn.Sequential:

@@ -75,13 +75,18 @@ class Head(nn.Module):
     name: ClassVar[str] = ""
     default_scale: ClassVar[float] = 1.0
 
-    def __init__(self, feature_dim: int, scale: float | None = None, learn_scale: bool = False) -> None:
+    def __init__(
+        self, feature_dim: int, scale: float | None = None, learn_scale: bool = False, style: str = "orbit_lite"
+    ) -> None:
         super().__init__()
         scale = self.default_scale if scale is None else float(scale)
         if not scale > 0 or not math.isfinite(scale):
             raise OrbitLiteError(f"head scale must be a positive number, got {scale}; fix model.logit_scale")
+        if style not in ("orbit_lite", "reference"):
+            raise OrbitLiteError(f"unknown head style {style!r}; fix model.style")
         self.feature_dim = feature_dim
         self.learn_scale = learn_scale
+        self.style = style  # "reference": the ORBIT reference code's variant where it differs (Versa, Mahalanobis)
         if learn_scale:
             self.log_scale = nn.Parameter(torch.tensor(math.log(scale)))
         else:
@@ -188,6 +193,10 @@ class MahalanobisHead(Head):
     covariances, and ``logits_c(x) = -scale * (x - mu_c)^T Sigma'_c^{-1} (x - mu_c)``. State:
     ``(means [K, D], cholesky [K, D, D])``, the lower Cholesky factors of ``Sigma'_c``; distances come from triangular
     solves, never an explicit inverse. Always computed (and returned) in at least float32, even under autocast.
+
+    A class with one context example has a zero scatter matrix. orbit-lite gives it a zero class covariance; the
+    ``reference`` style reproduces the reference code, whose covariance of a single vector is the (unbiased) variance of
+    its D entries added to every matrix entry (spec/lite.md 3.5), so that its checkpoints give its predictions.
     """
 
     name = "mahalanobis"
@@ -203,10 +212,12 @@ class MahalanobisHead(Head):
             task_centered = x - x.mean(0)
             task_cov = task_centered.T @ task_centered / max(n - 1, 1)  # zero matrix when N == 1
             # A class with one example has a zero scatter matrix, so dividing by max(n_c - 1, 1) gives it a zero class
-            # covariance. The reference code instead broadcast the scalar variance of that one feature vector into
-            # every matrix entry (spec lite.md 3.5); we deliberately use the zero matrix.
+            # covariance (see the class docstring for the reference style).
             scatter = _class_scatter(x - means[labels.long()], labels, counts.long())
             class_cov = scatter / (counts - 1).clamp_min(1).view(-1, 1, 1)
+            if self.style == "reference":  # a one-example class's mean is its example; its spread goes everywhere
+                spread = torch.where(counts == 1, means.var(dim=1), torch.zeros_like(counts))
+                class_cov = class_cov + spread.view(-1, 1, 1)
             lam = (counts / (counts + 1)).view(-1, 1, 1)
             eye = torch.eye(dim, dtype=x.dtype, device=x.device)
             sigma = lam * class_cov + (1 - lam) * task_cov + eye  # + I keeps every Sigma'_c positive definite
@@ -224,8 +235,8 @@ class MahalanobisHead(Head):
             return -self.temperature() * white.pow(2).sum(1).T
 
 
-def _versa_mlp(dim: int, out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(dim, dim), nn.ELU(), nn.Linear(dim, dim), nn.ELU(), nn.Linear(dim, out))
+def _versa_mlp(dim: int, hidden: int, out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(dim, hidden), nn.ELU(), nn.Linear(hidden, hidden), nn.ELU(), nn.Linear(hidden, out))
 
 
 class VersaHead(Head):
@@ -233,16 +244,19 @@ class VersaHead(Head):
 
     ``w_c = mu_c + f_w(mu_c)`` (residual MLP ``D -> D``), ``b_c = f_b(mu_c)`` (MLP ``D -> 1``, no residual), and
     ``logits = scale * (x W^T + b)``. State: ``(W [K, D], b [K])``. Unlike the reference code, ``f_w`` and ``f_b``
-    receive gradients (spec orbit.md 3.5).
+    receive gradients (spec orbit.md 3.5). ``f_b``'s hidden width is ``D``; the ``reference`` style's is 1, as in the
+    reference code (``D -> 1 -> 1 -> 1``; spec/orbit-checkpoints.md 3.2).
     """
 
     name = "versa"
     default_scale = 1.0
 
-    def __init__(self, feature_dim: int, scale: float | None = None, learn_scale: bool = False) -> None:
-        super().__init__(feature_dim, scale, learn_scale)
-        self.f_w = _versa_mlp(feature_dim, feature_dim)
-        self.f_b = _versa_mlp(feature_dim, 1)
+    def __init__(
+        self, feature_dim: int, scale: float | None = None, learn_scale: bool = False, style: str = "orbit_lite"
+    ) -> None:
+        super().__init__(feature_dim, scale, learn_scale, style)
+        self.f_w = _versa_mlp(feature_dim, feature_dim, feature_dim)
+        self.f_b = _versa_mlp(feature_dim, 1 if style == "reference" else feature_dim, 1)
 
     def fit(self, features: Tensor, labels: Tensor, way: int) -> HeadState:
         self._check(features, "context features")
@@ -260,7 +274,9 @@ class VersaHead(Head):
 HEADS: dict[str, type[Head]] = {cls.name: cls for cls in (ProtoHead, CosineProtoHead, MahalanobisHead, VersaHead)}
 
 
-def create_head(name: str, feature_dim: int, scale: float | None = None, learn_scale: bool = False) -> Head:
+def create_head(
+    name: str, feature_dim: int, scale: float | None = None, learn_scale: bool = False, style: str = "orbit_lite"
+) -> Head:
     """Build a registered head by name.
 
     Args:
@@ -268,6 +284,7 @@ def create_head(name: str, feature_dim: int, scale: float | None = None, learn_s
         feature_dim: Feature size ``D``.
         scale: Logit temperature; ``None`` takes the head's default (32 for ``proto_cosine``, else 1).
         learn_scale: Make the scale a learnable parameter (in log space).
+        style: ``orbit_lite`` or ``reference`` (the reference code's Versa and Mahalanobis variants).
 
     Raises:
         OrbitLiteError: Unknown name, or a scale that is not positive.
@@ -275,4 +292,4 @@ def create_head(name: str, feature_dim: int, scale: float | None = None, learn_s
     if name not in HEADS:
         raise OrbitLiteError(f"unknown head {name!r}; available: {', '.join(HEADS)}")
     cls = HEADS[name]
-    return cls(feature_dim, scale=cls.default_scale if scale is None else scale, learn_scale=learn_scale)
+    return cls(feature_dim, scale=cls.default_scale if scale is None else scale, learn_scale=learn_scale, style=style)

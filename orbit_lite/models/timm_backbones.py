@@ -1,0 +1,87 @@
+"""The ORBIT reference code's feature extractors, built by timm (spec/orbit-checkpoints.md 2 and 4).
+
+The reference builds every backbone with ``timm.create_model(<name>, pretrained=True, num_classes=0)``; the same
+architectures in today's timm carry the same state_dict keys and shapes, so its checkpoints load unchanged. This
+module builds them (random or pretrained), and names the norm layers the reference tags for FiLM. timm is imported
+when a timm backbone is built, so commands that never use one do not pay for the import.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from torch import Tensor, nn
+
+from orbit_lite.errors import OrbitLiteError
+
+_log = logging.getLogger(__name__)
+
+
+def _options(tag: str, frame_size: int) -> dict[str, object]:
+    # Dropout before the (removed) classifier is a functional call that ignores module modes; Backbone keeps features
+    # deterministic, so it is switched off here, with stochastic depth (both 0 in the reference's eval anyway).
+    options: dict[str, object] = {"num_classes": 0, "drop_rate": 0.0, "drop_path_rate": 0.0}
+    if tag.startswith("vit_"):
+        options["img_size"] = frame_size  # learned positions: timm resizes pretrained ones to this grid
+    return options
+
+
+def build(tag: str, frame_size: int) -> nn.Module:
+    """A randomly initialised timm network without classifier: ``[B, 3, S, S] -> [B, D]``."""
+    import timm
+
+    return timm.create_model(tag, pretrained=False, **_options(tag, frame_size))
+
+
+def build_pretrained(tag: str, frame_size: int) -> nn.Module:
+    """The network with timm's pretrained weights for ``tag``, downloaded (and cached) by timm.
+
+    Local files do not come here: timm loads them non-strictly, so :mod:`orbit_lite.models.backbones` loads them
+    itself and reports any key that does not fit.
+
+    Raises:
+        OrbitLiteError: the weights cannot be fetched; the message names the tag and the local-file fix.
+    """
+    import timm
+
+    _log.info("loading timm weights %s (downloaded once into timm's cache)", tag)
+    try:
+        return timm.create_model(tag, pretrained=True, **_options(tag, frame_size))
+    except Exception as exc:  # network, hub and file errors all come through timm, in many types
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise OrbitLiteError(
+            f"cannot download timm weights {tag} (no internet?): {reason}; fix: on a machine with internet download "
+            f"https://huggingface.co/timm/{tag}/resolve/main/model.safetensors and pass it with "
+            "--set model.weights=/path/to/model.safetensors"
+        ) from None
+
+
+def fit_positions(state: dict[str, Tensor], net: nn.Module) -> dict[str, Tensor]:
+    """Resample a ViT checkpoint's learned position embedding (e.g. 7 x 7 patches at 224 px) to the built grid."""
+    key = "pos_embed"
+    if key in state and hasattr(net, key) and state[key].shape != net.pos_embed.shape:
+        from timm.layers import resample_abs_pos_embed
+
+        grid = net.patch_embed.grid_size
+        state = {**state, key: resample_abs_pos_embed(state[key], list(grid), num_prefix_tokens=1)}
+    return state
+
+
+def efficientnet_film(net: nn.Module) -> list[str]:
+    """The reference's FiLM tags on a timm EfficientNet: stem ``bn1``, head ``bn2``, the BN after each inverted
+    residual's depthwise conv (``bn2``), and ``bn1`` of every EdgeResidual / ConvBnAct block; depthwise-separable
+    blocks (B0's first) are not adapted. B0: 17 layers; V2-S: 42."""
+    from timm.models._efficientnet_blocks import ConvBnAct, EdgeResidual, InvertedResidual
+
+    names = ["bn1", "bn2"]
+    for name, module in net.named_modules():
+        if isinstance(module, InvertedResidual):  # CondConvResidual is a subclass
+            names.append(f"{name}.bn2")
+        elif isinstance(module, (EdgeResidual, ConvBnAct)):
+            names.append(f"{name}.bn1")
+    return names
+
+
+def vit_film(net: nn.Module) -> list[str]:
+    """Both LayerNorms of every block and the final ``norm``; not CLIP's ``norm_pre``. ViT-B/32: 25 layers."""
+    return [f"blocks.{i}.{norm}" for i in range(len(net.blocks)) for norm in ("norm1", "norm2")] + ["norm"]
