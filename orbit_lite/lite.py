@@ -62,4 +62,5 @@ def lite_forward(
     scale = n / h
     grad_out = grad_out + (scale - 1.0) * (grad_out - grad_out.detach())
     stacked = torch.cat([grad_out, rest_out.to(grad_out.dtype)])
-    return stacked[torch.argsort(order).to(stacked.device)]
+    # non_blocking: a plain .to() of a host tensor would wait for the GPU to finish everything queued before it
+    return stacked[torch.argsort(order).to(stacked.device, non_blocking=True)]

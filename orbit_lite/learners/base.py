@@ -154,7 +154,7 @@ class FewShotLearner(nn.Module):
         """Accumulate the gradients of ``loss_weight * task loss + FiLM regularizer`` into ``.grad``; see module doc."""
         h = lite.h if lite.enabled else len(context)
         features, film = self._support(context, h, lite.chunk_size, generator)
-        state = self.head.fit(features, context_labels.to(self.device), way)
+        state = self.head.fit(features, context_labels.to(self.device, non_blocking=True), way)
         state_leaves = tuple(t.detach().requires_grad_(t.requires_grad) for t in state)
         film_leaves = {
             k: (g.detach().requires_grad_(), b.detach().requires_grad_()) for k, (g, b) in (film or {}).items()
