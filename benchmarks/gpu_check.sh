@@ -14,6 +14,6 @@ mkdir -p "$out"
 py="${PYTHON:-python3}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.csv"
-timeout 330 "$py" benchmarks/gpu_throughput.py --ab all --json | tee "$out/gpu_throughput.json"
+timeout 330 "$py" benchmarks/gpu_throughput.py --ab all --json --save "$out/gpu_throughput.json"
 timeout 150 "$py" benchmarks/lite_memory.py --device cuda --backbone efficientnet_b0 --frame-size 224 \
   --context 100,1000 --h 16 --queries 64 --query-chunk 64 --chunk 256 --json | tee "$out/lite_memory_fp32.json"

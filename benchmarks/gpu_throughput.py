@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="An ORBIT tree (default: write the small preset).")
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "protonets_lite_224.yaml")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--tasks", type=int, default=48, help="Training tasks timed per precision.")
+    parser.add_argument("--tasks", type=int, default=48, help="Training tasks per precision (A/B runs: a quarter).")
     parser.add_argument("--eval-tasks", type=int, default=10, help="Evaluation tasks per test user.")
     parser.add_argument("--workers", type=int, default=8, help="Loader processes.")
     parser.add_argument("--precisions", default="fp32,bf16")
@@ -130,6 +130,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="Small CPU check: tiny_cnn at 64 px, few tasks.")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="Extra config overrides.")
     parser.add_argument("--json", action="store_true", help="Print only the JSON object.")
+    parser.add_argument("--save", type=Path, help="Also write the JSON here after every phase.")
     args = parser.parse_args()
     device = select_device(args.device)
     size = 64 if args.quick else 224
@@ -148,22 +149,29 @@ def main() -> None:
             data = synthesize(Path(tmp) / "data", "small", frame_size=size, seed=0).root
             report["synth_s"] = round(time.perf_counter() - t0, 1)
         runs: dict[str, Any] = {}
-        checkpoint = None
-        for precision in args.precisions.split(","):
+        report["training"] = runs
+
+        def save() -> None:  # after every phase, so a run cut short by its time limit still leaves its numbers
+            if args.save is not None:
+                args.save.write_text(json.dumps(report, indent=2))
+
+        precisions = args.precisions.split(",")
+        for i, precision in enumerate(precisions):
             out = Path(tmp) / f"train_{precision}"
             runs[precision] = training_run(data, args.config, [*base, f"train.bf16={str(precision == 'bf16').lower()}"],
                                            args.tasks, out)  # fmt: skip
-            checkpoint = checkpoint or out / "checkpoints" / "last.pt"
             if not args.json:
                 print(precision, json.dumps(runs[precision]), file=sys.stderr)
+            save()
+            if i == 0:  # evaluation next: it matters more than the habit comparisons that come last
+                report["evaluation"] = evaluation_run(out / "checkpoints" / "last.pt", data, device, args.eval_tasks)
+                save()
         habits = list(HABITS) if args.ab == "all" else [h for h in args.ab.split(",") if h]
         for habit in habits:
             out = Path(tmp) / f"train_no_{habit}"
             runs[f"fp32_without_{habit}"] = training_run(data, args.config, [*base, HABITS[habit]],
-                                                         max(8, args.tasks // 2), out)  # fmt: skip
-        report["training"] = runs
-        assert checkpoint is not None
-        report["evaluation"] = evaluation_run(checkpoint, data, device, args.eval_tasks)
+                                                         max(8, args.tasks // 4), out)  # fmt: skip
+            save()
     text = json.dumps(report, indent=None if args.json else 2)
     print(text)
 
