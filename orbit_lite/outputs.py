@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -88,14 +89,19 @@ def is_orbit_lite_checkpoint(kind: str) -> Callable[[Path], bool]:
 
 
 def is_onnx_file(path: Path) -> bool:
-    """An ONNX model written by ``orbit-lite export`` (its producer name says so)."""
+    """An ONNX model written by ``orbit-lite export``: exported from PyTorch with its inputs and outputs (frames in,
+    logits and probabilities out); any other ONNX model, from PyTorch or not, is the user's and is never replaced."""
     try:
         import onnx
 
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # not protobuf, or onnx missing: either way not provably ours
         return False
-    return model.producer_name == "pytorch" or "orbit_lite" in {p.key for p in model.metadata_props}
+    if "orbit_lite" in {p.key for p in model.metadata_props}:
+        return True
+    inputs = [i.name for i in model.graph.input]
+    outputs = [o.name for o in model.graph.output]
+    return model.producer_name == "pytorch" and inputs == ["frames"] and outputs == ["logits", "probabilities"]
 
 
 def is_predictions_csv(path: Path) -> bool:
@@ -116,8 +122,13 @@ def writable_parent(path: Path) -> None:
         probe = probe.parent
     if not probe.is_dir():
         raise OrbitLiteError(f"{probe} is a file, so {path} cannot be written there: choose another --out")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise OrbitLiteError(f"{probe} is not writable (permissions or a read-only file system): choose another --out")
+    try:  # create a file there: permission bits say nothing to root, nor about a read-only file system or /proc
+        with tempfile.NamedTemporaryFile(prefix=".orbit-lite-probe.", dir=probe):
+            pass
+    except OSError as e:
+        raise OrbitLiteError(
+            f"{probe} is not writable ({e.strerror or e}; permissions or a read-only file system): choose another --out"
+        ) from None
 
 
 _MIN_FREE_BYTES = 16 * 2**20  # room for a results folder's files: less than this and the write at the end would fail
@@ -131,6 +142,9 @@ def claim_out(out: Path) -> Iterator[Path]:
     the earlier results; the lock makes the second one stop at once. Creating the lock also proves, before any work,
     that ``out``'s folder can be written (a read-only file system, a full disk).
     """
+    out = Path(os.path.abspath(out))  # "." and ".." have no name to put a lock next to
+    if not out.name:
+        raise OrbitLiteError(f"{out} cannot be an output folder: choose a new --out")
     lock = out.with_name(out.name + ".lock")
     writable_parent(out)
     try:

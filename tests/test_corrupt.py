@@ -42,7 +42,7 @@ def test_an_unreadable_clean_video_leaves_the_user_in_the_evaluation(
     assert {s.object for s in result.scores} == set(user.object_names)  # every object still scored
     assert result.skipped == [{
         "video": victim.video_id, "path": str(victim.path),
-        "reason": "12 of 12 frames corrupt; too few usable frames left", "frames": names,
+        "reason": "12 of 12 frames corrupt; too few usable frames left", "frames": names, "whole_video": True,
     }]  # fmt: skip
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [
@@ -64,7 +64,7 @@ def test_a_corrupt_query_frame_is_left_out_of_its_video_only(tiny_copy: Path, ti
     assert after == {**before, query.video_id: before[query.video_id] - 1}
     reason = "1 corrupt frame(s) left out"
     assert result.skipped == [{"video": query.video_id, "path": str(query.path), "reason": reason,
-                               "frames": [query.frames.name(7)]}]  # fmt: skip
+                               "frames": [query.frames.name(7)], "whole_video": False}]  # fmt: skip
     frames = {int(n) for n in result.tasks[0]["task_videos"][query.video_id]}
     assert 8 not in frames and len(frames) == before[query.video_id] - 1
 
@@ -106,7 +106,9 @@ def test_evaluate_cli_lists_corrupt_frames(tiny_copy: Path, tiny_checkpoint: Pat
     args = ["evaluate", "--data", str(tiny_copy), "--checkpoint", str(tiny_checkpoint), "--out", str(out)]
     result = CliRunner().invoke(app, [*args, "--device", "cpu", "--tasks", "1"])
     assert result.exit_code == 0, result.output
-    assert "left out 12 corrupt frames and 0 unreadable videos (1 videos affected)" in result.stderr
+    # the video has no usable frame left, so it is left out whole: counted as such, never as "0 unreadable videos"
+    assert "left out 12 corrupt frames and 1 whole videos (" in result.stderr
+    assert "1 videos affected" in result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert [s["frames"] for s in metrics["skipped_videos"]] == [names]
     assert metrics["dropped_users"] == [] and metrics["dropped_objects"] == []
@@ -168,9 +170,11 @@ def test_an_annotation_file_of_another_video_is_named_and_its_video_left_out(
         result = evaluate_user(learner, user, make_protocol(cfg, tasks=1), cfg)
     reason = (f"annotation file {victim.annotation_path} names the frames of video {other.video_id}, not of "
               f"{victim.video_id}")  # fmt: skip
-    assert result.skipped == [{"video": victim.video_id, "path": str(victim.path), "reason": reason}]
+    assert result.skipped == [
+        {"video": victim.video_id, "path": str(victim.path), "reason": reason, "whole_video": True}
+    ]
     assert victim.video_id not in {s.video for s in result.scores}
-    assert [r.getMessage() for r in caplog.records] == [f"skipping corrupt video {victim.path}: {reason}"]
+    assert [r.getMessage() for r in caplog.records] == [f"skipping video {victim.path}: {reason}"]
     problems = [p for p in check_tree(tiny_copy) if p.path == victim.annotation_path]
     assert [p.message for p in problems] == [
         f"belongs to another video: its frame names are {other.video_id}-NNNNN.jpg, not {victim.video_id}-NNNNN.jpg"
@@ -192,7 +196,10 @@ def test_personalize_videos_cli_names_what_it_left_out(tiny_frames: Path, tiny_c
     args = ["personalize", "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--videos", str(mine)]
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a.pt")])
     assert result.exit_code == 0, result.output
-    assert f"left out 12 corrupt frames and 0 unreadable videos: {victim.video_id}" in result.stderr
+    assert (
+        f"left out 12 corrupt frames and 1 whole videos (unreadable or too few usable frames): {victim.video_id}"
+        in (result.stderr.replace("\n", " "))
+    )
     model = load_personal(tmp_path / "a.pt")
     assert model.object_names == user.object_names and [s["video"] for s in model.config["skipped"]] == [
         victim.video_id

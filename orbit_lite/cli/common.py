@@ -47,7 +47,7 @@ def one_line_errors(fn: F) -> F:
 @contextmanager
 def progress_bar(description: str, total: int | None, enabled: bool = True) -> Iterator[Callable[[int], None]]:
     """A rich progress bar on stderr; yields ``advance(n)`` (a no-op when not ``enabled``)."""
-    if not enabled:
+    if not enabled or not err.is_terminal:  # off a terminal a bar only leaves a blank line before the messages
         yield lambda n=1: None
         return
     columns = [

@@ -106,6 +106,8 @@ def evaluate_command(
 
     Under torchrun the users are dealt out across the ranks and rank 0 writes one results folder, the same as a
     single process would."""
+    if out_dir.name in ("", ".."):  # "--out ." names no folder to replace: use the path it stands for
+        out_dir = Path(os.path.abspath(out_dir))
     prepare_out(out_dir, overwrite)  # refuse early, before any work (every rank checks, so all stop together)
     if seed < 0:
         raise OrbitLiteError(f"--seed must be >= 0, got {seed}")
@@ -155,9 +157,10 @@ def _evaluate(data: Path, checkpoint: Path, out_dir: Path, mode: Mode, split: Sp
     skipped = metrics["skipped_videos"]
     if skipped:
         frames = sum(len(s.get("frames", ())) for s in skipped)
-        whole = sum(1 for s in skipped if "frames" not in s)
-        err.print(f"[yellow]left out {frames} corrupt frames and {whole} unreadable videos "
-                  f"({len(skipped)} videos affected); see skipped_videos in metrics.json[/]")  # fmt: skip
+        whole = sum(1 for s in skipped if s.get("whole_video", "frames" not in s))
+        err.print(f"[yellow]left out {frames} corrupt frames and {whole} whole videos (unreadable, too few usable "
+                  f"frames or a wrong annotation file; {len(skipped)} videos affected); see skipped_videos in "
+                  "metrics.json[/]")  # fmt: skip
     for d in metrics["dropped_users"]:
         err.print(f"[yellow]user {escape(d['user'])} left out of the evaluation: {escape(d['reason'])}[/]")
     for d in metrics["dropped_objects"]:

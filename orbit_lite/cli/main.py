@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import typer
 
 from orbit_lite import __version__
@@ -44,5 +46,12 @@ def _root(
     setup_logging(verbose)
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds like Ctrl-C: locks and temporary files are removed on the way out
+
+
 def main() -> None:
+    for name in ("SIGTERM", "SIGHUP"):  # `kill`, `timeout`, a closed terminal: leave no lock or partial file behind
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _exit_on_signal)
     app()

@@ -52,8 +52,9 @@ def personalize_command(
     skipped = model.config.get("skipped", [])
     if skipped:
         frames = sum(len(s.get("frames", ())) for s in skipped)
-        err.print(f"left out {frames} corrupt frames and {sum('frames' not in s for s in skipped)} unreadable "
-                  f"videos: {', '.join(s['video'] for s in skipped)}", markup=False, soft_wrap=True)  # fmt: skip
+        whole = sum(1 for s in skipped if s.get("whole_video", "frames" not in s))
+        err.print(f"left out {frames} corrupt frames and {whole} whole videos (unreadable or too few usable frames): "
+                  f"{', '.join(s['video'] for s in skipped)}", markup=False, soft_wrap=True)  # fmt: skip
     out.print(f"saved to {out_file}", markup=False)
 
 

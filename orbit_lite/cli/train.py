@@ -14,6 +14,7 @@ from orbit_lite.cli.common import err, one_line_errors, out
 from orbit_lite.config import load_config
 from orbit_lite.engine.distributed import from_env
 from orbit_lite.engine.train import Monitor, train
+from orbit_lite.outputs import claim_out
 
 
 class RichMonitor(Monitor):
@@ -72,7 +73,9 @@ def train_command(
         return
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[info]}")]  # fmt: skip
-    with Progress(*columns, console=err, transient=False) as progress:
+    # one run at a time in --out (two would interleave metrics and checkpoints); a file as --out's parent, a
+    # read-only file system: one-line errors now
+    with claim_out(out_dir), Progress(*columns, console=err, transient=False, disable=not err.is_terminal) as progress:
         report = train(cfg, data, out_dir, resume=resume, monitor=RichMonitor(progress), dist=dist)
     best = "n/a" if report.best is None else f"{report.best:.1%}"
     out.print(f"trained {report.epochs} epochs ({report.steps} optimizer steps); best validation accuracy {best}; "

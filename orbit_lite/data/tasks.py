@@ -162,7 +162,7 @@ class TaskBuilder:
             more = f" and {len(found) - _SHOWN_FRAMES} more" if len(found) > _SHOWN_FRAMES else ""
             log.warning("skipping %d corrupt frame(s) of %s: %s%s", len(found), video.path, ", ".join(names), more)
         else:
-            log.warning("skipping corrupt video %s: %s", video.path, error.reason)
+            log.warning("skipping video %s: %s", video.path, error.reason)
             self.bad_videos[str(video.path)] = error.reason
         self._candidates.pop(video.user, None)
 
@@ -202,6 +202,7 @@ class TaskBuilder:
             entry = {"video": video.video_id if video else Path(path).name, "path": path}
             frames = self.bad_frames.get(path, {})
             entry["reason"] = self.bad_videos.get(path, f"{len(frames)} corrupt frame(s) left out")
+            entry["whole_video"] = path in self.bad_videos  # left out entirely (not only some of its frames)
             if frames and video is not None and video.frames is not None:
                 entry["frames"] = [video.frames.name(p) for p in sorted(frames)]
             out.append(entry)
