@@ -64,8 +64,11 @@ def load_checkpoint(path: Path | str, kind: str | None = None) -> dict[str, Any]
     try:
         record = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch.load fails on foreign files with many error types (KeyError, UnpicklingError...)
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise OrbitLiteError(f"{path}: not an orbit-lite checkpoint ({reason[:120]})") from None
+        if "Weights only load failed" in str(e):  # a pickle asking for more than tensors: never unpickled
+            reason = "it holds objects other than tensors and plain values, which are never unpickled"
+        else:  # torch's own text for a text file or a cut-off one is a bare key or offset: say what it means
+            reason = f"not a PyTorch file, or a truncated one: {type(e).__name__}"
+        raise OrbitLiteError(f"{path}: not an orbit-lite checkpoint ({reason})") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise OrbitLiteError(f"{path}: not an orbit-lite checkpoint (no orbit-lite format marker)")
     if kind is not None and record.get("kind") != kind:

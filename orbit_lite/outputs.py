@@ -58,17 +58,17 @@ def check_run_out(run_dir: Path) -> None:
         )
 
 
-def check_file_out(path: Path, overwrite: bool, ours: Callable[[Path], bool], what: str) -> None:
+def check_file_out(
+    path: Path, overwrite: bool, ours: Callable[[Path], bool], what: str, has_overwrite_flag: bool = True
+) -> None:
     """Refuse to replace ``path`` unless (with ``overwrite``) ``ours(path)`` says orbit-lite wrote it as ``what``."""
     if path.is_dir():
-        raise OrbitLiteError(f"{path} is a folder; --out must name a file")
+        raise OrbitLiteError(f"{path} is a folder; it must name a file")
     if not path.exists():
         return
     if not ours(path):
-        raise OrbitLiteError(
-            f"{path} is not {what} written by orbit-lite; it is never replaced, even with --overwrite: "
-            "choose another file name"
-        )
+        never = "it is never replaced, even with --overwrite" if has_overwrite_flag else "it is never replaced"
+        raise OrbitLiteError(f"{path} is not {what} written by orbit-lite; {never}: choose another file name")
     if not overwrite:
         raise OrbitLiteError(f"{path} already exists; pass --overwrite to replace it")
 

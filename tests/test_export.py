@@ -86,3 +86,14 @@ def test_export_cli(tmp_path: Path) -> None:
     assert again.exit_code == 1 and "already exists" in again.stderr
     bad = runner.invoke(app, ["export", "--model", str(tmp_path / "me.pt"), "--format", "tflite", "--out", "x"])
     assert bad.exit_code != 0
+
+
+def test_export_in_a_fresh_process_prints_no_library_chatter(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    save_personal(tmp_path / "me.pt", personal("protonets", "tiny_cnn"))
+    args = ["export", "--model", str(tmp_path / "me.pt"), "--out", str(tmp_path / "me.onnx"), "--no-check"]
+    done = subprocess.run([sys.executable, "-m", "orbit_lite", *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-1000:]
+    assert "INFO" not in done.stderr and "wrote" in done.stdout  # the exporter's optimizer logs at INFO

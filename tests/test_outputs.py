@@ -100,6 +100,7 @@ def test_personalize_and_recognize_refuse_to_replace_foreign_files(
     csv_file.write_text("month,amount\njan,3\n")
     seen = runner.invoke(app, ["recognize", "--model", str(model), str(image), "--csv", str(csv_file)])
     assert seen.exit_code == 1 and "not a predictions CSV" in seen.stderr
+    assert "--overwrite" not in seen.stderr  # recognize has no such option: do not suggest it
     assert csv_file.read_text() == "month,amount\njan,3\n"
 
 
@@ -132,3 +133,12 @@ def test_written_files_and_folders_follow_the_umask(tmp_path: Path, mask: int) -
     assert (tmp_path / "t.csv").stat().st_mode & 0o777 == 0o666 & ~mask
     assert (tmp_path / "r").stat().st_mode & 0o777 == 0o777 & ~mask
     assert {p.stat().st_mode & 0o777 for p in (tmp_path / "r").iterdir()} == {0o666 & ~mask}
+
+
+def test_a_text_file_as_checkpoint_is_explained_not_quoted(tmp_path: Path) -> None:
+    from orbit_lite.checkpoint import load_checkpoint
+
+    text = tmp_path / "notes.pt"
+    text.write_text("hello")
+    with pytest.raises(OrbitLiteError, match=r"not an orbit-lite checkpoint \(not a PyTorch file, or a truncated one"):
+        load_checkpoint(text)

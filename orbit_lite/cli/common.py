@@ -25,9 +25,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def setup_logging(verbose: bool = False) -> None:
     handler = RichHandler(console=err, show_time=False, show_path=False, markup=False)
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", handlers=[handler])
+    # Other libraries speak only to warn (the ONNX exporter's optimizer logs a dozen INFO lines per export, matplotlib
+    # its font cache); orbit-lite's own INFO messages are shown.
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s", handlers=[handler])
     logging.getLogger("orbit_lite").setLevel(logging.DEBUG if verbose else logging.INFO)
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its font-cache notice is not ours to show
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
 
 def one_line_errors(fn: F) -> F:

@@ -69,7 +69,7 @@ def recognize_command(
 ) -> None:
     """Say which of the user's objects each frame shows (causal: a frame's answer uses only earlier frames)."""
     if csv_path is not None:  # our own predictions CSV is replaced (as before); any other file never is
-        check_file_out(csv_path, True, is_predictions_csv, "a predictions CSV")
+        check_file_out(csv_path, True, is_predictions_csv, "a predictions CSV", has_overwrite_flag=False)
         writable_parent(csv_path)
     model = load_personal(model_file, select_device(device))
     names = model.object_names
