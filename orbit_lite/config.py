@@ -304,7 +304,14 @@ def from_dict(cls: type[T], values: Mapping[str, Any], where: str = "config", ba
             kwargs[key] = from_dict(hint, value, here, sub_base)
         else:
             kwargs[key] = _coerce(value, hint, here)
-    return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
+    try:
+        return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
+    except OrbitLiteError as e:
+        # SamplingConfig serves two sections and names itself "sampling."; say which one the user wrote
+        section = where.removeprefix("config.")
+        if cls is SamplingConfig and str(e).startswith("sampling.") and section != "config":
+            raise OrbitLiteError(f"{section}.{str(e).removeprefix('sampling.')}") from None
+        raise
 
 
 def _field_default(f: dataclasses.Field) -> Any:

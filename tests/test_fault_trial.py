@@ -104,3 +104,21 @@ def test_one_line_errors_have_no_blank_line_before_them(tiny_copy: Path) -> None
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
     assert lines[0].startswith("1 problem(s) found in") and "" not in lines  # a progress bar left a blank line first
+
+
+def test_a_user_of_another_split_is_named_with_the_split_to_choose(tiny_frames: Path) -> None:
+    from orbit_lite.data.layout import index_tree
+
+    index = index_tree(tiny_frames)
+    train_user = index.users("train")[0].user_id
+    with pytest.raises(OrbitLiteError, match=r"in the test split .*is a train user: choose --split train"):
+        index.user(train_user, "test")
+
+
+def test_a_sampling_mistake_names_the_section_it_was_written_in() -> None:
+    from orbit_lite.config import load_config
+
+    with pytest.raises(OrbitLiteError, match=r"^test_sampling\.clip_cap must be >= 1"):
+        load_config([], ["test_sampling.clip_cap=0"])
+    with pytest.raises(OrbitLiteError, match=r"^train_sampling\.clip_cap must be >= 1"):
+        load_config([], ["train_sampling.clip_cap=0"])

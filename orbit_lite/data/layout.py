@@ -237,7 +237,13 @@ class DatasetIndex:
             if u.user_id == user_id:
                 return u
         available = ", ".join(u.user_id for u in self.users(split))
-        raise OrbitLiteError(f"unknown user {user_id!r} in {self.root}; available: {available}")
+        if split is None:
+            raise OrbitLiteError(f"unknown user {user_id!r} in {self.root}; available: {available}")
+        elsewhere = [name for name, users in self.splits.items() if any(u.user_id == user_id for u in users)]
+        hint = f" ({user_id} is a {elsewhere[0]} user: choose --split {elsewhere[0]})" if elsewhere else ""
+        raise OrbitLiteError(
+            f"unknown user {user_id!r} in the {split} split of {self.root}{hint}; available: {available}"
+        )
 
     def videos(self) -> Iterator[Video]:
         for u in self.users():
