@@ -88,3 +88,16 @@ def test_reference_set_encoder_uses_stored_statistics_and_the_given_normalizatio
     torch.testing.assert_close(encoder.net(normalized), together)  # the backbone's normalization, not [-1, 1]
     torch.testing.assert_close(encoder(x.float() / 255), together)  # float frames in [0, 1] alike
     assert encoder.net[3].ceil_mode is False  # floor pooling: 224 -> 7 after five poolings, as the reference
+
+
+def test_set_encoder_input_follows_the_style_not_the_backbone() -> None:
+    from orbit_lite.config import ModelConfig
+    from orbit_lite.learners import create_learner
+
+    def shift(style: str) -> torch.Tensor:  # resnet18 normalizes with ImageNet's mean and std
+        model = ModelConfig(learner="simple_cnaps", backbone="resnet18", weights="none", style=style)
+        return create_learner(model, 32).set_encoder.input_shift.flatten()
+
+    assert torch.equal(shift("orbit_lite"), torch.full((3,), -1.0))  # [-1, 1], as before styles existed
+    imagenet = -torch.tensor([0.485, 0.456, 0.406]) / torch.tensor([0.229, 0.224, 0.225])
+    assert torch.allclose(shift("reference"), imagenet)

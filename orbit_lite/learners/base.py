@@ -90,8 +90,10 @@ class FewShotLearner(nn.Module):
         self.set_encoder = None
         self.film = None
         if self.film_enabled:
-            norm = self.backbone.spec
-            self.set_encoder = SetEncoder(model.set_encoder_width, style=model.style, mean=norm.mean, std=norm.std)
+            # The reference feeds its set encoder the backbone's normalized frames; ours has always used [-1, 1].
+            frames = self.backbone.spec
+            mean, std = (frames.mean, frames.std) if model.style == "reference" else ((0.5,) * 3, (0.5,) * 3)
+            self.set_encoder = SetEncoder(model.set_encoder_width, style=model.style, mean=mean, std=std)
             self.film = FilmGenerator(self.backbone.film_layers, model.set_encoder_width)
         scale = model.logit_scale or None
         self.head = create_head(model.head or spec.head, self.backbone.feature_dim, scale, model.learn_scale,
