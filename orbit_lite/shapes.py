@@ -72,11 +72,11 @@ def pad_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
     n = x.shape[0]
     if rows == n:
         return x
-    fmt = torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) else None
-    padded = x.new_zeros((rows, *x.shape[1:]))
-    if fmt is not None:
-        padded = padded.contiguous(memory_format=fmt)
+    channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    padded = torch.empty((rows, *x.shape[1:]), dtype=x.dtype, device=x.device, memory_format=fmt)
     padded[:n] = x
+    padded[n:] = 0
     return padded
 
 
