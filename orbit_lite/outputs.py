@@ -116,8 +116,7 @@ def is_predictions_csv(path: Path) -> bool:
 
 def writable_parent(path: Path) -> None:
     """Fail now, not after hours of work, when ``path``'s folder cannot be created or written."""
-    parent = path.parent if str(path.parent) else Path(".")
-    probe = parent
+    probe = path.parent
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir():

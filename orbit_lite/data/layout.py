@@ -136,14 +136,11 @@ def _frame_folder(directory: Path, names: list[str]) -> FrameFolder:
         ):
             return FrameFolder(directory, n, stem=stem, ext=ext, width=len(digits), first=int(digits))
     parsed = [parse_frame_number(x) for x in names]
-    ordered = not any(p is None for p in parsed) and len(set(parsed)) == n
-    if ordered:
-        parsed.sort()  # the natural order of the names; the numbers follow it unless the prefixes differ
-        ordered = [parse_frame_number(x) for x in names] == parsed
-    if ordered:
-        numbers = tuple(int(p) for p in parsed)  # type: ignore[arg-type]
-    else:
-        numbers = tuple(range(1, n + 1))  # arbitrary names: number frames by sorted order
+    # Ordered: every name has a distinct number, and the numbers rise in the names' natural order (they do not when
+    # the prefixes differ, e.g. a2.jpg, b1.jpg).
+    ordered = None not in parsed and len(set(parsed)) == n and parsed == sorted(parsed)  # type: ignore[type-var]
+    # arbitrary names: number frames by sorted order
+    numbers = tuple(parsed) if ordered else tuple(range(1, n + 1))  # type: ignore[arg-type]
     return FrameFolder(directory, n, stem=directory.name, names=tuple(names), numbers=numbers, ordered=ordered)
 
 
