@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import yaml
 
 from orbit_lite.errors import OrbitLiteError
+from orbit_lite.shapes import MODES as SWITCHES  # the buckets' modes are one of these switches
 from orbit_lite.shapes import Buckets
 
 # "auto", "on" or "off" (YAML's bare on/off booleans are accepted too)
@@ -28,6 +29,7 @@ WAY_METHODS = ("random", "max")
 SHOT_METHODS = ("random", "max", "fixed", "specific")
 CLIP_METHODS = ("random", "max", "uniform", "random_200")
 MODEL_STYLES = ("orbit_lite", "reference")
+DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass(frozen=True)
@@ -205,9 +207,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _choice("train.optimizer", self.optimizer, ("adam", "adamw"))
         _choice("train.scheduler", self.scheduler, ("constant", "multistep", "cosine"))
-        _choice("train.device", self.device, ("auto", "cpu", "cuda", "mps"))
+        _choice("train.device", self.device, DEVICES)
         for name in ("channels_last", "pin_memory", "cudnn_benchmark"):
-            _choice(f"train.{name}", getattr(self, name), ("auto", "on", "off"))  # also when built in code
+            _choice(f"train.{name}", getattr(self, name), SWITCHES)  # also when built in code
         for name in ("epochs", "tasks_per_user", "tasks_per_batch", "val_every", "val_tasks_per_user", "log_every"):
             if getattr(self, name) < 1:
                 raise OrbitLiteError(f"train.{name} must be >= 1, got {getattr(self, name)}")
@@ -275,7 +277,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         return out
     if hint is Switch:  # YAML reads a bare on/off as a boolean
         value = {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
-        if value not in ("auto", "on", "off"):
+        if value not in SWITCHES:
             raise OrbitLiteError(f"{where}: expected auto, on or off, got {value!r}")
         return value
     if hint is str and not isinstance(value, str):

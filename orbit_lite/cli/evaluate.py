@@ -16,6 +16,7 @@ from orbit_lite.cli.common import err, one_line_errors, out, progress_bar
 from orbit_lite.config import Config as ConfigSchema
 from orbit_lite.config import apply_overrides, from_dict, to_dict
 from orbit_lite.data.layout import index_benchmark
+from orbit_lite.data.tasks import TaskBuilder
 from orbit_lite.engine import runtime
 from orbit_lite.engine.distributed import Dist, from_env, gather_to_main, setup, teardown
 from orbit_lite.engine.evaluate import evaluate_users, make_protocol
@@ -156,8 +157,7 @@ def _evaluate(data: Path, checkpoint: Path, out_dir: Path, mode: Mode, split: Sp
               markup=False)  # fmt: skip
     skipped = metrics["skipped_videos"]
     if skipped:
-        frames = sum(len(s.get("frames", ())) for s in skipped)
-        whole = sum(1 for s in skipped if s.get("whole_video", "frames" not in s))
+        frames, whole = TaskBuilder.skipped_counts(skipped)
         err.print(f"[yellow]left out {frames} corrupt frames and {whole} whole videos (unreadable, too few usable "
                   f"frames or a wrong annotation file; {len(skipped)} videos affected); see skipped_videos in "
                   "metrics.json[/]")  # fmt: skip

@@ -9,12 +9,12 @@ import typer
 
 from orbit_lite.checkpoint import save_checkpoint
 from orbit_lite.cli.common import one_line_errors, out
-from orbit_lite.import_orbit import BACKBONES, import_reference, resolve
+from orbit_lite.import_orbit import BACKBONES, HEADS, import_reference, resolve
 from orbit_lite.outputs import check_file_out, is_orbit_lite_checkpoint, writable_parent
 
-RefLearner = Enum("RefLearner", {name: name for name in ("protonets", "simple_cnaps", "cnaps")}, type=str)
+RefLearner = Enum("RefLearner", {name: name for name in HEADS}, type=str)
 RefBackbone = Enum("RefBackbone", {name: name for name in BACKBONES}, type=str)
-RefHead = Enum("RefHead", {name: name for name in ("proto", "proto_cosine")}, type=str)
+RefHead = Enum("RefHead", {name: name for name in HEADS["protonets"]}, type=str)
 
 
 def _value(choice: Enum | None) -> str | None:

@@ -14,6 +14,7 @@ from rich.table import Table
 from orbit_lite.checkpoint import atomic_write_text
 from orbit_lite.cli.common import err, one_line_errors, out
 from orbit_lite.data.layout import index_tree, index_user_folder
+from orbit_lite.data.tasks import TaskBuilder
 from orbit_lite.engine.personalize import load_learner, personalize_user
 from orbit_lite.engine.recognize import recognize
 from orbit_lite.engine.train import select_device
@@ -51,8 +52,7 @@ def personalize_command(
     out.print(table)
     skipped = model.config.get("skipped", [])
     if skipped:
-        frames = sum(len(s.get("frames", ())) for s in skipped)
-        whole = sum(1 for s in skipped if s.get("whole_video", "frames" not in s))
+        frames, whole = TaskBuilder.skipped_counts(skipped)
         err.print(f"left out {frames} corrupt frames and {whole} whole videos (unreadable or too few usable frames): "
                   f"{', '.join(s['video'] for s in skipped)}", markup=False, soft_wrap=True)  # fmt: skip
     out.print(f"saved to {out_file}", markup=False)

@@ -208,6 +208,13 @@ class TaskBuilder:
             out.append(entry)
         return out
 
+    @staticmethod
+    def skipped_counts(skipped: Sequence[dict]) -> tuple[int, int]:
+        """(corrupt frames, whole videos) left out, from :meth:`skipped` entries."""
+        frames = sum(len(s.get("frames", ())) for s in skipped)
+        whole = sum(1 for s in skipped if s.get("whole_video", "frames" not in s))
+        return frames, whole
+
     def plan(self, user: User, rng: np.random.Generator, train: bool) -> TaskPlan | None:
         """A task plan for ``user``, or None (with a warning) when it has fewer than two usable objects."""
         plan = plan_task(user.user_id, self.candidates(user), self.sampling, rng, train)

@@ -23,7 +23,7 @@ def _wanted(setting: str, device: torch.device) -> bool:
 
 @dataclass(frozen=True)
 class Runtime:
-    """What was applied to a model on ``device`` (reported by the benchmark)."""
+    """What was applied to a model on ``device`` (the training loop reads ``pin_memory`` from it)."""
 
     device: str
     buckets: bool

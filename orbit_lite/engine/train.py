@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from orbit_lite.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
-from orbit_lite.config import Config, TrainConfig, from_dict, to_dict
+from orbit_lite.config import DEVICES, Config, TrainConfig, from_dict, to_dict
 from orbit_lite.data.layout import DatasetIndex, index_benchmark
 from orbit_lite.data.tasks import UserTaskDataset, task_loader
 from orbit_lite.engine import distributed, runtime
@@ -34,8 +34,6 @@ from orbit_lite.learners import FewShotLearner, create_learner
 from orbit_lite.outputs import check_run_out
 
 log = logging.getLogger(__name__)
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 class Monitor:
