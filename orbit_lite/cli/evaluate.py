@@ -24,7 +24,7 @@ from orbit_lite.engine.personalize import load_learner
 from orbit_lite.engine.report import check_scored, prepare_out, write_results
 from orbit_lite.engine.train import select_device
 from orbit_lite.errors import OrbitLiteError
-from orbit_lite.outputs import claim_out
+from orbit_lite.outputs import claim_out, refuse_current_folder
 
 
 class Mode(str, Enum):
@@ -109,6 +109,7 @@ def evaluate_command(
     single process would."""
     if out_dir.name in ("", ".."):  # "--out ." names no folder to replace: use the path it stands for
         out_dir = Path(os.path.abspath(out_dir))
+    refuse_current_folder(out_dir)  # `--out .` is written in place when empty, never renamed away
     prepare_out(out_dir, overwrite)  # refuse early, before any work (every rank checks, so all stop together)
     if seed < 0:
         raise OrbitLiteError(f"--seed must be >= 0, got {seed}")
@@ -123,7 +124,7 @@ def evaluate_command(
 def _evaluate(data: Path, checkpoint: Path, out_dir: Path, mode: Mode, split: Split, wanted: list[str] | None,
               protocol: Protocol, tasks: int | None, overrides: list[str], seed: int, device: str, overwrite: bool,
               dist: Dist) -> None:  # fmt: skip
-    learner, cfg = load_learner(checkpoint, setup(dist, select_device(device)))
+    learner, cfg = load_learner(checkpoint, setup(dist, select_device(device, "--device ")))
     cfg = from_dict(ConfigSchema, apply_overrides(to_dict(cfg), overrides))
     runtime.prepare(learner, cfg, learner.device, allow_compile=False)  # lite.buckets and the like, as overridden
     spec = make_protocol(cfg, protocol.value, mode.value, tasks)

@@ -39,7 +39,7 @@ def personalize_command(
     check_file_out(out_file, overwrite, is_orbit_lite_checkpoint("personal"), "a personal recognizer")
     writable_parent(out_file)
     who = index_tree(data).user(user) if user is not None else index_user_folder(videos).users()[0]
-    learner, cfg = load_learner(checkpoint, select_device(device))
+    learner, cfg = load_learner(checkpoint, select_device(device, "--device "))
     model, task = personalize_user(learner, who, cfg)
     save_personal(out_file, model)
     table = Table(title=f"personal recognizer for {who.user_id}", box=box.SIMPLE_HEAD)
@@ -71,7 +71,7 @@ def recognize_command(
     if csv_path is not None:  # our own predictions CSV is replaced (as before); any other file never is
         check_file_out(csv_path, True, is_predictions_csv, "a predictions CSV", has_overwrite_flag=False)
         writable_parent(csv_path)
-    model = load_personal(model_file, select_device(device))
+    model = load_personal(model_file, select_device(device, "--device "))
     names = model.object_names
     recognitions = [recognize(model, path, label) for path in inputs]
     if csv_path is not None:
