@@ -50,21 +50,23 @@ class _Counter:
 
 
 def _megabytes(n: int) -> str:
+    if n >= 2**30:
+        return f"{n / 2**30:.1f} GB"
     return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 1024:.0f} KB"
 
 
-def write_failure(what: Path, error: OSError, needed: int | None = None) -> OrbitLiteError:
+def write_failure(what: Path, error: OSError, needed: int | None = None, more_than: bool = False) -> OrbitLiteError:
     """A failed write (full disk, read-only file system, no permission) as one line: what could not be written,
     the space it needed and had, and that nothing was changed."""
     where = what if what.exists() and what.is_dir() else what.parent
     while not where.exists() and where != where.parent:
         where = where.parent
-    space = ""
+    space, more = "", "more than " if more_than else ""
     if needed is not None:
         try:
-            space = f"; it needs {_megabytes(needed)}, {_megabytes(shutil.disk_usage(where).free)} free"
+            space = f"; it needs {more}{_megabytes(needed)}, {_megabytes(shutil.disk_usage(where).free)} free"
         except OSError:
-            space = f"; it needs {_megabytes(needed)}"
+            space = f"; it needs {more}{_megabytes(needed)}"
     return OrbitLiteError(f"cannot write {what} ({error.strerror or error}{space}); nothing was changed there: free "
                           "some space or choose another location")  # fmt: skip
 
@@ -139,12 +141,13 @@ def pickled_code(path: Path) -> str:
 
 
 def _is_pickle(path: Path) -> bool:
+    """A torch zip archive (its local-file magic survives a cut-off end) or a bare pickle (protocol 2-5 header)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(2)
+            head = f.read(4)
     except OSError:
         return False
-    return zipfile.is_zipfile(path) or (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
+    return head == b"PK\x03\x04" or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
 
 
 def read_torch_file(path: Path | str, what: str) -> Any:
@@ -177,4 +180,36 @@ def load_checkpoint(path: Path | str, kind: str | None = None) -> dict[str, Any]
         raise OrbitLiteError(f"{path}: not an orbit-lite checkpoint (no orbit-lite format marker)")
     if kind is not None and record.get("kind") != kind:
         raise OrbitLiteError(f"{path}: is an orbit-lite {record.get('kind')} file, expected a {kind} checkpoint")
+    if kind in SCHEMAS:
+        check_structure(path, record, kind)
     return record
+
+
+# What each kind of file must hold, checked on every load so that a damaged (hand-edited, cut) file is one line
+# naming what is wrong instead of a KeyError or IndexError deep in the code that uses it.
+SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
+    "training": {"config": (dict,), "model": (dict,)},
+    "personal": {"user": (str,), "object_names": (list,), "frame_size": (int,), "clip_length": (int,),
+                 "backbone_name": (str,), "head_name": (str,), "learn_scale": (bool,), "backbone": (dict,),
+                 "head": (dict,), "film": (dict, type(None)), "state": (list,), "config": (dict,)},
+}  # fmt: skip
+
+
+def check_structure(path: Path, record: dict[str, Any], kind: str) -> None:
+    """Refuse a ``kind`` file that lacks a field of :data:`SCHEMAS` or holds one of the wrong type."""
+    for key, types in SCHEMAS[kind].items():
+        if key not in record:
+            raise OrbitLiteError(f"{path}: damaged orbit-lite {kind} file: it has no '{key}'")
+        value = record[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            wanted = " or ".join("None" if t is type(None) else t.__name__ for t in types)
+            raise OrbitLiteError(f"{path}: damaged orbit-lite {kind} file: '{key}' is a {type(value).__name__}, "
+                                 f"expected {wanted}")  # fmt: skip
+    if kind == "personal":
+        names = record["object_names"]
+        if len(names) < 2 or not all(isinstance(n, str) for n in names):
+            raise OrbitLiteError(f"{path}: damaged personal recognizer: 'object_names' must list two or more names")
+        if not all(isinstance(t, torch.Tensor) for t in record["state"]):
+            raise OrbitLiteError(f"{path}: damaged personal recognizer: 'state' must hold tensors only")
+        if record["frame_size"] < 1 or record["clip_length"] < 1:
+            raise OrbitLiteError(f"{path}: damaged personal recognizer: frame_size and clip_length must be positive")

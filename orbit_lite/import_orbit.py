@@ -65,6 +65,8 @@ def resolve(
     path: Path, learner: str | None = None, backbone: str | None = None, head: str | None = None
 ) -> ReferenceModel:
     """The configuration from the flags, and from the published file name for those not given."""
+    if backbone is not None:  # orbit-lite's backbone names (as in the README) stand for the file-name tokens
+        backbone = {name: token for token, name in BACKBONES.items()}.get(backbone, backbone)
     match = _FILE_NAME.search(path.name)
     if match is not None:
         learner = learner or match["learner"]
@@ -78,7 +80,8 @@ def resolve(
         )
     if learner not in HEADS or backbone not in BACKBONES:
         raise OrbitLiteError(f"unknown reference model {learner} on {backbone}; fix: --learner one of "
-                             f"{', '.join(HEADS)}, --backbone one of {', '.join(BACKBONES)}")  # fmt: skip
+                             f"{', '.join(HEADS)}, --backbone one of {', '.join(BACKBONES)} "
+                             f"(or {', '.join(BACKBONES.values())})")  # fmt: skip
     head = head or HEADS[learner][0]
     if head not in HEADS[learner]:
         raise OrbitLiteError(

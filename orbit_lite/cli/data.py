@@ -58,7 +58,9 @@ def summarize(
         out.print_json(json.dumps({split: s.counts() for split, s in summary.items()}))
         return
     caption = "clean/clutter: videos; last column: frames per video"
-    table = Table(title=f"{index.root} ({index.layout} layout)", box=box.SIMPLE_HEAD, pad_edge=False, caption=caption)
+    table = Table(
+        title=escape(f"{index.root} ({index.layout} layout)"), box=box.SIMPLE_HEAD, pad_edge=False, caption=caption
+    )
     for column in ("split", "users", "objects", "clean", "clutter", "frames", "min/mean/median/max"):
         table.add_column(column, justify="left" if column == "split" else "right", min_width=len(column))
     for split, s in summary.items():

@@ -12,7 +12,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from orbit_lite.cli.common import err, one_line_errors, out, progress_bar
+from orbit_lite.cli.common import err, one_line_errors, out, plural, progress_bar
 from orbit_lite.config import Config as ConfigSchema
 from orbit_lite.config import apply_overrides, from_dict, to_dict
 from orbit_lite.data.layout import index_benchmark
@@ -53,7 +53,7 @@ def results_table(metrics: dict, title: str) -> Table:
                 ("frame_accuracy", "frames_to_recognition", "video_accuracy")]  # fmt: skip
 
     for user, m in metrics["per_user"].items():
-        table.add_row(user, str(m["frame_accuracy"]["n"]), *cells(m))
+        table.add_row(escape(user), str(m["frame_accuracy"]["n"]), *cells(m))
     table.add_section()
     table.add_row("all", str(metrics["frame_accuracy"]["n"]), *cells(metrics), style="bold")
     return table
@@ -159,9 +159,9 @@ def _evaluate(data: Path, checkpoint: Path, out_dir: Path, mode: Mode, split: Sp
     skipped = metrics["skipped_videos"]
     if skipped:
         frames, whole = TaskBuilder.skipped_counts(skipped)
-        err.print(f"[yellow]left out {frames} corrupt frames and {whole} whole videos (unreadable, too few usable "
-                  f"frames or a wrong annotation file; {len(skipped)} videos affected); see skipped_videos in "
-                  "metrics.json[/]")  # fmt: skip
+        left = f"{plural(frames, 'corrupt frame')} and {plural(whole, 'whole video')}"
+        err.print(f"[yellow]left out {left} (unreadable, too few usable frames or a wrong annotation file; "
+                  f"{plural(len(skipped), 'video')} affected); see skipped_videos in metrics.json[/]")  # fmt: skip
     for d in metrics["dropped_users"]:
         err.print(f"[yellow]user {escape(d['user'])} left out of the evaluation: {escape(d['reason'])}[/]")
     for d in metrics["dropped_objects"]:

@@ -13,7 +13,9 @@ camera pans, so it is out of view in some frames (annotated ``object_not_present
 from __future__ import annotations
 
 import base64
+import glob
 import json
+import logging
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -23,9 +25,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from orbit_lite.checkpoint import umask_mode
+from orbit_lite.checkpoint import umask_mode, write_failure
 from orbit_lite.data.annotations import ISSUES
 from orbit_lite.errors import OrbitLiteError
+
+log = logging.getLogger(__name__)
 
 SHAPES = ("circle", "square", "triangle", "star", "hexagon", "cross", "diamond", "ring")
 COLOURS = {
@@ -353,14 +357,24 @@ def synthesize(
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise OrbitLiteError(f"{out} already exists and is not an empty folder; choose a new folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
     # Written beside ``out`` and renamed into place: an interrupted run leaves no tree that looks complete (``make
     # demo`` trusts any tree it finds), only a hidden ``.<out>.partial.*`` folder, removed unless the process is killed.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial.", dir=out.parent))
+    for left in sorted(out.parent.glob(f".{glob.escape(out.name)}.partial.*")) if out.parent.is_dir() else ():
+        log.warning("%s was left by an interrupted `data synth` (synthetic frames only); remove it when no synth is "
+                    "running", left)  # fmt: skip
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial.", dir=out.parent))
+    except OSError as e:
+        raise write_failure(out, e) from None
     try:
         videos, frames = _write_tree(tmp, spec, side, fmt, seed, progress)
         tmp.chmod(umask_mode(0o777))  # mkdtemp makes it private; the tree is the user's, as mkdir would make it
         tmp.rename(out)
+    except OSError as e:
+        written = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise write_failure(out, e, written, more_than=True) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
