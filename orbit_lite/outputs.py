@@ -128,6 +128,9 @@ def install_folder(tmp: Path, out: Path) -> None:
             (tmp / name).rename(out / name)
         tmp.rmdir()
         return
+    why = results_ownership(out)  # checked again right before: anything added since the start is never trashed
+    if why is not None:
+        raise OrbitLiteError(f"{out} changed while results were computed ({why}); nothing was replaced")
     trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
     out.rename(trash / out.name)
     try:

@@ -108,7 +108,7 @@ def test_evaluate_cli_lists_corrupt_frames(tiny_copy: Path, tiny_checkpoint: Pat
     assert result.exit_code == 0, result.output
     # the video has no usable frame left, so it is left out whole: counted as such, never as "0 unreadable videos"
     assert "left out 12 corrupt frames and 1 whole video (" in result.stderr
-    assert "1 videos affected" in result.stderr
+    assert "1 video affected" in result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert [s["frames"] for s in metrics["skipped_videos"]] == [names]
     assert metrics["dropped_users"] == [] and metrics["dropped_objects"] == []
