@@ -20,14 +20,15 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING, Any
 
 from orbit_lite.config import Config, DataConfig, ModelConfig, to_dict
 from orbit_lite.errors import OrbitLiteError
-from orbit_lite.learners import LEARNERS, FewShotLearner, create_learner
+
+if TYPE_CHECKING:  # torch and the learners load when a file is read: the command line names its choices without them
+    from torch import Tensor
+
+    from orbit_lite.learners import FewShotLearner
 
 # The reference's --feature_extractor names -> our registry names for the same timm networks.
 BACKBONES = {
@@ -92,6 +93,9 @@ def resolve(
 
 def read_state(path: Path) -> dict[str, Tensor]:
     """The tensors of a reference checkpoint, read without running any code; one-line errors otherwise."""
+    import torch
+    from torch import Tensor
+
     if not path.is_file():
         raise OrbitLiteError(f"{path}: no such file")
     try:
@@ -216,6 +220,8 @@ def import_reference(path: Path, ref: ReferenceModel) -> tuple[dict[str, Any], i
         The payload of an orbit-lite training checkpoint (``config``, ``model``, ``source``), and the number of
         tensors taken from the file.
     """
+    from orbit_lite.learners import LEARNERS, create_learner
+
     state = read_state(path)
     config = Config(data=DataConfig(frame_size=FRAME_SIZE), model=ref.model_config())
     model = dataclasses.replace(config.model, weights="none")  # every weight comes from the file
