@@ -17,14 +17,15 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import Tensor
-
-from orbit_lite.checkpoint import read_torch_file
 from orbit_lite.config import Config, DataConfig, ModelConfig, to_dict
 from orbit_lite.errors import OrbitLiteError
-from orbit_lite.learners import LEARNERS, FewShotLearner, create_learner
+
+if TYPE_CHECKING:  # torch and the learners load when a file is read: the command line names its choices without them
+    from torch import Tensor
+
+    from orbit_lite.learners import FewShotLearner
 
 # The reference's --feature_extractor names -> our registry names for the same timm networks.
 BACKBONES = {
@@ -92,6 +93,10 @@ def resolve(
 
 def read_state(path: Path) -> dict[str, Tensor]:
     """The tensors of a reference checkpoint, read without running any code; one-line errors otherwise."""
+    from torch import Tensor
+
+    from orbit_lite.checkpoint import read_torch_file
+
     try:
         state = read_torch_file(path, "a reference checkpoint (.pth)")
     except OrbitLiteError as e:
@@ -179,6 +184,8 @@ def import_reference(path: Path, ref: ReferenceModel) -> tuple[dict[str, Any], i
         The payload of an orbit-lite training checkpoint (``config``, ``model``, ``source``), and the number of
         tensors taken from the file.
     """
+    from orbit_lite.learners import LEARNERS, create_learner
+
     state = read_state(path)
     config = Config(data=DataConfig(frame_size=FRAME_SIZE), model=ref.model_config())
     model = dataclasses.replace(config.model, weights="none")  # every weight comes from the file

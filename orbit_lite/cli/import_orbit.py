@@ -7,7 +7,6 @@ from pathlib import Path
 
 import typer
 
-from orbit_lite.checkpoint import save_checkpoint
 from orbit_lite.cli.common import one_line_errors, out
 from orbit_lite.import_orbit import BACKBONES, HEADS, import_reference, resolve
 from orbit_lite.outputs import check_file_out, is_orbit_lite_checkpoint, writable_parent
@@ -43,6 +42,8 @@ def import_orbit_command(
     writable_parent(out_file)
     ref = resolve(reference, _value(learner), backbone, _value(head))
     payload, tensors = import_reference(reference, ref)
+    from orbit_lite.checkpoint import save_checkpoint
+
     save_checkpoint(out_file, payload, "training")
     model = payload["config"]["model"]
     out.print(

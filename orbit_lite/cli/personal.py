@@ -12,16 +12,9 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from orbit_lite.checkpoint import atomic_write_text
 from orbit_lite.cli.common import err, one_line_errors, out, plural
-from orbit_lite.data.layout import index_tree, index_user_folder
-from orbit_lite.data.tasks import TaskBuilder
-from orbit_lite.engine.personalize import load_learner, personalize_user
-from orbit_lite.engine.recognize import recognize
-from orbit_lite.engine.train import select_device
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.outputs import check_file_out, is_orbit_lite_checkpoint, is_predictions_csv, writable_parent
-from orbit_lite.personal import load_personal, save_personal
 
 
 @one_line_errors
@@ -39,6 +32,13 @@ def personalize_command(
         raise OrbitLiteError("give either --user ID with --data ROOT, or --videos DIR")
     check_file_out(out_file, overwrite, is_orbit_lite_checkpoint("personal"), "a personal recognizer")
     writable_parent(out_file)
+    # the data and the engine (torch) load only once the options are known to be right: mistakes answer at once
+    from orbit_lite.data.layout import index_tree, index_user_folder
+    from orbit_lite.data.tasks import TaskBuilder
+    from orbit_lite.engine.personalize import load_learner, personalize_user
+    from orbit_lite.engine.train import select_device
+    from orbit_lite.personal import save_personal
+
     who = index_tree(data).user(user) if user is not None else index_user_folder(videos).users()[0]
     learner, cfg = load_learner(checkpoint, select_device(device, "--device "))
     model, task = personalize_user(learner, who, cfg)
@@ -73,6 +73,11 @@ def recognize_command(
     if csv_path is not None:  # our own predictions CSV is replaced (as before); any other file never is
         check_file_out(csv_path, True, is_predictions_csv, "a predictions CSV", has_overwrite_flag=False)
         writable_parent(csv_path)
+    from orbit_lite.checkpoint import atomic_write_text
+    from orbit_lite.engine.recognize import recognize
+    from orbit_lite.engine.train import select_device
+    from orbit_lite.personal import load_personal
+
     model = load_personal(model_file, select_device(device, "--device "))
     names = model.object_names
     recognitions = [recognize(model, path, label) for path in inputs]
