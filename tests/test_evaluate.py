@@ -186,6 +186,9 @@ def test_personalize_save_load_recognize_agree(tiny_frames: Path, tiny_checkpoin
     assert all("--clean--" in v for v in task.context_video_ids)  # clean videos only
     save_personal(tmp_path / "me.pt", model)
     loaded = load_personal(tmp_path / "me.pt")
+    # the file keeps one context clip per object, in label order, for `export --check`
+    first = [int((task.context_labels == k).nonzero()[0]) for k in range(task.way)]
+    assert loaded.check_clips is not None and torch.equal(loaded.check_clips, task.context_clips[first])
     clutter = next(v for v in user.videos() if v.video_type == "clutter")
     from orbit_lite.data.video import FrameReader
 
