@@ -153,7 +153,7 @@ def test_export_cli(tmp_path: Path) -> None:
     again = runner.invoke(app, ["export", "--model", str(tmp_path / "me.pt"), "--out", str(tmp_path / "me.onnx")])
     assert again.exit_code == 1 and "already exists" in again.stderr
     bad = runner.invoke(app, ["export", "--model", str(tmp_path / "me.pt"), "--format", "tflite", "--out", "x"])
-    assert bad.exit_code != 0
+    assert bad.exit_code == 2 and "'tflite' is not one of 'onnx'" in " ".join(bad.stderr.split())
 
 
 def test_export_check_fails_on_a_broken_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
