@@ -259,3 +259,35 @@ def test_personalize_a_users_own_folder_and_its_mistakes(
     assert no_clean.exit_code == 1 and "no usable clean video for 'empty thing'" in no_clean.stderr
     neither = runner.invoke(app, [*args, "--out", str(tmp_path / "d.pt")])
     assert neither.exit_code == 1 and "either --user" in neither.stderr
+
+
+def test_recognize_is_causal_over_clips(tmp_path: Path) -> None:
+    # Clips of 3 frames: changing frame 4 of a video may change the predictions of frames 4, 5 and 6 (whose clips
+    # hold it) and of no other frame; changing it really changes them.
+    from PIL import Image
+
+    from orbit_lite.config import ModelConfig
+    from orbit_lite.data.synth import object_frames
+    from orbit_lite.learners import create_learner
+    from orbit_lite.personal import PersonalModel
+
+    torch.manual_seed(0)
+    learner = create_learner(ModelConfig(learner="protonets", backbone="tiny_cnn", weights="none"), 32).eval()
+    context = object_frames(12, 32, seed=1).view(4, 3, 3, 32, 32)
+    model = PersonalModel(learner.personalize(context, torch.tensor([0, 1, 0, 1]), 2), ["a", "b"], "me", 32, 3, {})
+    frames = object_frames(10, 32, seed=2)
+
+    def run(folder: str, video: torch.Tensor) -> np.ndarray:
+        (tmp_path / folder).mkdir()
+        for i, frame in enumerate(video):
+            Image.fromarray(frame.permute(1, 2, 0).numpy()).save(tmp_path / folder / f"walk-{i + 1:05d}.png")
+        seen = recognize(model, tmp_path / folder)
+        assert seen.frame_numbers.tolist() == list(range(1, 11))
+        return seen.probabilities
+
+    changed = frames.clone()
+    changed[4] = object_frames(1, 32, seed=3)[0]
+    before, after = run("before", frames), run("after", changed)
+    moved = np.abs(before - after).max(1)
+    assert (moved[[0, 1, 2, 3, 7, 8, 9]] == 0).all()
+    assert (moved[[4, 5, 6]] > 1e-6).all()
