@@ -116,7 +116,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "drop_objects_without_target": ANY,
     },
     "data": {
-        "frame_size": at_least(8),
+        "frame_size": Limit(low=8, high=1024),  # ORBIT's frames are at most 1080 px tall: larger only upsamples
         "video_backend": one_of(("auto", "decord", "opencv")),
         "num_workers": at_least(0),
         "decode_threads": at_least(0),

@@ -58,7 +58,7 @@ SAMPLING = {
 }
 
 BAD: dict[str, tuple[str, ...]] = {
-    "data.frame_size": (*COUNT, "7"),
+    "data.frame_size": (*COUNT, "7", "100000"),
     "data.video_backend": ("nope", "1"),
     "data.num_workers": SIZE,
     "data.decode_threads": SIZE,
@@ -114,7 +114,8 @@ BAD: dict[str, tuple[str, ...]] = {
 
 # the edges of what is allowed, which must still load
 GOOD = [
-    "data.frame_size=8", "data.num_workers=0", "data.decode_threads=0", "train_sampling.context_shot=1",
+    "data.frame_size=8", "data.frame_size=1024", "data.num_workers=0", "data.decode_threads=0",
+    "train_sampling.context_shot=1",
     "test_sampling.min_target_frames=1", "train_sampling.context_filter=[no_issues]", "model.logit_scale=0",
     "model.film=null", "model.film_reg_weight=0", "model.set_encoder_width=1", "lite.buckets=on", "lite.bucket_step=1",
     "train.lr=1", "train.min_lr=0", "train.min_lr=5.0e-6", "train.warmup_epochs=0", "train.decay_rate=1",
