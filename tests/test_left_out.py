@@ -93,3 +93,20 @@ def test_recognize_warns_about_frames_that_data_check_cannot_order(
     with caplog.at_level(logging.WARNING):
         recognize(model, guessed)
     assert [r.getMessage() for r in caplog.records] == [f"{guessed}: {judged[guessed]}; recognizing them in name order"]
+
+
+def test_personalize_names_every_object_left_without_a_readable_clean_video(
+    tiny_copy: Path, tiny_checkpoint: Path
+) -> None:
+    from orbit_lite.engine.personalize import personal_context
+    from orbit_lite.errors import OrbitLiteError
+
+    _, cfg = load_learner(tiny_checkpoint, CPU)
+    user = index_tree(tiny_copy).users("test")[0]
+    for video in (v for obj in user.objects for v in obj.clean):
+        for i in range(video.frames.count):
+            video.frames.path(i).write_bytes(b"not a jpeg")
+    with pytest.raises(OrbitLiteError) as caught:
+        personal_context(user, cfg)
+    names = ", ".join(repr(n) for n in user.object_names)
+    assert str(caught.value).startswith(f"user {user.user_id}: no readable clean video left for {names};")
