@@ -38,9 +38,7 @@ def test_a_user_whose_clean_videos_are_all_corrupt_is_dropped_truly_and_listed_w
     # tasks stop at the second object found unteachable; the third object's clean videos must be read too
     assert sorted(s["path"] for s in metrics["skipped_videos"]) == sorted(str(v.path) for v in clean)
     assert all(s["whole_video"] for s in metrics["skipped_videos"])
-    reason = (
-        f"0 of its 3 objects have a usable clean video ({len(clean)} video(s) left out as corrupt); a task needs two"
-    )
+    reason = f"0 of its 3 objects have a usable clean video ({len(clean)} videos left out as corrupt); a task needs two"
     assert metrics["dropped_users"] == [{"user": victim.user_id, "reason": reason}]
     assert sorted(d["object"] for d in metrics["dropped_objects"]) == sorted(victim.object_names)
     assert "nan" not in result.stdout  # no row of nan for the dropped user

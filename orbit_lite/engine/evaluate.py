@@ -193,8 +193,9 @@ def _drop_user(builder: TaskBuilder, user: User, result: UserResult) -> None:
     candidates = builder.candidates(user)
     teachable = sum(1 for c in candidates if c.context)
     corrupt = sum(1 for s in builder.skipped() if s["whole_video"])
-    result.dropped = (f"{teachable} of its {len(candidates)} objects {'has' if teachable == 1 else 'have'} a usable "
-                      f"clean video ({corrupt} video(s) left out as corrupt); a task needs two")  # fmt: skip
+    objects = f"{teachable} of its {len(candidates)} objects {'has' if teachable == 1 else 'have'}"
+    videos = f"{corrupt} video{'' if corrupt == 1 else 's'}"
+    result.dropped = f"{objects} a usable clean video ({videos} left out as corrupt); a task needs two"
     log.warning("user %s: left out of the evaluation: %s", user.user_id, result.dropped)
 
 
