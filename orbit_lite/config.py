@@ -7,6 +7,7 @@ Every constant of the reference code's task sampling is an option here with the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -30,6 +31,149 @@ SHOT_METHODS = ("random", "max", "fixed", "specific")
 CLIP_METHODS = ("random", "max", "uniform", "random_200")
 MODEL_STYLES = ("orbit_lite", "reference")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class Limit:
+    """What a key may hold besides its declared type: a range of numbers, a set of choices, a list length.
+
+    For a list (``tuple[...]``) the range applies to each item.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # the range excludes ``low`` itself
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+    length: int | None = None
+
+    def allows(self, value: Any) -> bool:
+        if self.choices:
+            return value in self.choices
+        # comparisons are False for NaN, so NaN is never inside a range
+        if self.low is not None and not (value > self.low if self.low_open else value >= self.low):
+            return False
+        return self.high is None or bool(value < self.high if self.high_open else value <= self.high)
+
+    def describe(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        low = None if self.low is None else f"{'>' if self.low_open else '>='} {_number(self.low)}"
+        high = None if self.high is None else f"{'<' if self.high_open else '<='} {_number(self.high)}"
+        if low and high:
+            return (f"in {'(' if self.low_open else '['}{_number(self.low)}, {_number(self.high)}"
+                    f"{')' if self.high_open else ']'}")  # fmt: skip
+        return low or high or ""
+
+
+def _number(x: float) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
+def at_least(low: float) -> Limit:
+    return Limit(low=low)
+
+
+def above(low: float) -> Limit:
+    return Limit(low=low, low_open=True)
+
+
+def one_of(choices: tuple[str, ...]) -> Limit:
+    return Limit(choices=choices)
+
+
+ANY = Limit()  # only the type is checked (names resolved by a registry, file paths, switches, booleans)
+
+# Every key of every section: the values it takes beyond its type (the dataclass annotation). One table, so that a
+# new key cannot go unchecked (every field must be listed) and a mistake is found before a run writes anything.
+# SamplingConfig serves train_sampling and test_sampling; cross-field rules are in each class's __post_init__.
+LIMITS: dict[str, dict[str, Limit]] = {
+    "sampling": {
+        "way_method": one_of(WAY_METHODS),
+        "object_cap": at_least(1),
+        "min_way": at_least(1),
+        "context_video_type": one_of(("clean",)),
+        "target_video_type": one_of(("clutter", "clean")),
+        "context_shot_method": one_of(SHOT_METHODS),
+        "target_shot_method": one_of(SHOT_METHODS),
+        "context_shot": at_least(1),
+        "target_shot": at_least(1),
+        "context_shot_cap": at_least(1),
+        "target_shot_cap": at_least(1),
+        "with_train_shot_caps": ANY,
+        "context_clip_method": one_of(CLIP_METHODS),
+        "target_clip_method": one_of(CLIP_METHODS),
+        "clip_length": at_least(1),
+        "subsample_factor": at_least(1),
+        "frame_cap": at_least(1),
+        "clip_cap": at_least(1),
+        "clean_context_videos": at_least(1),
+        "min_context_frames": at_least(1),
+        "min_target_frames": at_least(1),
+        "context_filter": ANY,  # tag names: checked by annotations.expand_filter
+        "target_filter": ANY,
+        "require_annotations": ANY,
+        "drop_objects_without_target": ANY,
+    },
+    "data": {
+        "frame_size": Limit(low=8, high=1024),  # ORBIT's frames are at most 1080 px tall: larger only upsamples
+        "video_backend": one_of(("auto", "decord", "opencv")),
+        "num_workers": at_least(0),
+        "decode_threads": at_least(0),
+    },
+    "model": {
+        "learner": ANY,  # registry names: checked when the model is built, before a run writes anything
+        "backbone": ANY,
+        "weights": ANY,
+        "head": ANY,
+        "logit_scale": at_least(0.0),  # 0: the head's default
+        "learn_scale": ANY,
+        "film": ANY,
+        "learn_backbone": ANY,
+        "set_encoder_width": at_least(1),
+        "film_reg_weight": at_least(0.0),
+        "style": one_of(MODEL_STYLES),
+    },
+    "lite": {
+        "enabled": ANY,
+        "h": at_least(1),
+        "chunk_size": at_least(1),
+        "query_chunk": at_least(1),
+        "buckets": ANY,  # and the three bucket keys together: shapes.Buckets
+        "bucket_step": at_least(1),
+        "bucket_largest": at_least(1),
+    },
+    "train": {
+        "epochs": at_least(1),
+        "tasks_per_user": at_least(1),
+        "tasks_per_batch": at_least(1),
+        "optimizer": one_of(("adam", "adamw")),
+        "lr": above(0.0),
+        "backbone_lr_scale": at_least(0.0),
+        "weight_decay": at_least(0.0),
+        "betas": Limit(low=0.0, high=1.0, high_open=True, length=2),
+        "eps": above(0.0),
+        "scheduler": one_of(("constant", "multistep", "cosine")),
+        "warmup_epochs": at_least(0),
+        "warmup_lr": at_least(0.0),
+        "decay_epochs": at_least(1),
+        "decay_rate": Limit(low=0.0, high=1.0, low_open=True),  # above 1 the "decay" would raise the rate
+        "min_lr": at_least(0.0),
+        "grad_clip": at_least(0.0),  # 0: off
+        "val_every": at_least(1),
+        "val_tasks_per_user": at_least(1),
+        "seed": Limit(low=0, high=2**32 - 1),
+        "bf16": ANY,
+        "compile": ANY,
+        "device": one_of(DEVICES),
+        "channels_last": ANY,
+        "pin_memory": ANY,
+        "cudnn_benchmark": ANY,
+        "log_every": at_least(1),
+        "checkpoint_every": at_least(0),
+        "init": ANY,
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -66,21 +210,14 @@ class SamplingConfig:
     drop_objects_without_target: bool = True
 
     def __post_init__(self) -> None:
-        _choice("way_method", self.way_method, WAY_METHODS)
-        _choice("context_shot_method", self.context_shot_method, SHOT_METHODS)
-        _choice("target_shot_method", self.target_shot_method, SHOT_METHODS)
-        _choice("context_clip_method", self.context_clip_method, CLIP_METHODS)
-        _choice("target_clip_method", self.target_clip_method, CLIP_METHODS)
-        _choice("context_video_type", self.context_video_type, ("clean",))
-        _choice("target_video_type", self.target_video_type, ("clutter", "clean"))
-        for name in ("object_cap", "min_way", "context_shot_cap", "target_shot_cap", "clip_length",
-                     "subsample_factor", "frame_cap", "clip_cap", "clean_context_videos"):  # fmt: skip
-            if getattr(self, name) < 1:
-                raise OrbitLiteError(f"sampling.{name} must be >= 1, got {getattr(self, name)}")
+        check_limits(self, "sampling")
         from orbit_lite.data.annotations import expand_filter  # validates the tags
 
-        expand_filter(self.context_filter)
-        expand_filter(self.target_filter)
+        for name in ("context_filter", "target_filter"):
+            try:
+                expand_filter(getattr(self, name))
+            except OrbitLiteError as e:
+                raise OrbitLiteError(f"sampling.{name}: {e}") from None
 
 
 def training_sampling(**overrides: Any) -> SamplingConfig:
@@ -115,12 +252,7 @@ class DataConfig:
     decode_threads: int = 0  # JPEG-decoding threads outside loader workers (evaluation); 0: up to 8, 1 in workers
 
     def __post_init__(self) -> None:
-        if self.frame_size < 8:
-            raise OrbitLiteError(f"data.frame_size must be >= 8, got {self.frame_size}")
-        _choice("video_backend", self.video_backend, ("auto", "decord", "opencv"))
-        for name in ("num_workers", "decode_threads"):
-            if getattr(self, name) < 0:
-                raise OrbitLiteError(f"data.{name} must be >= 0, got {getattr(self, name)}")
+        check_limits(self, "data")
 
 
 @dataclass(frozen=True)
@@ -146,7 +278,7 @@ class ModelConfig:
     style: str = "orbit_lite"
 
     def __post_init__(self) -> None:
-        _choice("model.style", self.style, MODEL_STYLES)
+        check_limits(self, "model")
 
 
 @dataclass(frozen=True)
@@ -164,9 +296,7 @@ class LiteConfig:
     bucket_largest: int = 256
 
     def __post_init__(self) -> None:
-        for name in ("h", "chunk_size", "query_chunk"):
-            if getattr(self, name) < 1:
-                raise OrbitLiteError(f"lite.{name} must be >= 1, got {getattr(self, name)}")
+        check_limits(self, "lite")
         Buckets(self.buckets, self.bucket_step, self.bucket_largest)  # validates the three together
 
 
@@ -205,31 +335,9 @@ class TrainConfig:
     init: str = ""  # a training checkpoint (e.g. from `orbit-lite import-orbit`) whose weights a new run starts from
 
     def __post_init__(self) -> None:
-        _choice("train.optimizer", self.optimizer, ("adam", "adamw"))
-        _choice("train.scheduler", self.scheduler, ("constant", "multistep", "cosine"))
-        _choice("train.device", self.device, DEVICES)
-        for name in ("channels_last", "pin_memory", "cudnn_benchmark"):
-            _choice(f"train.{name}", getattr(self, name), SWITCHES)  # also when built in code
-        for name in ("epochs", "tasks_per_user", "tasks_per_batch", "val_every", "val_tasks_per_user", "log_every"):
-            if getattr(self, name) < 1:
-                raise OrbitLiteError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup_epochs", "checkpoint_every", "seed"):
-            if getattr(self, name) < 0:
-                raise OrbitLiteError(f"train.{name} must be >= 0, got {getattr(self, name)}")
-        # `x > 0` is False for NaN, so every check below also refuses NaN (and the finite check refuses infinity)
-        for name, low, strict in (("lr", 0.0, True), ("warmup_lr", 0.0, False), ("min_lr", 0.0, False),
-                                  ("weight_decay", 0.0, False), ("eps", 0.0, True), ("decay_rate", 0.0, True),
-                                  ("grad_clip", 0.0, False), ("backbone_lr_scale", 0.0, False)):  # fmt: skip
-            value = getattr(self, name)
-            if not math.isfinite(value) or not (value > low if strict else value >= low):
-                need = "a positive number" if strict else "a number >= 0"
-                raise OrbitLiteError(f"train.{name} must be {need}, got {value}")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise OrbitLiteError(f"train.betas needs two numbers in [0, 1), got {list(self.betas)}")
-        if self.scheduler == "multistep" and self.decay_epochs < 1:  # the schedule divides by it
-            raise OrbitLiteError(
-                f"train.decay_epochs must be >= 1 with the multistep scheduler, got {self.decay_epochs}"
-            )
+        check_limits(self, "train")
+        if self.min_lr > self.lr:  # the schedules decay towards min_lr
+            raise OrbitLiteError(f"train.min_lr must be <= train.lr ({self.lr:g}), got {self.min_lr:g}")
 
 
 @dataclass(frozen=True)
@@ -244,18 +352,69 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise OrbitLiteError(f"{name}={value!r} is not one of: {', '.join(choices)}")
+def check_limits(section: Any, name: str) -> None:
+    """Refuse a value of the wrong type or outside its :data:`LIMITS` entry, naming the key, the value and what is
+    allowed (``train.epochs must be an integer >= 1, got True``)."""
+    limits = LIMITS[name]
+    for f in fields(section):
+        value, hint, limit = getattr(section, f.name), _hints(type(section))[f.name], limits[f.name]
+        item = typing.get_args(hint)[0] if typing.get_origin(hint) is tuple else None
+        if item is not None:  # a list: its type, its length, and each item's range
+            ok = isinstance(value, tuple) and all(_has_type(v, item) for v in value)
+            ok = ok and (limit.length is None or len(value) == limit.length) and all(limit.allows(v) for v in value)
+        else:
+            ok = _has_type(value, hint) and limit.allows(value)
+        if not ok:
+            shown = list(value) if isinstance(value, tuple) else value  # as the user wrote it
+            raise OrbitLiteError(f"{name}.{f.name} must be {_describe(hint, limit)}, got {shown!r}")
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _has_type(value: Any, hint: Any) -> bool:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_has_type(value, a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:  # a bool is an int to Python, never to a user
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is Switch:
+        return value in SWITCHES
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any, limit: Limit) -> str:
+    """``an integer >= 1``, ``one of adam, adamw``, ``a list of 2 numbers in [0, 1)``..."""
+    if typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0]
+        count = "" if limit.length is None else f"{limit.length} "
+        kind = "numbers" if item in (int, float) else "names"
+        return f"a list of {count}{kind} {limit.describe()}".rstrip()
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return "true, false or null (the learner's default)"
+    if limit.choices:
+        return limit.describe()
+    kind = {int: "an integer", float: "a number", bool: "true or false", str: "text", Switch: "one of " +
+            ", ".join(SWITCHES)}.get(hint, str(hint))  # fmt: skip
+    return f"{kind} {limit.describe()}".rstrip()
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Read a YAML or ``--set`` value as the key's type where it plainly is one ("1e-3" a number, "yes" true, a bare
+    YAML on/off a switch); anything else is passed on unchanged for :func:`check_limits` to refuse with the range."""
     origin = typing.get_origin(hint)
     if origin is tuple:
         if isinstance(value, str):
             value = [v for v in value.split(",") if v]
         if not isinstance(value, (list, tuple)):
-            raise OrbitLiteError(f"{where}: expected a list, got {value!r}")
+            return value
         item = typing.get_args(hint)[0]
         return tuple(_coerce(v, item, where) for v in value)
     if origin in (typing.Union, types.UnionType):
@@ -264,24 +423,19 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if hint is bool:
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
-        if not isinstance(value, bool):
-            raise OrbitLiteError(f"{where}: expected true or false, got {value!r}")
         return value
     if hint in (int, float):
+        if isinstance(value, bool):
+            return value
         try:
             out = hint(value)
-        except (TypeError, ValueError):
-            raise OrbitLiteError(f"{where}: expected a number, got {value!r}") from None
+        except (TypeError, ValueError, OverflowError):
+            return value
         if hint is int and isinstance(value, float) and value != out:
-            raise OrbitLiteError(f"{where}: expected an integer, got {value!r}")
+            return value
         return out
     if hint is Switch:  # YAML reads a bare on/off as a boolean
-        value = {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
-        if value not in SWITCHES:
-            raise OrbitLiteError(f"{where}: expected auto, on or off, got {value!r}")
-        return value
-    if hint is str and not isinstance(value, str):
-        raise OrbitLiteError(f"{where}: expected text, got {value!r}")
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
     return value
 
 

@@ -78,7 +78,9 @@ def test_a_user_left_with_one_teachable_object_is_reported_as_dropped(tiny_copy:
     protocol = make_protocol(cfg, tasks=1)
     result = evaluate_user(learner, user, protocol, cfg)
     assert result.scores == [] and result.dropped_objects == user.object_names[:2]
-    assert result.dropped == "1 object(s) with a usable clean video; a task needs two"
+    assert (
+        result.dropped == "1 of its 3 objects has a usable clean video (4 videos left out as corrupt); a task needs two"
+    )
     assert len(result.skipped) == 4
     with pytest.raises(
         OrbitLiteError,

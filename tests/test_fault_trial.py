@@ -119,7 +119,7 @@ def test_a_user_of_another_split_is_named_with_the_split_to_choose(tiny_frames: 
 def test_a_sampling_mistake_names_the_section_it_was_written_in() -> None:
     from orbit_lite.config import load_config
 
-    with pytest.raises(OrbitLiteError, match=r"^test_sampling\.clip_cap must be >= 1"):
+    with pytest.raises(OrbitLiteError, match=r"^test_sampling\.clip_cap must be an integer >= 1, got 0"):
         load_config([], ["test_sampling.clip_cap=0"])
-    with pytest.raises(OrbitLiteError, match=r"^train_sampling\.clip_cap must be >= 1"):
+    with pytest.raises(OrbitLiteError, match=r"^train_sampling\.clip_cap must be an integer >= 1, got 0"):
         load_config([], ["train_sampling.clip_cap=0"])

@@ -49,6 +49,8 @@ def results_table(metrics: dict, title: str) -> Table:
                 ("frame_accuracy", "frames_to_recognition", "video_accuracy")]  # fmt: skip
 
     for user, m in metrics["per_user"].items():
+        if not m["frame_accuracy"]["n"]:  # nothing scored (a dropped user): said below the table, never a nan row
+            continue
         table.add_row(escape(user), str(m["frame_accuracy"]["n"]), *cells(m))
     table.add_section()
     table.add_row("all", str(metrics["frame_accuracy"]["n"]), *cells(metrics), style="bold")
@@ -171,6 +173,9 @@ def _evaluate(data: Path, checkpoint: Path, out_dir: Path, mode: Mode, split: Sp
                   f"{plural(len(skipped), 'video')} affected); see skipped_videos in metrics.json[/]")  # fmt: skip
     for d in metrics["dropped_users"]:
         err.print(f"[yellow]user {escape(d['user'])} left out of the evaluation: {escape(d['reason'])}[/]")
+    dropped = {d["user"] for d in metrics["dropped_users"]}
+    for user in (u for u, m in metrics["per_user"].items() if not m["frame_accuracy"]["n"] and u not in dropped):
+        err.print(f"[yellow]user {escape(user)}: no query video could be scored (too short or corrupt)[/]")
     for d in metrics["dropped_objects"]:
         err.print(f"[yellow]user {escape(d['user'])}: object {escape(d['object'])!r} left out (no usable clean "
                   "video)[/]")  # fmt: skip

@@ -101,10 +101,9 @@ def _check_names(video: Video, benchmark: bool) -> list[Problem]:
             problems.append(Problem(video.path, f"name says {parsed.user}/{parsed.video_type}, folders say "
                                                 f"{video.user}/{video.video_type}"))  # fmt: skip
     frames = video.frames
-    if frames is not None and frames.count and frames.names is not None and not frames.ordered:
-        shown = ", ".join(frames.names[:3]) + (", ..." if frames.count > 3 else "")
-        problems.append(Problem(video.path, f"cannot order the frames by number ({shown}): name them "
-                                            "<name>-NNNNN.jpg or <name>N.jpg with distinct numbers"))  # fmt: skip
+    unordered = frames.order_problem() if frames is not None else None
+    if unordered:
+        problems.append(Problem(video.path, unordered))
     elif frames is not None and frames.count and frames.names is not None:
         numbers = frames.frame_numbers()
         if frames.numbers is not None and list(numbers) != list(range(numbers[0], numbers[0] + len(numbers))):

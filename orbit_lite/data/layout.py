@@ -111,6 +111,15 @@ class FrameFolder:
         position = number - self.first
         return position if 0 <= position < self.count and self.name(position) == name else None
 
+    def order_problem(self) -> str | None:
+        """Why the frames' temporal order is only a guess (their names carry no distinct rising numbers), or None.
+        One judgement for ``data check`` and ``recognize``."""
+        if not self.count or self.names is None or self.ordered:
+            return None
+        shown = ", ".join(self.names[:3]) + (", ..." if self.count > 3 else "")
+        return (f"cannot order the frames by number ({shown}): name them <name>-NNNNN.jpg or <name>N.jpg with "
+                "distinct numbers")  # fmt: skip
+
     def frame_numbers(self) -> np.ndarray:
         """1-based frame numbers in temporal order, ``[count]`` int64."""
         if self.numbers is not None:
@@ -352,7 +361,8 @@ def index_user_folder(path: Path | str, user_id: str | None = None) -> DatasetIn
         for e in _subdirs(path)
         if e.name != ANNOTATIONS_DIR
     )
-    objects = tuple(o for o in objects if o.clean or o.clutter)
+    # an object folder without videos stays an object: personalize refuses it by name and data check reports it
+    # (left out here, it was silently never taught)
     has_media = any(
         v.is_file or (v.frames is not None and v.frames.count) for o in objects for v in o.clean + o.clutter
     )

@@ -194,6 +194,20 @@ class TaskBuilder:
             positions = positions[~np.isin(positions, np.array(sorted(self.bad_frames[str(video.path)])))]
         return None
 
+    def probe_context(self, user: User, chunk: int = 64) -> None:
+        """Decode every context frame of ``user`` not yet known to be corrupt, so that a report of what was left
+        out is complete and the count of teachable objects true. Tasks only meet a corrupt file when they draw it;
+        this is for when a user is dropped (rare, and worth the one-off cost of a full read)."""
+        for candidate in self.candidates(user):
+            for usable in candidate.context:
+                for start in range(0, len(usable.valid), chunk):  # in chunks: a long video never sits in memory
+                    if (
+                        self.read_available(usable.video, usable.valid[start : start + chunk]) is None
+                        and str(usable.video.path) in self.bad_videos
+                    ):
+                        break
+        self._candidates.pop(user.user_id, None)  # recomputed from what was found
+
     def skipped(self) -> list[dict]:
         """What was left out, one entry per video: ``video``, ``path``, ``reason`` and any corrupt ``frames``."""
         out = []

@@ -186,8 +186,16 @@ def _note_unteachable(builder: TaskBuilder, user: User, result: UserResult) -> N
 
 
 def _drop_user(builder: TaskBuilder, user: User, result: UserResult) -> None:
-    teachable = sum(1 for c in builder.candidates(user) if c.context)
-    result.dropped = f"{teachable} object(s) with a usable clean video; a task needs two"
+    # Tasks stop at the first object too few: the clean videos no task drew are still unread. Read them now, so the
+    # reason counts what is really teachable and every corrupt video is listed.
+    builder.probe_context(user)
+    _note_unteachable(builder, user, result)
+    candidates = builder.candidates(user)
+    teachable = sum(1 for c in candidates if c.context)
+    corrupt = sum(1 for s in builder.skipped() if s["whole_video"])
+    objects = f"{teachable} of its {len(candidates)} objects {'has' if teachable == 1 else 'have'}"
+    videos = f"{corrupt} video{'' if corrupt == 1 else 's'}"
+    result.dropped = f"{objects} a usable clean video ({videos} left out as corrupt); a task needs two"
     log.warning("user %s: left out of the evaluation: %s", user.user_id, result.dropped)
 
 

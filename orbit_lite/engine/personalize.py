@@ -61,12 +61,13 @@ def personal_context(user: User, cfg: Config, seed: int = 0, skipped: list | Non
     builder = TaskBuilder(context_sampling(cfg, len(user.objects)), cfg.data)
     check_user(user, builder)
     task = builder.build(user, np.random.default_rng(seed), train=False, context_only=True)
-    if skipped is not None:
-        skipped.extend(builder.skipped())
     if task is None or task.way != len(user.objects):
+        builder.probe_context(user)  # name every object left without a readable clean video, not the first ones
         lost = [c.name for c in builder.candidates(user) if not c.context]
         raise OrbitLiteError(f"user {user.user_id}: no readable clean video left for {', '.join(map(repr, lost))}; "
                              "run `orbit-lite data check` on the data")  # fmt: skip
+    if skipped is not None:
+        skipped.extend(builder.skipped())
     return task
 
 

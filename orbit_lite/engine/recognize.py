@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from orbit_lite.data.video import FrameReader, as_frames, read_image
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.metrics import frame_accuracy, frames_to_recognition, video_accuracy, video_prediction
 from orbit_lite.personal import PersonalModel
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,6 +55,9 @@ def _read(path: Path, size: int) -> tuple[torch.Tensor, np.ndarray]:
     if path.is_file() and path.suffix.lower() in FRAME_EXTENSIONS:
         return as_frames(read_image(path, size)[None]), np.array([1])
     video = video_from_path(path)
+    unordered = video.frames.order_problem() if video.frames is not None else None
+    if unordered:  # causal predictions follow the frame order, which is then only the names' natural order
+        log.warning("%s: %s; recognizing them in name order", path, unordered)
     frames = FrameReader(size).read(video, np.arange(video.num_frames))
     return frames, video.frame_numbers()
 
