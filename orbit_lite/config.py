@@ -210,10 +210,11 @@ class TrainConfig:
         _choice("train.device", self.device, DEVICES)
         for name in ("channels_last", "pin_memory", "cudnn_benchmark"):
             _choice(f"train.{name}", getattr(self, name), SWITCHES)  # also when built in code
-        for name in ("epochs", "tasks_per_user", "tasks_per_batch", "val_every", "val_tasks_per_user", "log_every"):
+        for name in ("tasks_per_user", "tasks_per_batch", "val_every", "val_tasks_per_user", "log_every"):
             if getattr(self, name) < 1:
                 raise OrbitLiteError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup_epochs", "checkpoint_every", "seed"):
+        # epochs 0: the checkpoint holds the learner as built (pretrained features, no meta-training)
+        for name in ("epochs", "warmup_epochs", "checkpoint_every", "seed"):
             if getattr(self, name) < 0:
                 raise OrbitLiteError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         # `x > 0` is False for NaN, so every check below also refuses NaN (and the finite check refuses infinity)
