@@ -26,6 +26,7 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synthesize(tmp_path_factory.mktemp("photos") / "tree", "photos", frame_size=SIZE, seed=0).root
 
 
+@pytest.mark.slow  # writes the preset a second time
 def test_same_seed_same_bytes_and_data_check_finds_nothing(photos: Path, tmp_path: Path) -> None:
     assert _digest(synthesize(tmp_path / "again", "photos", frame_size=SIZE, seed=0).root) == _digest(photos)
     assert check_tree(index_tree(photos)) == []
