@@ -370,7 +370,8 @@ def create_backbone(
     Args:
         name: a name from :func:`available_backbones`.
         weights: "none" (random init); "imagenet" or "pretrained": the backbone's pretrained weights (torchvision's,
-            downloaded into torch.hub's cache, or timm's tag, downloaded by timm); or a path to a weights file: a
+            downloaded into torch.hub's cache, timm's tag, downloaded by timm, or those an installed package ships:
+            ``efficientnet_lite0``'s); or a path to a weights file: a
             ``torch.save``-d state_dict of the torchvision model or of a :class:`Backbone`, or for a timm backbone the
             file timm downloads for its tag.
         frame_size: frame side S the backbone will see.
