@@ -7,8 +7,13 @@ renamed over the target, so a crash never leaves a half-written file.
 
 from __future__ import annotations
 
+import io
 import os
+import pickletools
+import shutil
 import tempfile
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +35,62 @@ def umask_mode(base: int) -> int:
     return base & ~mask
 
 
+class _Counter:
+    """A file-like sink that only counts bytes: how much a failed write needed."""
+
+    def __init__(self) -> None:
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def _megabytes(n: int) -> str:
+    if n >= 2**30:
+        return f"{n / 2**30:.1f} GB"
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 1024:.0f} KB"
+
+
+def write_failure(what: Path, error: OSError, needed: int | None = None, more_than: bool = False) -> OrbitLiteError:
+    """A failed write (full disk, read-only file system, no permission) as one line: what could not be written,
+    the space it needed and had, and that nothing was changed."""
+    where = what if what.exists() and what.is_dir() else what.parent
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    space, more = "", "more than " if more_than else ""
+    if needed is not None:
+        try:
+            space = f"; it needs {more}{_megabytes(needed)}, {_megabytes(shutil.disk_usage(where).free)} free"
+        except OSError:
+            space = f"; it needs {more}{_megabytes(needed)}"
+    return OrbitLiteError(f"cannot write {what} ({error.strerror or error}{space}); nothing was changed there: free "
+                          "some space or choose another location")  # fmt: skip
+
+
 def _atomic(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.fchmod(fd, umask_mode(0o666))
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        counter = _Counter()
+        write(counter)  # how much was needed: the same bytes, counted instead of written
+        raise write_failure(path, e, counter.size) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -53,24 +102,114 @@ def atomic_write_text(path: Path | str, text: str) -> None:
 def save_checkpoint(path: Path | str, payload: dict[str, Any], kind: str) -> None:
     """Save ``payload`` (tensors and plain values only) as an orbit-lite checkpoint of ``kind``."""
     record = {"format": FORMAT, "version": VERSION, "kind": kind, **payload}
-    _atomic(Path(path), lambda f: torch.save(record, f))
+    buffer = io.BytesIO()  # serialized first: a full disk then fails a plain write, with the size known
+    torch.save(record, buffer)
+    data = buffer.getbuffer()
+    _atomic(Path(path), lambda f: f.write(data))
+
+
+def require_file(path: Path, what: str) -> None:
+    """One line when ``path`` is missing or a folder, naming ``what`` was expected there."""
+    if path.is_dir():
+        raise OrbitLiteError(f"{path} is a folder; {what} must be a file: pass the file itself")
+    if not path.is_file():
+        raise OrbitLiteError(f"{path}: no such file (expected {what})")
+
+
+_IMPORTS = {"GLOBAL", "STACK_GLOBAL", "INST"}
+
+
+def pickled_code(path: Path) -> str:
+    """The first global a pickle would import (``module.name``), found by reading its opcodes without running them;
+    empty when the file is no pickle at all. A torch zip file's pickle is its ``data.pkl``."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                member = next(n for n in archive.namelist() if n.endswith("data.pkl"))
+                data = archive.read(member)
+        else:
+            data = path.read_bytes()
+        strings: list[str] = []
+        for opcode, arg, _ in pickletools.genops(data):
+            if isinstance(arg, str):
+                strings.append(arg)
+            if opcode.name in _IMPORTS:
+                return arg.replace(" ", ".") if opcode.name != "STACK_GLOBAL" else ".".join(strings[-2:])
+    except Exception:  # not a pickle (or a cut one): nothing it would import can be named
+        return ""
+    return ""
+
+
+def _is_pickle(path: Path) -> bool:
+    """A torch zip archive (its local-file magic survives a cut-off end) or a bare pickle (protocol 2-5 header)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head == b"PK\x03\x04" or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
+
+
+def read_torch_file(path: Path | str, what: str) -> Any:
+    """``torch.load(weights_only=True)`` onto the CPU; whatever goes wrong is one line saying what the file is:
+    missing, a folder, not a PyTorch file at all, a pickle that would import code (refused, never run), or cut off."""
+    path = Path(path)
+    require_file(path, what)
+    try:
+        with warnings.catch_warnings():  # torch's notes on pickle protocols are not the user's business
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # torch.load fails on foreign files with many error types (KeyError, UnpicklingError...)
+        pass
+    code = pickled_code(path)
+    if code:
+        reason = f"a pickle that imports {code}, which would run code when loaded; refused, never unpickled"
+    elif not _is_pickle(path):
+        reason = "not a PyTorch file"
+    else:
+        reason = "a PyTorch file that is cut off or damaged"
+    raise OrbitLiteError(f"{path} cannot be read as {what}: {reason}")
 
 
 def load_checkpoint(path: Path | str, kind: str | None = None) -> dict[str, Any]:
     """Load an orbit-lite checkpoint onto the CPU; anything else is a one-line error naming the file."""
     path = Path(path)
-    if not path.is_file():
-        raise OrbitLiteError(f"{path}: no such checkpoint file")
-    try:
-        record = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch.load fails on foreign files with many error types (KeyError, UnpicklingError...)
-        if "Weights only load failed" in str(e):  # a pickle asking for more than tensors: never unpickled
-            reason = "it holds objects other than tensors and plain values, which are never unpickled"
-        else:  # torch's own text for a text file or a cut-off one is a bare key or offset: say what it means
-            reason = f"not a PyTorch file, or a truncated one: {type(e).__name__}"
-        raise OrbitLiteError(f"{path}: not an orbit-lite checkpoint ({reason})") from None
+    what = f"an orbit-lite {kind} file" if kind else "an orbit-lite checkpoint"
+    record = read_torch_file(path, what)
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise OrbitLiteError(f"{path}: not an orbit-lite checkpoint (no orbit-lite format marker)")
     if kind is not None and record.get("kind") != kind:
         raise OrbitLiteError(f"{path}: is an orbit-lite {record.get('kind')} file, expected a {kind} checkpoint")
+    if kind in SCHEMAS:
+        check_structure(path, record, kind)
     return record
+
+
+# What each kind of file must hold, checked on every load so that a damaged (hand-edited, cut) file is one line
+# naming what is wrong instead of a KeyError or IndexError deep in the code that uses it.
+SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
+    "training": {"config": (dict,), "model": (dict,)},
+    "personal": {"user": (str,), "object_names": (list,), "frame_size": (int,), "clip_length": (int,),
+                 "backbone_name": (str,), "head_name": (str,), "learn_scale": (bool,), "backbone": (dict,),
+                 "head": (dict,), "film": (dict, type(None)), "state": (list,), "config": (dict,)},
+}  # fmt: skip
+
+
+def check_structure(path: Path, record: dict[str, Any], kind: str) -> None:
+    """Refuse a ``kind`` file that lacks a field of :data:`SCHEMAS` or holds one of the wrong type."""
+    for key, types in SCHEMAS[kind].items():
+        if key not in record:
+            raise OrbitLiteError(f"{path}: damaged orbit-lite {kind} file: it has no '{key}'")
+        value = record[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            wanted = " or ".join("None" if t is type(None) else t.__name__ for t in types)
+            raise OrbitLiteError(f"{path}: damaged orbit-lite {kind} file: '{key}' is a {type(value).__name__}, "
+                                 f"expected {wanted}")  # fmt: skip
+    if kind == "personal":
+        names = record["object_names"]
+        if len(names) < 2 or not all(isinstance(n, str) for n in names):
+            raise OrbitLiteError(f"{path}: damaged personal recognizer: 'object_names' must list two or more names")
+        if not all(isinstance(t, torch.Tensor) for t in record["state"]):
+            raise OrbitLiteError(f"{path}: damaged personal recognizer: 'state' must hold tensors only")
+        if record["frame_size"] < 1 or record["clip_length"] < 1:
+            raise OrbitLiteError(f"{path}: damaged personal recognizer: frame_size and clip_length must be positive")

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from orbit_lite.checkpoint import umask_mode, write_failure
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.models.backbones import Backbone
 from orbit_lite.models.film import film_affine
+from orbit_lite.outputs import ONNX_MARKER, new_id
 from orbit_lite.personal import PersonalModel
 
 log = logging.getLogger(__name__)
@@ -94,21 +98,36 @@ def example_input(model: PersonalModel, batch: int = 2, seed: int = 0) -> torch.
 def export_onnx(model: PersonalModel, path: Path | str, opset: int = 18) -> Path:
     """Write ``model`` as ONNX (dynamic batch) to ``path``; returns the path."""
     try:
-        import onnx  # noqa: F401  (the exporter needs it; fail with the fix rather than deep inside torch)
+        import onnx  # the exporter needs it: fail with the fix rather than deep inside torch
     except ImportError:
         raise OrbitLiteError("ONNX export needs the onnx packages: pip install 'orbit-lite[export]'") from None
     module = ExportedRecognizer(model).eval()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     batch = torch.export.Dim("batch", min=1, max=4096)
+    tmp: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # a fresh name
+        os.close(fd)
+        tmp = Path(name)
         torch.onnx.export(module, (example_input(model),), str(tmp), input_names=["frames"],
                           output_names=["logits", "probabilities"], dynamic_shapes=({0: batch},), opset_version=opset,
                           dynamo=True, external_data=False, verbose=False)  # fmt: skip
+        graph = onnx.load(str(tmp))
+        # the proof that orbit-lite wrote this file: only such a file is ever replaced by a later export
+        onnx.helper.set_model_props(graph, {ONNX_MARKER: new_id(), "orbit_lite_objects": ",".join(model.object_names)})
+        data = graph.SerializeToString()
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, umask_mode(0o666))
         tmp.replace(path)
+    except OSError as e:
+        raise write_failure(path, e, tmp.stat().st_size if tmp is not None and tmp.exists() else None) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
     return path
 
 

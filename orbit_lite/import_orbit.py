@@ -14,20 +14,18 @@ Reading never runs code: ``torch.load(weights_only=True)``, and a pickle that as
 from __future__ import annotations
 
 import dataclasses
-import pickletools
 import re
-import warnings
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING, Any
 
 from orbit_lite.config import Config, DataConfig, ModelConfig, to_dict
 from orbit_lite.errors import OrbitLiteError
-from orbit_lite.learners import LEARNERS, FewShotLearner, create_learner
+
+if TYPE_CHECKING:  # torch and the learners load when a file is read: the command line names its choices without them
+    from torch import Tensor
+
+    from orbit_lite.learners import FewShotLearner
 
 # The reference's --feature_extractor names -> our registry names for the same timm networks.
 BACKBONES = {
@@ -68,6 +66,8 @@ def resolve(
     path: Path, learner: str | None = None, backbone: str | None = None, head: str | None = None
 ) -> ReferenceModel:
     """The configuration from the flags, and from the published file name for those not given."""
+    if backbone is not None:  # orbit-lite's backbone names (as in the README) stand for the file-name tokens
+        backbone = {name: token for token, name in BACKBONES.items()}.get(backbone, backbone)
     match = _FILE_NAME.search(path.name)
     if match is not None:
         learner = learner or match["learner"]
@@ -81,7 +81,8 @@ def resolve(
         )
     if learner not in HEADS or backbone not in BACKBONES:
         raise OrbitLiteError(f"unknown reference model {learner} on {backbone}; fix: --learner one of "
-                             f"{', '.join(HEADS)}, --backbone one of {', '.join(BACKBONES)}")  # fmt: skip
+                             f"{', '.join(HEADS)}, --backbone one of {', '.join(BACKBONES)} "
+                             f"(or {', '.join(BACKBONES.values())})")  # fmt: skip
     head = head or HEADS[learner][0]
     if head not in HEADS[learner]:
         raise OrbitLiteError(
@@ -92,20 +93,16 @@ def resolve(
 
 def read_state(path: Path) -> dict[str, Tensor]:
     """The tensors of a reference checkpoint, read without running any code; one-line errors otherwise."""
-    if not path.is_file():
-        raise OrbitLiteError(f"{path}: no such file")
+    from torch import Tensor
+
+    from orbit_lite.checkpoint import read_torch_file
+
     try:
-        with warnings.catch_warnings():  # torch's notes on pickle protocols are not the user's business
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch.load fails on foreign or cut files with many types (EOFError, KeyError, ...)
-        code = _pickled_code(path)
-        if code:
-            raise OrbitLiteError(
-                f"refusing to load {path}: its pickle imports {code}, which would execute code when loaded; only "
-                "plain tensors are read; fix: use the published .pth file (a plain state_dict)"
-            ) from None
-        raise OrbitLiteError(f"{path}: not a PyTorch checkpoint, or a truncated one ({_reason(e)})") from None
+        state = read_torch_file(path, "a reference checkpoint (.pth)")
+    except OrbitLiteError as e:
+        if "would run code" in str(e):
+            raise OrbitLiteError(f"{e}; fix: use the published .pth file (a plain state_dict)") from None
+        raise
     if isinstance(state, dict) and isinstance(state.get("model_state_dict"), dict):
         state = state["model_state_dict"]  # the reference's per-epoch training checkpoint wraps the same state_dict
     if isinstance(state, dict) and state.get("format") == "orbit-lite":
@@ -113,35 +110,6 @@ def read_state(path: Path) -> dict[str, Tensor]:
     if not isinstance(state, dict) or not state or not all(isinstance(v, Tensor) for v in state.values()):
         raise OrbitLiteError(f"{path} holds no state_dict (a dict of tensors); fix: pass a published ORBIT .pth file")
     return {str(k): v for k, v in state.items()}
-
-
-_IMPORTS = {"GLOBAL", "STACK_GLOBAL", "INST"}
-
-
-def _pickled_code(path: Path) -> str:
-    """The first global a rejected pickle would import (``module.name``), found by reading its opcodes without
-    running them; empty when the file is no pickle at all. A torch zip file's pickle is its ``data.pkl``."""
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                member = next(n for n in archive.namelist() if n.endswith("data.pkl"))
-                data = archive.read(member)
-        else:
-            data = path.read_bytes()
-        strings: list[str] = []
-        for opcode, arg, _ in pickletools.genops(data):
-            if isinstance(arg, str):
-                strings.append(arg)
-            if opcode.name in _IMPORTS:
-                return arg.replace(" ", ".") if opcode.name != "STACK_GLOBAL" else ".".join(strings[-2:])
-    except Exception:  # not a pickle (or a cut one): nothing it would import can be named
-        return ""
-    return ""
-
-
-def _reason(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return (text[:120] or type(e).__name__) if not isinstance(e, KeyError) else f"unreadable pickle, {type(e).__name__}"
 
 
 def key_map(learner: FewShotLearner) -> dict[str, str]:
@@ -216,6 +184,8 @@ def import_reference(path: Path, ref: ReferenceModel) -> tuple[dict[str, Any], i
         The payload of an orbit-lite training checkpoint (``config``, ``model``, ``source``), and the number of
         tensors taken from the file.
     """
+    from orbit_lite.learners import LEARNERS, create_learner
+
     state = read_state(path)
     config = Config(data=DataConfig(frame_size=FRAME_SIZE), model=ref.model_config())
     model = dataclasses.replace(config.model, weights="none")  # every weight comes from the file

@@ -1,14 +1,25 @@
-"""Rules for replacing output: a command replaces only what orbit-lite itself wrote.
+"""Rules for replacing output: a command replaces or continues only what carries orbit-lite's own proof.
 
-``--overwrite`` used to mean "delete whatever is there"; pointed at a data folder it wiped the data. Now every command
-asks this module before it replaces a folder or a file. A results folder is recognized by what it holds (only the
-files ``evaluate`` writes, metrics.json among them); a file by its content (an orbit-lite checkpoint of the right kind,
-an ONNX model, a CSV of per-frame predictions). Anything else is refused, with or without ``--overwrite``.
+A name is no proof: a user's own ``config.yaml`` or ``metrics.json`` looks like ours. So every folder orbit-lite
+writes carries a marker file holding a random id, written by orbit-lite alone:
+
+- a results folder (``evaluate --out``) holds ``.orbit-lite-results``: the id and the SHA-256 of every file written
+  beside it. It is ours only while the folder holds exactly those files with exactly that content;
+- a training run (``train --out``) holds ``.orbit-lite-run``: the run's id, which its checkpoints carry too. Only a
+  marked run is continued or restarted, and only with checkpoints of the same id.
+
+Folders without the proof are refused whatever they hold, and ``--overwrite`` never widens that. Files are known by
+their content (an orbit-lite checkpoint of the right kind, an ONNX model carrying orbit-lite's metadata, a CSV with
+recognize's exact header). Temporary and trash names are always fresh (``mkdtemp``/``mkstemp`` beside the target).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -17,45 +28,157 @@ from pathlib import Path
 
 from orbit_lite.errors import OrbitLiteError
 
-RESULTS_MARKER = ".orbit-lite-results"  # written into every results folder; older folders are known by their files
-RESULTS_FILES = frozenset({"results.json", "metrics.json", "per_video.csv", "per_user.csv", "per_object.csv",
-                           "config.yaml", "per_user_accuracy.png", RESULTS_MARKER})  # fmt: skip
+RESULTS_MARKER = ".orbit-lite-results"
+RUN_MARKER = ".orbit-lite-run"
+_RESULTS_KIND = "evaluation results"
+_RUN_KIND = "training run"
+
+
+def new_id() -> str:
+    """A random id for a run or a results folder: the proof that a folder is orbit-lite's own."""
+    return secrets.token_hex(16)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_marker(path: Path, kind: str) -> dict | None:
+    """The marker's content when it is a marker orbit-lite wrote for ``kind``; None otherwise."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("orbit_lite") != kind or not isinstance(record.get("id"), str):
+        return None
+    return record
+
+
+def results_marker(folder: Path) -> str:
+    """The marker's text for a finished results folder: a fresh id and the digest of every file in ``folder``."""
+    files = {p.name: sha256(p) for p in sorted(folder.iterdir()) if p.name != RESULTS_MARKER}
+    return json.dumps({"orbit_lite": _RESULTS_KIND, "id": new_id(), "files": files}, indent=1) + "\n"
+
+
+def results_ownership(path: Path) -> str | None:
+    """None when ``path`` is a results folder exactly as orbit-lite wrote it; otherwise why it is not."""
+    marker = _read_marker(path / RESULTS_MARKER, _RESULTS_KIND)
+    if marker is None or not isinstance(marker.get("files"), dict):
+        return "it has no orbit-lite results marker"
+    listed = marker["files"]
+    present = {p.name for p in path.iterdir()} - {RESULTS_MARKER}
+    extra = sorted(present - set(listed))
+    if extra:
+        return f"it holds {extra[0]}, which orbit-lite did not write there"
+    missing = sorted(set(listed) - present)
+    if missing:
+        return f"{missing[0]}, which orbit-lite wrote there, is gone"
+    for name, digest in listed.items():
+        if not (path / name).is_file() or sha256(path / name) != digest:
+            return f"{name} was changed after orbit-lite wrote it"
+    return None
 
 
 def is_results_folder(path: Path) -> bool:
-    """True when ``path`` is a folder holding only files that ``evaluate`` writes (metrics.json among them)."""
-    if not path.is_dir():
-        return False
-    names = {p.name for p in path.iterdir()}
-    return "metrics.json" in names and names <= RESULTS_FILES and all((path / n).is_file() for n in names)
+    """True when ``path`` is a results folder that orbit-lite wrote and nobody changed since."""
+    return path.is_dir() and results_ownership(path) is None
 
 
 def check_results_out(out: Path, overwrite: bool) -> None:
-    """Refuse ``out`` unless it is absent, empty, or (with ``overwrite``) an orbit-lite results folder."""
+    """Refuse ``out`` unless it is absent, empty, or (with ``overwrite``) results orbit-lite wrote, unchanged."""
     if out.exists() and not out.is_dir():
         raise OrbitLiteError(f"{out} is a file; --out must be a folder (choose a new --out)")
     if not out.exists() or not any(out.iterdir()):
         return
-    if not is_results_folder(out):
-        raise OrbitLiteError(
-            f"{out} holds files that orbit-lite did not write as evaluation results; it is never replaced, "
-            "even with --overwrite: choose a new or empty --out"
-        )
+    why = results_ownership(out)
+    if why is not None:
+        legacy = (out / RESULTS_MARKER).is_file() or (out / "metrics.json").is_file()
+        fix = (f"if it holds results of an older orbit-lite, move it aside (mv {out} {out}.old) or choose a new --out"
+               if legacy else "choose a new or empty --out")  # fmt: skip
+        raise OrbitLiteError(f"{out} is not a results folder orbit-lite can prove it wrote ({why}); it is never "
+                             f"replaced, even with --overwrite: {fix}")  # fmt: skip
     if not overwrite:
         raise OrbitLiteError(f"{out} already holds results; pass --overwrite to replace them or choose a new --out")
 
 
-RUN_FILES = frozenset({"config.yaml", "metrics.jsonl", "checkpoints"})
+def refuse_current_folder(out: Path) -> None:
+    """A results folder is replaced by renaming; the folder a shell stands in (or one above it) cannot be, or the
+    shell is left in a deleted folder. It is written in place only when empty."""
+    here = Path.cwd().resolve()
+    target = out.resolve()
+    if (target == here or target in here.parents) and out.is_dir() and any(out.iterdir()):
+        raise OrbitLiteError(f"--out {out} is the current folder (or holds it) and is not empty; orbit-lite writes "
+                             "results into a new or empty folder: choose one, e.g. --out results")  # fmt: skip
 
 
-def check_run_out(run_dir: Path) -> None:
-    """A new training run goes into a new or empty folder, or one holding only an unfinished run's files."""
+def install_folder(tmp: Path, out: Path) -> None:
+    """Put the finished folder ``tmp`` at ``out``: renamed into place when ``out`` is absent; its files moved in
+    (the marker last) when ``out`` is an empty folder; swapped when ``out`` holds results proven ours, the old ones
+    going through a fresh trash folder. The caller has checked ``out``."""
+    if not out.exists():
+        tmp.rename(out)
+        return
+    if not any(out.iterdir()):  # e.g. `--out .`: the folder stays (a shell may stand in it)
+        names = sorted(p.name for p in tmp.iterdir())
+        for name in [n for n in names if n != RESULTS_MARKER] + [n for n in names if n == RESULTS_MARKER]:
+            (tmp / name).rename(out / name)
+        tmp.rmdir()
+        return
+    why = results_ownership(out)  # checked again right before: anything added since the start is never trashed
+    if why is not None:
+        raise OrbitLiteError(f"{out} changed while results were computed ({why}); nothing was replaced")
+    trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+    out.rename(trash / out.name)
+    try:
+        tmp.rename(out)
+    except BaseException:
+        (trash / out.name).rename(out)  # put the old results back: nothing changed
+        trash.rmdir()
+        raise
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+RUN_FILES = frozenset({RUN_MARKER, "config.yaml", "metrics.jsonl", "checkpoints", "curves.png", "tensorboard"})
+
+
+def run_id_of(run_dir: Path) -> str | None:
+    """The id in ``run_dir``'s run marker, or None when orbit-lite did not mark it as one of its runs."""
+    marker = _read_marker(run_dir / RUN_MARKER, _RUN_KIND)
+    return None if marker is None else marker["id"]
+
+
+def check_run_out(run_dir: Path) -> str | None:
+    """A new training run goes into a new or empty folder, or into a run orbit-lite marked as its own that holds
+    only a run's files. Returns the run's id when the folder is such a run (its id is kept), else None."""
     if run_dir.exists() and not run_dir.is_dir():
         raise OrbitLiteError(f"{run_dir} is a file; --out must be a folder")
-    if run_dir.is_dir() and not {p.name for p in run_dir.iterdir()} <= RUN_FILES:
-        raise OrbitLiteError(
-            f"{run_dir} holds files that are not an orbit-lite training run; choose a new or empty --out"
-        )
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return None
+    run_id = run_id_of(run_dir)
+    if run_id is None:
+        raise OrbitLiteError(f"{run_dir} is not an orbit-lite training run (no {RUN_MARKER} marker, whatever files it "
+                             "holds); it is never written into: choose a new or empty --out")  # fmt: skip
+    foreign = sorted({p.name for p in run_dir.iterdir()} - RUN_FILES)
+    checkpoints = run_dir / "checkpoints"
+    if checkpoints.is_dir():  # last.pt, best.pt and the temporaries of their atomic writes (after a kill)
+        foreign += [f"checkpoints/{p.name}" for p in sorted(checkpoints.iterdir())
+                    if not re.fullmatch(r"(last|best)\.pt|\.(last|best)\.pt\..+\.tmp", p.name)]  # fmt: skip
+    if foreign:
+        raise OrbitLiteError(f"{run_dir} holds {foreign[0]}, which is not part of an orbit-lite training run; it is "
+                             "never written into: choose a new or empty --out")  # fmt: skip
+    return run_id
+
+
+def mark_run(run_dir: Path, run_id: str) -> None:
+    """Write ``run_dir``'s marker (before any other file of the run)."""
+    from orbit_lite.checkpoint import atomic_write_text
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / RUN_MARKER, json.dumps({"orbit_lite": _RUN_KIND, "id": run_id}) + "\n")
 
 
 def check_file_out(
@@ -88,30 +211,41 @@ def is_orbit_lite_checkpoint(kind: str) -> Callable[[Path], bool]:
     return check
 
 
+ONNX_MARKER = "orbit_lite_export_id"  # metadata key that `orbit-lite export` writes, with a random id
+
+
 def is_onnx_file(path: Path) -> bool:
-    """An ONNX model written by ``orbit-lite export``: exported from PyTorch with its inputs and outputs (frames in,
-    logits and probabilities out); any other ONNX model, from PyTorch or not, is the user's and is never replaced."""
+    """An ONNX model written by ``orbit-lite export`` (it carries orbit-lite's metadata with an export id); any other
+    ONNX model, from PyTorch or not and whatever its inputs are called, is the user's and is never replaced."""
     try:
         import onnx
 
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # not protobuf, or onnx missing: either way not provably ours
         return False
-    if "orbit_lite" in {p.key for p in model.metadata_props}:
-        return True
-    inputs = [i.name for i in model.graph.input]
-    outputs = [o.name for o in model.graph.output]
-    return model.producer_name == "pytorch" and inputs == ["frames"] and outputs == ["logits", "probabilities"]
+    return any(p.key == ONNX_MARKER and len(p.value) == 32 for p in model.metadata_props)
+
+
+PREDICTIONS_HEADER = ("input", "frame", "prediction", "probability")  # then one p_<object> column per object
 
 
 def is_predictions_csv(path: Path) -> bool:
-    """A per-frame predictions CSV written by ``orbit-lite recognize --csv`` (known by its header)."""
+    """A per-frame predictions CSV written by ``orbit-lite recognize --csv``: recognize's exact header (its four
+    columns, then only ``p_<object>`` columns) and rows of that width."""
+    import csv
+
     try:
-        with open(path, encoding="utf-8") as f:
-            header = f.readline().strip()
-    except (OSError, UnicodeDecodeError):
+        with open(path, encoding="utf-8", newline="") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error):
         return False
-    return header.startswith("input,frame,")
+    if not rows:
+        return False
+    header = rows[0]
+    probs = header[len(PREDICTIONS_HEADER) :]
+    if tuple(header[: len(PREDICTIONS_HEADER)]) != PREDICTIONS_HEADER or not probs:
+        return False
+    return all(c.startswith("p_") for c in probs) and all(len(r) == len(header) for r in rows[1:])
 
 
 def writable_parent(path: Path) -> None:
@@ -159,7 +293,7 @@ def claim_out(out: Path) -> Iterator[Path]:
         raise OrbitLiteError(f"cannot write next to {out} ({e.strerror or e}): choose another --out") from None
     try:
         with os.fdopen(fd, "w") as f:
-            f.write(f"{os.getpid()}\n")
+            f.write(f"{os.getpid()}\n{_LOCK_TAG}\n")
             f.flush()
             os.fsync(f.fileno())
         if shutil.disk_usage(out.parent).free < _MIN_FREE_BYTES:
@@ -173,11 +307,30 @@ def claim_out(out: Path) -> Iterator[Path]:
         lock.unlink(missing_ok=True)
 
 
+_LOCK_TAG = "orbit-lite lock"
+
+
+def _just_created(lock: Path) -> bool:
+    import time
+
+    try:
+        st = lock.stat()
+    except OSError:
+        return False
+    return st.st_size == 0 and time.time() - st.st_mtime < 10
+
+
 def _lock_holder(lock: Path) -> str:
     try:
-        pid = int(lock.read_text().strip())
-    except (OSError, ValueError):
-        return "its lock file holds no process id"
+        lines = lock.read_text().splitlines()
+        pid = int(lines[0])
+    except (OSError, ValueError, UnicodeDecodeError, IndexError):
+        pid = None
+    if pid is None and _just_created(lock):  # another run created it a moment ago and is writing its pid
+        return "a run that is starting"
+    if pid is None or lines[1:2] != [_LOCK_TAG]:
+        raise OrbitLiteError(f"{lock} exists and was not written by orbit-lite; it is never removed: choose another "
+                             "--out") from None  # fmt: skip
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -63,6 +63,19 @@ def save_personal(path: Path | str, model: PersonalModel) -> None:
     save_checkpoint(path, payload, KIND)
 
 
+def _head_width(path: Path | str, head: Any, feature_dim: int, state: list[torch.Tensor]) -> int:
+    """How many objects the head scores with this state (one zero feature through it): the state decides, whatever
+    the head."""
+    try:
+        with torch.no_grad():
+            return int(head.logits(torch.zeros(1, feature_dim), tuple(t.float() for t in state)).shape[-1])
+    except (RuntimeError, ValueError, IndexError, TypeError) as e:
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise OrbitLiteError(
+            f"{path}: damaged personal recognizer: its head state does not fit its head ({reason})"
+        ) from None
+
+
 def load_personal(path: Path | str, device: torch.device | str = "cpu") -> PersonalModel:
     """Read a personal recognizer written by :func:`save_personal` onto ``device``."""
     record = load_checkpoint(path, KIND)
@@ -72,8 +85,13 @@ def load_personal(path: Path | str, device: torch.device | str = "cpu") -> Perso
         backbone.load_state_dict(record["backbone"])
         head = create_head(record["head_name"], backbone.feature_dim, None, bool(record["learn_scale"]), style=style)
         head.load_state_dict(record["head"])
-    except (KeyError, RuntimeError) as e:
+    except (KeyError, RuntimeError, TypeError, ValueError) as e:
         raise OrbitLiteError(f"{path}: damaged personal recognizer ({str(e).splitlines()[0][:120]})") from None
+    names = record["object_names"]
+    way = _head_width(path, head, backbone.feature_dim, record["state"])
+    if way != len(names):  # a wrong count would name the wrong objects (recognize) or export a mislabelled model
+        raise OrbitLiteError(f"{path}: damaged personal recognizer: {len(names)} object names for a head that scores "
+                             f"{way} objects")  # fmt: skip
     backbone.to(device).eval()
     prepare_backbone(backbone, torch.device(device))  # shape buckets and channels-last on a GPU
     head.to(device).eval()

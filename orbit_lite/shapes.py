@@ -19,10 +19,12 @@ import bisect
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from orbit_lite.errors import OrbitLiteError
+
+if TYPE_CHECKING:  # config.py validates Buckets at parse time: the command line must not wait for torch
+    import torch
 
 MODES = ("auto", "on", "off")
 _PADDED_DEVICES = ("cuda", "mps")  # where each new shape has a real set-up cost
@@ -69,6 +71,8 @@ class Buckets:
 
 def pad_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
     """``x`` with zero rows appended up to ``rows``, in ``x``'s memory format (channels-last stays channels-last)."""
+    import torch
+
     n = x.shape[0]
     if rows == n:
         return x
@@ -84,6 +88,8 @@ def run_bucketed(
     fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, buckets: Buckets, device: torch.device
 ) -> torch.Tensor:
     """``fn(x)`` on bucket-sized batches (when ``buckets`` is active on ``device``); rows must be independent."""
+    import torch
+
     if not buckets.active(device) or x.shape[0] == 0:
         return fn(x)
     outputs = []

@@ -27,7 +27,7 @@ def evaluate(data: Path, checkpoint: Path, out: Path):
 def test_a_second_run_into_the_same_out_stops_at_once(tiny_frames: Path, tiny_checkpoint: Path, tmp_path: Path):
     out = tmp_path / "r"
     with claim_out(out) as lock:  # a first run at work
-        assert lock == tmp_path / "r.lock" and lock.read_text() == f"{os.getpid()}\n"
+        assert lock == tmp_path / "r.lock" and lock.read_text() == f"{os.getpid()}\norbit-lite lock\n"
         second = evaluate(tiny_frames, tiny_checkpoint, out)
         assert second.exit_code == 1 and len(second.stderr.strip().splitlines()) == 1
         assert f"{out} is being written by another orbit-lite run (process {os.getpid()})" in second.stderr
@@ -40,7 +40,7 @@ def test_a_second_run_into_the_same_out_stops_at_once(tiny_frames: Path, tiny_ch
 def test_a_stale_lock_is_reported_with_how_to_remove_it(tmp_path: Path) -> None:
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     lock = tmp_path / "r.lock"
-    lock.write_text(dead.stdout)
+    lock.write_text(dead.stdout + "orbit-lite lock\n")
     with pytest.raises(OrbitLiteError) as e, claim_out(tmp_path / "r"):
         pass
     assert str(e.value) == (f"{tmp_path / 'r'} is being written by another orbit-lite run (process "
@@ -61,7 +61,7 @@ def test_a_read_only_or_full_location_fails_before_any_work(
     def no_checkpoint_reading(*args, **kwargs):
         raise AssertionError("work started before the output location was checked")
 
-    monkeypatch.setattr("orbit_lite.cli.evaluate.load_learner", no_checkpoint_reading)
+    monkeypatch.setattr("orbit_lite.engine.personalize.load_learner", no_checkpoint_reading)  # imported by the command
     monkeypatch.setattr(os, "open", read_only)
     result = evaluate(tiny_frames, tiny_checkpoint, tmp_path / "r")
     assert result.exit_code == 1

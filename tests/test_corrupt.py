@@ -107,8 +107,8 @@ def test_evaluate_cli_lists_corrupt_frames(tiny_copy: Path, tiny_checkpoint: Pat
     result = CliRunner().invoke(app, [*args, "--device", "cpu", "--tasks", "1"])
     assert result.exit_code == 0, result.output
     # the video has no usable frame left, so it is left out whole: counted as such, never as "0 unreadable videos"
-    assert "left out 12 corrupt frames and 1 whole videos (" in result.stderr
-    assert "1 videos affected" in result.stderr
+    assert "left out 12 corrupt frames and 1 whole video (" in result.stderr
+    assert "1 video affected" in result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert [s["frames"] for s in metrics["skipped_videos"]] == [names]
     assert metrics["dropped_users"] == [] and metrics["dropped_objects"] == []
@@ -196,9 +196,8 @@ def test_personalize_videos_cli_names_what_it_left_out(tiny_frames: Path, tiny_c
     args = ["personalize", "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--videos", str(mine)]
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a.pt")])
     assert result.exit_code == 0, result.output
-    assert (
-        f"left out 12 corrupt frames and 1 whole videos (unreadable or too few usable frames): {victim.video_id}"
-        in (result.stderr.replace("\n", " "))
+    assert f"left out 12 corrupt frames and 1 whole video (unreadable or too few usable frames): {victim.video_id}" in (
+        result.stderr.replace("\n", " ")
     )
     model = load_personal(tmp_path / "a.pt")
     assert model.object_names == user.object_names and [s["video"] for s in model.config["skipped"]] == [

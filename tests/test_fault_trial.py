@@ -94,7 +94,8 @@ def test_a_foreign_onnx_model_from_pytorch_is_not_ours(tmp_path: Path) -> None:
         return path
 
     assert not is_onnx_file(model(["x"], ["y"]))  # someone's own PyTorch export: replaced with --overwrite before
-    assert is_onnx_file(model(["frames"], ["logits", "probabilities"]))
+    # the same names as orbit-lite's exports, but no orbit-lite export id: still someone else's (issue 14)
+    assert not is_onnx_file(model(["frames"], ["logits", "probabilities"]))
 
 
 def test_one_line_errors_have_no_blank_line_before_them(tiny_copy: Path) -> None:

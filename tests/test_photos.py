@@ -15,7 +15,8 @@ from test_synth import _digest
 from orbit_lite.data.check import check_tree
 from orbit_lite.data.layout import index_tree
 from orbit_lite.data.photos import BY_NAME
-from orbit_lite.data.synth import PRESETS, synthesize
+from orbit_lite.data.presets import PRESETS
+from orbit_lite.data.synth import synthesize
 from orbit_lite.errors import OrbitLiteError
 
 SIZE = 96  # the preset's 224 px would be slow here; the properties below hold at any size

@@ -7,15 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from orbit_lite.data.decoders import probe_frame_count
 from orbit_lite.data.layout import index_tree
-from orbit_lite.data.video import (
-    FrameReader,
-    fit_square,
-    jpeg_side,
-    probe_frame_count,
-    read_image,
-    read_video_file,
-)
+from orbit_lite.data.video import FrameReader, fit_square, jpeg_side, read_image, read_video_file
 from orbit_lite.errors import CorruptMediaError
 
 
@@ -181,7 +175,7 @@ def test_broken_video_files_make_no_native_noise(tmp_path: Path) -> None:
     zeros = tmp_path / "zeros.mp4"
     zeros.write_bytes(b"\x00" * 4096)
     code = (
-        "from orbit_lite.data.video import probe_frame_count\n"
+        "from orbit_lite.data.decoders import probe_frame_count\n"
         "from orbit_lite.errors import CorruptMediaError\n"
         "for backend in ('auto', 'decord', 'opencv'):\n"
         "    try:\n"

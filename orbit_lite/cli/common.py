@@ -23,6 +23,11 @@ err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``1 video``, ``2 videos``: counts in messages read as a person writes them."""
+    return f"{n} {word if n == 1 else (words or word + 's')}"
+
+
 def setup_logging(verbose: bool = False) -> None:
     handler = RichHandler(console=err, show_time=False, show_path=False, markup=False)
     # Other libraries speak only to warn (the ONNX exporter's optimizer logs a dozen INFO lines per export, matplotlib

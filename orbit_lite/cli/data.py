@@ -12,10 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from orbit_lite.cli.common import err, one_line_errors, out, progress_bar
-from orbit_lite.data.check import check_tree
-from orbit_lite.data.layout import index_tree
-from orbit_lite.data.summary import summarize_index
-from orbit_lite.data.synth import PRESETS, expected_videos, synthesize
+from orbit_lite.data.presets import PRESETS
 
 app = typer.Typer(help="Make, summarize and check ORBIT data.", no_args_is_help=True)
 
@@ -38,6 +35,8 @@ def synth(
     seed: int = typer.Option(0, help="Random seed; the same seed writes the same tree."),
 ) -> None:
     """Write a deterministic synthetic dataset in the ORBIT benchmark layout."""
+    from orbit_lite.data.synth import expected_videos, synthesize
+
     with progress_bar("writing videos", expected_videos(preset.value)) as advance:
         summary = synthesize(out_dir, preset.value, frame_size, format.value, seed, progress=lambda _: advance(1))
     users = ", ".join(f"{n} {s}" for s, n in summary.users.items())
@@ -51,6 +50,9 @@ def summarize(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object of counts per split."),
 ) -> None:
     """Count what is on disk per split: users, objects, videos, frames (no filtering)."""
+    from orbit_lite.data.layout import index_tree
+    from orbit_lite.data.summary import summarize_index
+
     index = index_tree(root)
     with progress_bar("counting frames", sum(1 for _ in index.videos())) as advance:
         summary = summarize_index(index, progress=advance)
@@ -58,7 +60,9 @@ def summarize(
         out.print_json(json.dumps({split: s.counts() for split, s in summary.items()}))
         return
     caption = "clean/clutter: videos; last column: frames per video"
-    table = Table(title=f"{index.root} ({index.layout} layout)", box=box.SIMPLE_HEAD, pad_edge=False, caption=caption)
+    table = Table(
+        title=escape(f"{index.root} ({index.layout} layout)"), box=box.SIMPLE_HEAD, pad_edge=False, caption=caption
+    )
     for column in ("split", "users", "objects", "clean", "clutter", "frames", "min/mean/median/max"):
         table.add_column(column, justify="left" if column == "split" else "right", min_width=len(column))
     for split, s in summary.items():
@@ -82,6 +86,9 @@ def check(
     decode: bool = typer.Option(True, "--decode/--no-decode", help="Decode every frame, or only read the files."),
 ) -> None:
     """List every problem in a tree: layout, empty or corrupt videos and frames, annotations. Exit 1 if any."""
+    from orbit_lite.data.check import check_tree
+    from orbit_lite.data.layout import index_tree
+
     index = index_tree(root)
     with progress_bar("checking videos", sum(1 for _ in index.videos())) as advance:
         problems = check_tree(index, decode=decode, progress=advance)

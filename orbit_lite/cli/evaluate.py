@@ -6,25 +6,21 @@ import os
 from contextlib import nullcontext
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from orbit_lite.cli.common import err, one_line_errors, out, progress_bar
+from orbit_lite.cli.common import err, one_line_errors, out, plural, progress_bar
 from orbit_lite.config import Config as ConfigSchema
 from orbit_lite.config import apply_overrides, from_dict, to_dict
-from orbit_lite.data.layout import index_benchmark
-from orbit_lite.data.tasks import TaskBuilder
-from orbit_lite.engine import runtime
-from orbit_lite.engine.distributed import Dist, from_env, gather_to_main, setup, teardown
-from orbit_lite.engine.evaluate import evaluate_users, make_protocol
-from orbit_lite.engine.personalize import load_learner
-from orbit_lite.engine.report import check_scored, prepare_out, write_results
-from orbit_lite.engine.train import select_device
 from orbit_lite.errors import OrbitLiteError
-from orbit_lite.outputs import claim_out
+from orbit_lite.outputs import check_results_out, claim_out, refuse_current_folder
+
+if TYPE_CHECKING:  # the engine (torch) loads once the options are known to be right: mistakes answer at once
+    from orbit_lite.engine.distributed import Dist
 
 
 class Mode(str, Enum):
@@ -53,7 +49,7 @@ def results_table(metrics: dict, title: str) -> Table:
                 ("frame_accuracy", "frames_to_recognition", "video_accuracy")]  # fmt: skip
 
     for user, m in metrics["per_user"].items():
-        table.add_row(user, str(m["frame_accuracy"]["n"]), *cells(m))
+        table.add_row(escape(user), str(m["frame_accuracy"]["n"]), *cells(m))
     table.add_section()
     table.add_row("all", str(metrics["frame_accuracy"]["n"]), *cells(metrics), style="bold")
     return table
@@ -109,11 +105,14 @@ def evaluate_command(
     single process would."""
     if out_dir.name in ("", ".."):  # "--out ." names no folder to replace: use the path it stands for
         out_dir = Path(os.path.abspath(out_dir))
-    prepare_out(out_dir, overwrite)  # refuse early, before any work (every rank checks, so all stop together)
+    refuse_current_folder(out_dir)  # `--out .` is written in place when empty, never renamed away
+    check_results_out(out_dir, overwrite)  # refuse early, before any work (every rank checks, so all stop together)
     if seed < 0:
         raise OrbitLiteError(f"--seed must be >= 0, got {seed}")
     refuse_model_overrides(overrides)
     wanted = parse_users(users)
+    from orbit_lite.engine.distributed import from_env
+
     dist = from_env(os.environ)
     with claim_out(out_dir) if dist.main else nullcontext():  # one writer: rank 0 holds the output location
         _evaluate(data, checkpoint, out_dir, mode, split, wanted, protocol, tasks, overrides, seed, device,
@@ -123,7 +122,16 @@ def evaluate_command(
 def _evaluate(data: Path, checkpoint: Path, out_dir: Path, mode: Mode, split: Split, wanted: list[str] | None,
               protocol: Protocol, tasks: int | None, overrides: list[str], seed: int, device: str, overwrite: bool,
               dist: Dist) -> None:  # fmt: skip
-    learner, cfg = load_learner(checkpoint, setup(dist, select_device(device)))
+    from orbit_lite.data.layout import index_benchmark
+    from orbit_lite.data.tasks import TaskBuilder
+    from orbit_lite.engine import runtime
+    from orbit_lite.engine.distributed import gather_to_main, setup, teardown
+    from orbit_lite.engine.evaluate import evaluate_users, make_protocol
+    from orbit_lite.engine.personalize import load_learner
+    from orbit_lite.engine.report import check_scored, write_results
+    from orbit_lite.engine.train import select_device
+
+    learner, cfg = load_learner(checkpoint, setup(dist, select_device(device, "--device ")))
     cfg = from_dict(ConfigSchema, apply_overrides(to_dict(cfg), overrides))
     runtime.prepare(learner, cfg, learner.device, allow_compile=False)  # lite.buckets and the like, as overridden
     spec = make_protocol(cfg, protocol.value, mode.value, tasks)
@@ -158,9 +166,9 @@ def _evaluate(data: Path, checkpoint: Path, out_dir: Path, mode: Mode, split: Sp
     skipped = metrics["skipped_videos"]
     if skipped:
         frames, whole = TaskBuilder.skipped_counts(skipped)
-        err.print(f"[yellow]left out {frames} corrupt frames and {whole} whole videos (unreadable, too few usable "
-                  f"frames or a wrong annotation file; {len(skipped)} videos affected); see skipped_videos in "
-                  "metrics.json[/]")  # fmt: skip
+        left = f"{plural(frames, 'corrupt frame')} and {plural(whole, 'whole video')}"
+        err.print(f"[yellow]left out {left} (unreadable, too few usable frames or a wrong annotation file; "
+                  f"{plural(len(skipped), 'video')} affected); see skipped_videos in metrics.json[/]")  # fmt: skip
     for d in metrics["dropped_users"]:
         err.print(f"[yellow]user {escape(d['user'])} left out of the evaluation: {escape(d['reason'])}[/]")
     for d in metrics["dropped_objects"]:

@@ -10,7 +10,6 @@ import typer
 from orbit_lite.cli.common import one_line_errors, out
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.outputs import check_file_out, is_onnx_file, writable_parent
-from orbit_lite.personal import load_personal
 
 
 class Format(str, Enum):
@@ -26,10 +25,11 @@ def export_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
 ) -> None:
     """Export a personal recognizer: uint8 frames in, logits and probabilities out, FiLM folded in."""
-    from orbit_lite.export import export_onnx, onnx_parity
-
     check_file_out(out_file, overwrite, is_onnx_file, "an ONNX model")
     writable_parent(out_file)
+    from orbit_lite.export import export_onnx, onnx_parity  # torch: only once the options are known to be right
+    from orbit_lite.personal import load_personal
+
     model = load_personal(model_file)
     path = export_onnx(model, out_file)
     clip = f"{model.clip_length}, " if model.clip_length > 1 else ""

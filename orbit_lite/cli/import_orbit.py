@@ -7,13 +7,11 @@ from pathlib import Path
 
 import typer
 
-from orbit_lite.checkpoint import save_checkpoint
 from orbit_lite.cli.common import one_line_errors, out
 from orbit_lite.import_orbit import BACKBONES, HEADS, import_reference, resolve
 from orbit_lite.outputs import check_file_out, is_orbit_lite_checkpoint, writable_parent
 
 RefLearner = Enum("RefLearner", {name: name for name in HEADS}, type=str)
-RefBackbone = Enum("RefBackbone", {name: name for name in BACKBONES}, type=str)
 RefHead = Enum("RefHead", {name: name for name in HEADS["protonets"]}, type=str)
 
 
@@ -26,7 +24,12 @@ def import_orbit_command(
     reference: Path = typer.Argument(..., metavar="REF.pth", help="A published ORBIT checkpoint (a state_dict)."),
     out_file: Path = typer.Option(..., "--out", help="Where to write the orbit-lite training checkpoint."),
     learner: RefLearner = typer.Option(None, "--learner", help="The reference learner (default: from the file name)."),
-    backbone: RefBackbone = typer.Option(None, "--backbone", help="Its --feature_extractor (default: from the name)."),
+    backbone: str = typer.Option(
+        None,
+        "--backbone",
+        help=f"Its --feature_extractor: {', '.join(BACKBONES)} or orbit-lite's name for it, "
+        f"{', '.join(BACKBONES.values())} (default: from the file name).",
+    ),
     head: RefHead = typer.Option(None, "--head", help="ProtoNets' head (default: from the file name)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
 ) -> None:
@@ -37,8 +40,10 @@ def import_orbit_command(
     """
     check_file_out(out_file, overwrite, is_orbit_lite_checkpoint("training"), "a training checkpoint")
     writable_parent(out_file)
-    ref = resolve(reference, _value(learner), _value(backbone), _value(head))
+    ref = resolve(reference, _value(learner), backbone, _value(head))
     payload, tensors = import_reference(reference, ref)
+    from orbit_lite.checkpoint import save_checkpoint
+
     save_checkpoint(out_file, payload, "training")
     model = payload["config"]["model"]
     out.print(

@@ -9,18 +9,12 @@ from pathlib import Path
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
-from orbit_lite.checkpoint import atomic_write_text
-from orbit_lite.cli.common import err, one_line_errors, out
-from orbit_lite.data.layout import index_tree, index_user_folder
-from orbit_lite.data.tasks import TaskBuilder
-from orbit_lite.engine.personalize import load_learner, personalize_user
-from orbit_lite.engine.recognize import recognize
-from orbit_lite.engine.train import select_device
+from orbit_lite.cli.common import err, one_line_errors, out, plural
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.outputs import check_file_out, is_orbit_lite_checkpoint, is_predictions_csv, writable_parent
-from orbit_lite.personal import load_personal, save_personal
 
 
 @one_line_errors
@@ -38,23 +32,31 @@ def personalize_command(
         raise OrbitLiteError("give either --user ID with --data ROOT, or --videos DIR")
     check_file_out(out_file, overwrite, is_orbit_lite_checkpoint("personal"), "a personal recognizer")
     writable_parent(out_file)
+    # the data and the engine (torch) load only once the options are known to be right: mistakes answer at once
+    from orbit_lite.data.layout import index_tree, index_user_folder
+    from orbit_lite.data.tasks import TaskBuilder
+    from orbit_lite.engine.personalize import load_learner, personalize_user
+    from orbit_lite.engine.train import select_device
+    from orbit_lite.personal import save_personal
+
     who = index_tree(data).user(user) if user is not None else index_user_folder(videos).users()[0]
-    learner, cfg = load_learner(checkpoint, select_device(device))
+    learner, cfg = load_learner(checkpoint, select_device(device, "--device "))
     model, task = personalize_user(learner, who, cfg)
     save_personal(out_file, model)
-    table = Table(title=f"personal recognizer for {who.user_id}", box=box.SIMPLE_HEAD)
+    table = Table(title=f"personal recognizer for {escape(who.user_id)}", box=box.SIMPLE_HEAD)
     for column in ("label", "object", "clean videos", "context frames"):
         table.add_column(column, justify="left" if column == "object" else "right")
     for label, name in enumerate(model.object_names):
         ids = {v for v, lab in zip(task.context_video_ids, task.context_labels.tolist(), strict=True) if lab == label}
         frames = int((task.context_labels == label).sum()) * task.clip_length
-        table.add_row(str(label), name, str(len(ids)), str(frames))
+        table.add_row(str(label), escape(name), str(len(ids)), str(frames))  # user text is never markup
     out.print(table)
     skipped = model.config.get("skipped", [])
     if skipped:
         frames, whole = TaskBuilder.skipped_counts(skipped)
-        err.print(f"left out {frames} corrupt frames and {whole} whole videos (unreadable or too few usable frames): "
-                  f"{', '.join(s['video'] for s in skipped)}", markup=False, soft_wrap=True)  # fmt: skip
+        left = f"{plural(frames, 'corrupt frame')} and {plural(whole, 'whole video')}"
+        names = ", ".join(s["video"] for s in skipped)
+        err.print(f"left out {left} (unreadable or too few usable frames): {names}", markup=False, soft_wrap=True)
     out.print(f"saved to {out_file}", markup=False)
 
 
@@ -71,7 +73,12 @@ def recognize_command(
     if csv_path is not None:  # our own predictions CSV is replaced (as before); any other file never is
         check_file_out(csv_path, True, is_predictions_csv, "a predictions CSV", has_overwrite_flag=False)
         writable_parent(csv_path)
-    model = load_personal(model_file, select_device(device))
+    from orbit_lite.checkpoint import atomic_write_text
+    from orbit_lite.engine.recognize import recognize
+    from orbit_lite.engine.train import select_device
+    from orbit_lite.personal import load_personal
+
+    model = load_personal(model_file, select_device(device, "--device "))
     names = model.object_names
     recognitions = [recognize(model, path, label) for path in inputs]
     if csv_path is not None:
@@ -93,7 +100,7 @@ def recognize_command(
     if as_json:
         out.print_json(json.dumps({"objects": names, "label": label, "inputs": summary}))
         return
-    table = Table(title=f"recognizer of {model.user}: {', '.join(names)}", box=box.SIMPLE_HEAD)
+    table = Table(title=escape(f"recognizer of {model.user}: {', '.join(names)}"), box=box.SIMPLE_HEAD)
     table.add_column("input", max_width=28, overflow="ellipsis", no_wrap=True)
     for column in ("frames", "object", "prob."):
         table.add_column(column, justify="left" if column == "object" else "right")
@@ -101,7 +108,7 @@ def recognize_command(
         for column in ("frame acc.", "FTR", "video ok"):
             table.add_column(column, justify="right")
     for s in summary:
-        row = [Path(s["input"]).name, str(s["frames"]), s["prediction"], f"{s['confidence']:.2f}"]
+        row = [escape(Path(s["input"]).name), str(s["frames"]), escape(s["prediction"]), f"{s['confidence']:.2f}"]
         if label is not None:
             row += [
                 f"{s['frame_accuracy']:.1%}",

@@ -3,53 +3,14 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from orbit_lite.cli.common import err, one_line_errors, out
 from orbit_lite.config import load_config
-from orbit_lite.engine.distributed import from_env
-from orbit_lite.engine.train import Monitor, train
 from orbit_lite.outputs import claim_out
-
-
-class RichMonitor(Monitor):
-    """A progress bar per epoch with tasks/s, running loss and memory; a line per finished epoch."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.bar: Any = None
-        self.loss = self.accuracy = float("nan")
-        self.started = time.perf_counter()
-        self.done = 0
-
-    def start_epoch(self, epoch: int, epochs: int, tasks: int) -> None:
-        if self.bar is not None:
-            self.progress.remove_task(self.bar)
-        self.bar = self.progress.add_task(f"epoch {epoch + 1}/{epochs}", total=tasks, info="")
-        self.started, self.done, self.loss = time.perf_counter(), 0, float("nan")
-
-    def task_done(self, loss: float, accuracy: float, memory_mb: float) -> None:
-        self.done += 1
-        smooth = 0.9 if self.done > 1 else 0.0  # exponential moving average for a readable display
-        self.loss = loss if self.done == 1 else smooth * self.loss + (1 - smooth) * loss
-        self.accuracy = accuracy if self.done == 1 else smooth * self.accuracy + (1 - smooth) * accuracy
-        rate = self.done / max(time.perf_counter() - self.started, 1e-9)
-        info = f"{rate:.2f} tasks/s  loss {self.loss:.3f}  acc {self.accuracy:.1%}  mem {memory_mb:,.0f} MB"
-        self.progress.update(self.bar, advance=1, info=info)
-
-    def end_epoch(self, record: dict[str, Any]) -> None:
-        line = f"epoch {record['epoch'] + 1}: {record['step']} steps"
-        if "frame_accuracy" in record:
-            line += (
-                f", validation frame accuracy {record['frame_accuracy']:.1%} +/- {record['ci95']:.1%}"
-                f" over {record['videos']} videos (chance {record['chance']:.1%})"
-            )
-        self.progress.console.print(line, highlight=False)
 
 
 @one_line_errors
@@ -67,6 +28,11 @@ def train_command(
     flags = {"train.device": device, "train.bf16": bf16, "train.compile": compile_}
     overrides = [*overrides, *(f"{k}={str(v).lower()}" for k, v in flags.items() if v is not None)]
     cfg = load_config([str(p) for p in config], overrides)
+    # the engine (torch) loads once the config is known to be right: a mistake in it answers at once
+    from orbit_lite.cli.train_monitor import RichMonitor
+    from orbit_lite.engine.distributed import from_env
+    from orbit_lite.engine.train import train
+
     dist = from_env(os.environ)
     if not dist.main:  # one voice: rank 0 draws the progress and reports
         train(cfg, data, out_dir, resume=resume, dist=dist)

@@ -165,7 +165,7 @@ class Video:
         """Frames on disk; for a video file, its decodable frame count (probed once, on first use)."""
         if self.frames is not None:
             return self.frames.count
-        from orbit_lite.data.video import probe_frame_count  # decoding lives in video.py
+        from orbit_lite.data.decoders import probe_frame_count  # OpenCV and decord load only when a file is counted
 
         return probe_frame_count(self.path)
 

@@ -13,7 +13,9 @@ camera pans, so it is out of view in some frames (annotated ``object_not_present
 from __future__ import annotations
 
 import base64
+import glob
 import json
+import logging
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -25,12 +27,15 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from orbit_lite.checkpoint import umask_mode
+from orbit_lite.checkpoint import umask_mode, write_failure
 from orbit_lite.data.annotations import ISSUES
+from orbit_lite.data.presets import PRESETS, Preset
 from orbit_lite.errors import OrbitLiteError
 
 if TYPE_CHECKING:
     from orbit_lite.data.photos import PhotoContent
+
+log = logging.getLogger(__name__)
 
 SHAPES = ("circle", "square", "triangle", "star", "hexagon", "cross", "diamond", "ring")
 COLOURS = {
@@ -43,55 +48,6 @@ KINDS = ("mug", "keys", "wallet", "remote", "bottle", "headphones", "cane", "pho
 ORIGINAL_SIZE = 1080  # annotation boxes are in the coordinates of ORBIT's 1080x1080 originals
 FORMATS = ("frames", "videos", "mixed")
 _SPRITE = 192  # sprite resolution: fine enough for the twins' detail at 224 px
-
-
-@dataclass(frozen=True)
-class Preset:
-    """Shape of a synthetic dataset: users per split, objects per user, videos per object, frames per video.
-
-    ``per_split`` overrides (objects, clean videos, clutter videos) ranges for some splits.
-    """
-
-    users: dict[str, int]
-    objects: tuple[int, int]  # min, max per user
-    clean_videos: tuple[int, int]
-    clutter_videos: tuple[int, int]
-    clean_frames: int
-    clutter_frames: int
-    frame_size: int
-    per_split: dict[str, tuple[tuple[int, int], tuple[int, int], tuple[int, int]]] | None = None
-    content: str = "shapes"  # "shapes": drawn objects; "photos": scikit-image's bundled photos (orbit_lite.data.photos)
-
-    def ranges(self, split: str) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
-        if self.per_split and split in self.per_split:
-            return self.per_split[split]
-        return self.objects, self.clean_videos, self.clutter_videos
-
-
-PRESETS = {
-    "tiny": Preset({"train": 2, "validation": 1, "test": 1}, (3, 3), (2, 2), (1, 1), 12, 80, 32),
-    "small": Preset({"train": 4, "validation": 2, "test": 2}, (3, 5), (2, 3), (1, 2), 24, 72, 64),
-    # clean videos of 50 frames: long enough to be scored as queries by `evaluate --mode clean` (min_target_frames)
-    "demo": Preset({"train": 10, "validation": 3, "test": 4}, (4, 6), (3, 4), (1, 2), 50, 75, 96),
-    # clutter videos longer than the protocol's 200 sampled frames, so tasks sample different frames
-    "long": Preset({"train": 2, "validation": 1, "test": 2}, (4, 4), (2, 2), (1, 1), 60, 320, 64),
-    # ORBIT's shape (spec orbit.md 1.2): 44/6/17 users, ~486 objects, ~3,800 videos with ORBIT's clean/clutter mix
-    # per object; short, small videos so that it fits on a laptop's disk (clutter videos keep the 50 frames that
-    # the evaluation protocol needs).
-    "orbit-scale": Preset(
-        {"train": 44, "validation": 6, "test": 17},
-        (3, 10),
-        (2, 11),
-        (1, 2),
-        8,
-        64,
-        32,
-        per_split={"validation": ((5, 11), (3, 8), (1, 2)), "test": ((5, 13), (2, 9), (1, 3))},
-    ),
-    # Real photos (needs scikit-image): 224 px frames for pretrained backbones; clutter videos keep over 50 frames
-    # with the object in view, as the evaluation protocol needs.
-    "photos": Preset({"train": 4, "validation": 2, "test": 4}, (3, 5), (2, 3), (1, 1), 24, 64, 224, content="photos"),
-}
 
 
 @dataclass(frozen=True)
@@ -362,14 +318,24 @@ def synthesize(
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise OrbitLiteError(f"{out} already exists and is not an empty folder; choose a new folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
     # Written beside ``out`` and renamed into place: an interrupted run leaves no tree that looks complete (``make
     # demo`` trusts any tree it finds), only a hidden ``.<out>.partial.*`` folder, removed unless the process is killed.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial.", dir=out.parent))
+    for left in sorted(out.parent.glob(f".{glob.escape(out.name)}.partial.*")) if out.parent.is_dir() else ():
+        log.warning("%s was left by an interrupted `data synth` (synthetic frames only); remove it when no synth is "
+                    "running", left)  # fmt: skip
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial.", dir=out.parent))
+    except OSError as e:
+        raise write_failure(out, e) from None
     try:
         videos, frames = _write_tree(tmp, spec, side, fmt, seed, progress)
         tmp.chmod(umask_mode(0o777))  # mkdtemp makes it private; the tree is the user's, as mkdir would make it
         tmp.rename(out)
+    except OSError as e:
+        written = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise write_failure(out, e, written, more_than=True) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

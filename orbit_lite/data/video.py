@@ -13,56 +13,18 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
+from orbit_lite.data.decoders import decord, decord_reader
 from orbit_lite.data.layout import Video
 from orbit_lite.errors import CorruptMediaError
 
 log = logging.getLogger(__name__)
-
-# FFmpeg (inside OpenCV and inside decord) prints its own complaints about a broken file to stderr, ahead of the
-# one-line error or warning that names the file; quiet it, the failure is reported through CorruptMediaError.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET; read when a capture opens
-
-try:  # decord is optional at import time: the OpenCV fallback reads every format it does
-    import decord
-
-    decord.bridge.set_bridge("native")
-    decord.logging.set_level(decord.logging.QUIET)
-except Exception:  # pragma: no cover - depends on the platform's wheels
-    decord = None
-
-
-@contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null: decord logs a failed open from C++ whatever its log level."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no usable fd 2 (embedded interpreters): nothing to silence
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def _decord_reader(path: Path) -> decord.VideoReader:
-    with _native_stderr_silenced():
-        return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
-
 
 BACKENDS = ("auto", "decord", "opencv")
 _REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
@@ -276,7 +238,7 @@ class FrameReader:
 
     def _read_decord(self, path: Path, positions: np.ndarray, out: np.ndarray, targets: np.ndarray) -> None:
         try:
-            reader = _decord_reader(path)
+            reader = decord_reader(path)
             batch = reader.get_batch([int(p) for p in positions]).asnumpy()
         except Exception as e:  # decord raises its own error types for every failure
             raise CorruptMediaError(path, f"decord: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
@@ -304,29 +266,6 @@ class FrameReader:
                 current += 1
         finally:
             cap.release()
-
-
-def probe_frame_count(path: Path | str, backend: str = "auto") -> int:
-    """Number of decodable frames of a video file; raises CorruptMediaError when it cannot be opened."""
-    path = Path(path)
-    if backend in ("auto", "decord") and decord is not None:
-        try:
-            return len(_decord_reader(path))
-        except Exception as e:
-            if backend == "decord":
-                raise CorruptMediaError(path, f"decord: {e}") from None
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise CorruptMediaError(path, "not a readable video file")
-    try:
-        count = 0
-        while cap.grab():  # the container's frame count is a guess for some formats; count what decodes
-            count += 1
-    finally:
-        cap.release()
-    if count == 0:
-        raise CorruptMediaError(path, "no decodable frames")
-    return count
 
 
 def read_video_file(path: Path | str, size: int, positions: np.ndarray | list[int] | None = None) -> torch.Tensor:

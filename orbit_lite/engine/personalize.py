@@ -21,7 +21,10 @@ from orbit_lite.personal import PersonalModel
 def load_learner(checkpoint: Path | str, device: torch.device) -> tuple[FewShotLearner, Config]:
     """The learner of a training checkpoint (``last.pt`` / ``best.pt``), in eval mode on ``device``."""
     record = load_checkpoint(checkpoint, "training")
-    cfg = from_dict(Config, record["config"])
+    try:
+        cfg = from_dict(Config, record["config"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise OrbitLiteError(f"{checkpoint}: damaged training checkpoint: its config cannot be read ({e})") from None
     model = dataclasses.replace(cfg.model, weights="none")  # the checkpoint has the weights: never download
     learner = create_learner(model, cfg.data.frame_size)
     try:

@@ -18,11 +18,11 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from orbit_lite.checkpoint import umask_mode
+from orbit_lite.checkpoint import umask_mode, write_failure
 from orbit_lite.engine.evaluate import Protocol, UserResult
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.metrics import summarize_scores
-from orbit_lite.outputs import RESULTS_MARKER, check_results_out
+from orbit_lite.outputs import RESULTS_MARKER, check_results_out, install_folder, results_marker
 
 METRICS = ("frame_accuracy", "frames_to_recognition", "video_accuracy")
 
@@ -103,8 +103,10 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def plot_per_user(per_user: pd.DataFrame, path: Path, title: str) -> None:
-    """Bars of per-user frame accuracy with their 95% intervals."""
+def plot_per_user(per_user: pd.DataFrame, title: str) -> bytes:
+    """Bars of per-user frame accuracy with their 95% intervals, as PNG bytes."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display
@@ -119,8 +121,10 @@ def plot_per_user(per_user: pd.DataFrame, path: Path, title: str) -> None:
     ax.set_title(title)
     ax.tick_params(axis="x", rotation=60)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
+    return buffer.getvalue()
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:
@@ -140,27 +144,30 @@ def write_results(
     """Write every output file into ``out`` all at once; returns metrics.json's content."""
     prepare_out(out, overwrite)
     metrics, videos, per_user, per_object = aggregate(results, protocol, split, wall_seconds)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    files = {  # built in memory first: a full disk is then one failed write, with the size it needed known
+        "results.json": json.dumps({r.user: r.tasks for r in results}, allow_nan=False).encode(),
+        "metrics.json": json.dumps(json_safe(metrics), indent=2, allow_nan=False).encode(),
+        "per_video.csv": videos.to_csv(index=False).encode(),
+        "per_user.csv": per_user.to_csv(index=False).encode(),
+        "per_object.csv": per_object.to_csv(index=False).encode(),
+        "config.yaml": yaml.safe_dump(config, sort_keys=False).encode(),
+        "per_user_accuracy.png": plot_per_user(per_user, f"{protocol.name} {protocol.mode}, {split} users"),
+    }
+    tmp: Path | None = None
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
         tmp.chmod(umask_mode(0o777))  # mkdtemp's folder is private; results get the mode mkdir would give
-        (tmp / RESULTS_MARKER).write_text("evaluation results written by orbit-lite\n")
-        (tmp / "results.json").write_text(json.dumps({r.user: r.tasks for r in results}, allow_nan=False))
-        (tmp / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2, allow_nan=False))
-        videos.to_csv(tmp / "per_video.csv", index=False)
-        per_user.to_csv(tmp / "per_user.csv", index=False)
-        per_object.to_csv(tmp / "per_object.csv", index=False)
-        (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        plot_per_user(per_user, tmp / "per_user_accuracy.png", f"{protocol.name} {protocol.mode}, {split} users")
-        if out.exists():
-            trash = out.with_name(f".{out.name}.old")
-            shutil.rmtree(trash, ignore_errors=True)
-            out.rename(trash)
-            tmp.rename(out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            tmp.rename(out)
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+        (tmp / RESULTS_MARKER).write_text(results_marker(tmp))  # last: the proof covers every file written
+        install_folder(tmp, out)
+    except OSError as e:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise write_failure(out, e, sum(len(d) for d in files.values())) from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     return metrics

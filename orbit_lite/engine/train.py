@@ -31,7 +31,7 @@ from orbit_lite.engine.distributed import Dist
 from orbit_lite.engine.validate import validate
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners import FewShotLearner, create_learner
-from orbit_lite.outputs import check_run_out
+from orbit_lite.outputs import RUN_MARKER, check_run_out, mark_run, new_id, run_id_of
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,9 @@ class TrainReport:
     last_validation: dict[str, float] | None
 
 
-def select_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then the CPU."""
+def select_device(name: str, option: str = "train.device=") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then the CPU. ``option`` is how the user gave it (``train.device=`` in a
+    config, ``--device `` on commands that take the flag), so that the fix names what they can change."""
     if name not in DEVICES:
         raise OrbitLiteError(f"unknown device {name!r}; expected one of {', '.join(DEVICES)}")
     if name == "auto":
@@ -66,9 +67,9 @@ def select_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise OrbitLiteError("train.device=cuda but no CUDA device is visible; use train.device=cpu or auto")
+        raise OrbitLiteError(f"{option}cuda but no CUDA device is visible; use {option}cpu or {option}auto")
     if name == "mps" and not torch.backends.mps.is_available():
-        raise OrbitLiteError("train.device=mps but Apple MPS is not available; use train.device=cpu or auto")
+        raise OrbitLiteError(f"{option}mps but Apple MPS is not available; use {option}cpu or {option}auto")
     return torch.device(name)
 
 
@@ -154,6 +155,7 @@ class _Run:
         self.last = run_dir / "checkpoints" / "last.pt"
         self.best = run_dir / "checkpoints" / "best.pt"
         self.metrics = run_dir / "metrics.jsonl"
+        self.id = ""  # the run's id, also in its marker and its checkpoints: the proof that they belong together
 
     def log(self, record: dict[str, Any]) -> None:
         with open(self.metrics, "a") as f:  # whole lines, flushed: a crash leaves complete records
@@ -171,16 +173,24 @@ class _Run:
 
 
 def _prepare(cfg: Config, data_root: Path, run: _Run, resume: bool) -> tuple[DatasetIndex, dict[str, Any] | None]:
+    """Check --out before any work: only a run orbit-lite marked as its own is resumed or started again."""
     record = None
+    if resume and run.dir.is_dir() and run_id_of(run.dir) is None and run.last.is_file():
+        raise OrbitLiteError(f"{run.dir} has no {RUN_MARKER} marker (a run of an older orbit-lite, or not "
+                             "orbit-lite's), so it is not resumed; to go on from its weights, start a new run with "
+                             f"--out NEW --set train.init={run.last}")  # fmt: skip
+    owned = check_run_out(run.dir)  # the run's id when it is a marked run; refuses any other non-empty folder
     if resume:
-        if not run.last.exists():
+        if owned is None or not run.last.exists():
             raise OrbitLiteError(f"{run.dir}: nothing to resume (no checkpoints/last.pt); drop --resume to start")
         record = load_checkpoint(run.last, "training")
+        if record.get("run_id") != owned:
+            raise OrbitLiteError(f"{run.last} was not written by the run marked in {run.dir / RUN_MARKER}; it is not "
+                                 "resumed: start a new run with --out NEW")  # fmt: skip
         record["changed"] = _check_resumable(from_dict(Config, record["config"]), cfg, run.last)
     elif run.last.exists():
         raise OrbitLiteError(f"{run.dir} already holds a training run; pass --resume to continue it or use a new --out")
-    else:
-        check_run_out(run.dir)
+    run.id = owned or new_id()
     index = index_benchmark(data_root)
     if not index.splits.get("train"):
         raise OrbitLiteError(f"{index.root}: no training users under train/; meta-training needs them")
@@ -226,7 +236,8 @@ class _Loop:
             return
         self.progress["metrics_bytes"] = self.run.metrics_size()
         payload = {"config": to_dict(self.cfg), "model": self.learner.state_dict(),
-                   "optimizer": self.optimizer.state_dict(), "progress": self.progress}  # fmt: skip
+                   "optimizer": self.optimizer.state_dict(), "progress": self.progress,
+                   "run_id": self.run.id}  # fmt: skip
         save_checkpoint(path, payload, "training")
 
     def log(self, record: dict[str, Any]) -> None:
@@ -325,7 +336,8 @@ def train(
     index, record = _prepare(cfg, Path(data_root), run, resume)
     loop = _Loop(cfg, run, index, record, monitor, dist)  # builds the model: a bad setting fails before any write
     if dist.main:
-        run.dir.mkdir(parents=True, exist_ok=True)
+        if record is None:
+            mark_run(run.dir, run.id)  # first: every later file is then in a folder proven to be this run's
         run.truncate_metrics(record["progress"]["metrics_bytes"] if record else 0)  # drop lines past the checkpoint
         if record is None:
             atomic_write_text(run.dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))

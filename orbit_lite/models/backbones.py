@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -41,6 +40,7 @@ from torchvision.models.resnet import BasicBlock
 from torchvision.models.vision_transformer import interpolate_embeddings
 from torchvision.ops import StochasticDepth
 
+from orbit_lite.checkpoint import read_torch_file
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.models import lite0_weights, timm_backbones
 from orbit_lite.models.film import FILM_STYLES, film_affine
@@ -422,22 +422,22 @@ def _download(spec: BackboneSpec) -> StateDict:
 
 
 def _read_file(spec: BackboneSpec, path: Path) -> StateDict:
-    if not path.is_file():
+    if not path.exists():
         raise OrbitLiteError(
             f"weights file {path} does not exist; fix: pass an existing file, 'imagenet' or 'none' as model.weights"
         )
-    try:
-        if path.suffix == ".safetensors":  # timm's hub files
-            from safetensors.torch import load_file
+    if path.suffix == ".safetensors" and path.is_file():  # timm's hub files
+        from safetensors.torch import load_file
 
+        try:
             state = load_file(path, device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-        reason = " ".join(str(exc).split())[:200]
-        raise OrbitLiteError(
-            f"cannot read weights file {path}: {reason}; fix: pass a file saved by torch.save"
-        ) from None
+        except Exception as exc:  # safetensors raises its own error types for cut or foreign files
+            reason = " ".join(str(exc).split())[:200]
+            raise OrbitLiteError(
+                f"cannot read weights file {path}: {reason}; fix: pass timm's .safetensors file"
+            ) from None
+    else:
+        state = read_torch_file(path, "a weights file (a state_dict saved by torch.save)")
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise OrbitLiteError(
             f"weights file {path} holds no state_dict (a dict of tensors); fix: save model.state_dict() with torch.save"
