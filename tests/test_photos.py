@@ -88,7 +88,8 @@ def test_pretrained_personalization_beats_random_weights_and_chance(photos: Path
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
     from photo_personalize import chance, evaluate
 
-    fewer = ("test_sampling.clip_cap=16",)  # 16 random frames of each clutter video, not all of them: faster
+    # 3 context frames per clean video and 12 random frames of each clutter video, not all of them: faster
+    fewer = ("test_sampling.subsample_factor=8", "test_sampling.clip_cap=12")
     pretrained = evaluate(photos, "pretrained", SIZE, overrides=fewer)["frame_accuracy"]["mean"]
     random = evaluate(photos, "none", SIZE, overrides=fewer)["frame_accuracy"]["mean"]
     guess = chance(photos)
