@@ -2,7 +2,8 @@
 
 It holds the object names in label order, the backbone's weights, this user's FiLM parameters (when the learner
 adapts the backbone), the head and its state (prototypes, or means and covariance factors), the frame size, clip
-length and input normalization, and the configuration it came from. The set encoder and FiLM generator are not
+length and input normalization, the configuration it came from, and one context clip per object (what `export
+--check` runs both runtimes on). The set encoder and FiLM generator are not
 needed any more and are not stored.
 """
 
@@ -34,6 +35,7 @@ class PersonalModel:
     frame_size: int
     clip_length: int
     config: dict[str, Any]
+    check_clips: torch.Tensor | None = None  # uint8 [N, L, 3, S, S]: a few context clips, for `export --check`
 
 
 def _plain(t: torch.Tensor) -> torch.Tensor:
@@ -59,6 +61,7 @@ def save_personal(path: Path | str, model: PersonalModel) -> None:
         "film": film,
         "state": [_plain(t) for t in r.state],
         "config": model.config,
+        "check_clips": None if model.check_clips is None else _plain(model.check_clips),
     }
     save_checkpoint(path, payload, KIND)
 
@@ -100,4 +103,4 @@ def load_personal(path: Path | str, device: torch.device | str = "cpu") -> Perso
     state = tuple(t.to(device) for t in record["state"])
     recognizer = Personalized(backbone, head, film, state, len(record["object_names"]))
     return PersonalModel(recognizer, list(record["object_names"]), record["user"], record["frame_size"],
-                         record["clip_length"], record["config"])  # fmt: skip
+                         record["clip_length"], record["config"], record.get("check_clips"))  # fmt: skip

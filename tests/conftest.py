@@ -52,3 +52,15 @@ def tiny_checkpoint(tiny_frames: Path, tmp_path_factory: pytest.TempPathFactory)
     run = tmp_path_factory.mktemp("run") / "run"
     train(cfg, tiny_frames, run)
     return run / "checkpoints" / "best.pt"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # `gpu` tests exercise the CUDA paths; they run wherever a CUDA device is visible and are skipped elsewhere.
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

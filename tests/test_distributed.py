@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,18 +18,14 @@ from tests.conftest import TINY_RECIPE
 RECIPE = {**TINY_RECIPE, "train": {**TINY_RECIPE["train"], "tasks_per_user": 4, "tasks_per_batch": 4, "device": "cpu"}}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def orbit_lite(*args: str, processes: int = 1) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if processes == 1:
         command = [sys.executable, "-m", "orbit_lite", *args]
     else:
-        launcher = ["-m", "torch.distributed.run", f"--nproc_per_node={processes}", f"--master_port={free_port()}"]
+        # --standalone: torchrun's own store binds a free port and hands it to the workers (a port found free here
+        # and passed on could be taken by someone else before torchrun binds it)
+        launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
         command = [sys.executable, *launcher, "-m", "orbit_lite", *args]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -33,7 +33,6 @@ def test_evaluate_writes_every_output_in_the_challenge_format(
     out = tmp_path / "results"
     result = evaluate_cli(tiny_frames, tiny_checkpoint, out, "--tasks", "3")
     assert result.exit_code == 0, result.output
-    assert "frame accuracy" in result.stdout and "all" in result.stdout
     assert {p.name for p in out.iterdir()} == {
         "results.json", "metrics.json", "per_video.csv", "per_user.csv", "per_object.csv", "config.yaml",
         "per_user_accuracy.png", ".orbit-lite-results",
@@ -61,6 +60,15 @@ def test_evaluate_writes_every_output_in_the_challenge_format(
     )
     assert metrics["wall_seconds"] > 0 and metrics["skipped_videos"] == []
     assert list(pd.read_csv(out / "per_user.csv")["user"]) == [user.user_id]
+    # the table printed is metrics.json's: the "all" row holds each metric's mean and CI in percent
+    row = next(line.split() for line in result.stdout.splitlines() if line.split()[:1] == ["all"])
+    expected = [f"{100 * metrics[k][s]:.2f}" for k in ("frame_accuracy", "frames_to_recognition", "video_accuracy")
+                for s in ("mean", "ci95")]  # fmt: skip
+    assert row == [
+        "all",
+        str(metrics["frame_accuracy"]["n"]),
+        *[f"({x})" if i % 2 else x for i, x in enumerate(expected)],
+    ]
 
 
 def test_short_query_videos_leave_the_scores_but_not_the_task(tiny_frames: Path, tiny_checkpoint: Path) -> None:
@@ -186,6 +194,9 @@ def test_personalize_save_load_recognize_agree(tiny_frames: Path, tiny_checkpoin
     assert all("--clean--" in v for v in task.context_video_ids)  # clean videos only
     save_personal(tmp_path / "me.pt", model)
     loaded = load_personal(tmp_path / "me.pt")
+    # the file keeps one context clip per object, in label order, for `export --check`
+    first = [int((task.context_labels == k).nonzero()[0]) for k in range(task.way)]
+    assert loaded.check_clips is not None and torch.equal(loaded.check_clips, task.context_clips[first])
     clutter = next(v for v in user.videos() if v.video_type == "clutter")
     from orbit_lite.data.video import FrameReader
 
@@ -248,3 +259,35 @@ def test_personalize_a_users_own_folder_and_its_mistakes(
     assert no_clean.exit_code == 1 and "no usable clean video for 'empty thing'" in no_clean.stderr
     neither = runner.invoke(app, [*args, "--out", str(tmp_path / "d.pt")])
     assert neither.exit_code == 1 and "either --user" in neither.stderr
+
+
+def test_recognize_is_causal_over_clips(tmp_path: Path) -> None:
+    # Clips of 3 frames: changing frame 4 of a video may change the predictions of frames 4, 5 and 6 (whose clips
+    # hold it) and of no other frame; changing it really changes them.
+    from PIL import Image
+
+    from orbit_lite.config import ModelConfig
+    from orbit_lite.data.synth import object_frames
+    from orbit_lite.learners import create_learner
+    from orbit_lite.personal import PersonalModel
+
+    torch.manual_seed(0)
+    learner = create_learner(ModelConfig(learner="protonets", backbone="tiny_cnn", weights="none"), 32).eval()
+    context = object_frames(12, 32, seed=1).view(4, 3, 3, 32, 32)
+    model = PersonalModel(learner.personalize(context, torch.tensor([0, 1, 0, 1]), 2), ["a", "b"], "me", 32, 3, {})
+    frames = object_frames(10, 32, seed=2)
+
+    def run(folder: str, video: torch.Tensor) -> np.ndarray:
+        (tmp_path / folder).mkdir()
+        for i, frame in enumerate(video):
+            Image.fromarray(frame.permute(1, 2, 0).numpy()).save(tmp_path / folder / f"walk-{i + 1:05d}.png")
+        seen = recognize(model, tmp_path / folder)
+        assert seen.frame_numbers.tolist() == list(range(1, 11))
+        return seen.probabilities
+
+    changed = frames.clone()
+    changed[4] = object_frames(1, 32, seed=3)[0]
+    before, after = run("before", frames), run("after", changed)
+    moved = np.abs(before - after).max(1)
+    assert (moved[[0, 1, 2, 3, 7, 8, 9]] == 0).all()
+    assert (moved[[4, 5, 6]] > 1e-6).all()

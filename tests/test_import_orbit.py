@@ -23,19 +23,27 @@ from orbit_lite.checkpoint import load_checkpoint
 from orbit_lite.cli.main import app
 from orbit_lite.engine.personalize import load_learner
 
-TAGS = {"efficientnet_b0": "tf_efficientnet_b0", "vit_b_32": "vit_base_patch32_224.augreg_in21k"}
+TAGS = {
+    "efficientnet_b0": "tf_efficientnet_b0",
+    "efficientnet_v2_s": "tf_efficientnetv2_s.in21k",
+    "vit_b_32": "vit_base_patch32_224.augreg_in21k",
+    "vit_b_32_clip": "vit_base_patch32_clip_224.laion2b",
+}
 NORMS = {
     "efficientnet_b0": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "efficientnet_v2_s": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
     "vit_b_32": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "vit_b_32_clip": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
 }
 SIZE = 224
 runner = CliRunner()
 
 
 def _film_layers(backbone: str, net: torch.nn.Module) -> list[str]:
-    """The reference's FiLM tags, written out from the spec's list."""
-    if backbone == "vit_b_32":
+    """The reference's FiLM tags, written out from the spec's list (3.3)."""
+    if backbone.startswith("vit"):  # the CLIP ViT's norm_pre is left out
         return [f"blocks.{i}.{n}" for i in range(12) for n in ("norm1", "norm2")] + ["norm"]
+    assert backbone == "efficientnet_b0"  # no published FiLM-ed layout has another EfficientNet
     blocks = [f"blocks.{s}.{b}.bn2" for s, depth in enumerate((1, 2, 2, 3, 3, 4, 1)) for b in range(depth) if s > 0]
     return ["bn1", "bn2", *blocks]
 
@@ -105,7 +113,7 @@ def reference_state(learner: str, backbone: str, seed: int = 0) -> dict[str, tor
         state[f"{p}.3.weight"], state[f"{p}.3.bias"] = _t(gen, channels, 64, scale=0.125), _t(gen, channels, scale=0.1)
         state[f"film_generator.regularizers.{i}"] = _t(gen, channels, scale=0.05)  # FiLM: changes of ~5% per layer
     if learner == "cnaps":
-        dim = 1280 if backbone == "efficientnet_b0" else 768
+        dim = 1280 if backbone.startswith("efficientnet") else 768
         for j, (n_in, n_out) in enumerate(((dim, dim), (dim, dim), (dim, dim))):
             state[f"classifier.weight_processor.linear{j + 1}.weight"] = _t(gen, n_out, n_in, scale=0.3 * n_in**-0.5)
             state[f"classifier.weight_processor.linear{j + 1}.bias"] = _t(gen, n_out, scale=0.02)
@@ -189,6 +197,11 @@ CASES = [
     ("simple_cnaps", "", "efficientnet_b0", "mahalanobis"),
     ("cnaps", "", "efficientnet_b0", "versa"),
     ("protonets", "", "vit_b_32", "proto"),
+    # Of the 12 published layouts (spec orbit-checkpoints.md), these 8 cover every backbone, every learner and head,
+    # and FiLM on both a CNN and a ViT; the larger networks are slow at 224 px on a CPU.
+    pytest.param("protonets", "_cosine", "efficientnet_v2_s", "proto_cosine", marks=pytest.mark.slow),
+    pytest.param("simple_cnaps", "", "vit_b_32_clip", "mahalanobis", marks=pytest.mark.slow),
+    pytest.param("cnaps", "", "vit_b_32_clip", "versa", marks=pytest.mark.slow),
 ]
 
 

@@ -68,9 +68,13 @@ def test_bf16_autocast_trains_on_cpu() -> None:
     torch.manual_seed(0)
     learner = create_learner(ModelConfig(learner="protonets", backbone="tiny_cnn", weights="none"), 32)
     learner.bf16 = True
+    dtypes: set[torch.dtype] = set()
+    conv = next(m for m in learner.backbone.net.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(lambda _m, _a, out: dtypes.add(out.dtype))
     context, query = frames(6)[:, None], frames(9, seed=3)[:, None]
     labels, query_labels = torch.arange(6) % 3, torch.arange(9) % 3
     stats = learner.train_task(context, labels, query, query_labels, 3, LiteConfig(h=2, chunk_size=4, query_chunk=4))
+    assert dtypes == {torch.bfloat16}  # the backbone really ran under bf16 autocast, every call
     assert 0 < stats.loss < 10 and stats.queries == 9
     grads = [p.grad for p in learner.backbone.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)

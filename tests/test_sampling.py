@@ -117,6 +117,10 @@ def test_random_200_and_random_counts() -> None:
 def test_sampling_is_deterministic_under_a_seed(method: str) -> None:
     np.testing.assert_array_equal(sample_clips(900, method, 2, rng(5)), sample_clips(900, method, 2, rng(5)))
     np.testing.assert_array_equal(sample_way(9, "random", 15, rng(5)), sample_way(9, "random", 15, rng(5)))
+    # ... and the seed is what decides: another one draws other clips and objects (uniform and max use none, above)
+    if method.startswith("random"):
+        assert not np.array_equal(sample_clips(900, method, 2, rng(5)), sample_clips(900, method, 2, rng(6)))
+    assert not np.array_equal(sample_way(9, "random", 15, rng(5)), sample_way(9, "random", 15, rng(6)))
 
 
 def test_causal_windows_repeat_the_first_frame() -> None:

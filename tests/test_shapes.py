@@ -117,7 +117,7 @@ def test_100_random_training_tasks_see_at_most_the_bucket_count(name: str) -> No
         seen_n.add((n, q, length))
     buckets = learner.backbone.buckets
     assert len(seen_n) > 90  # the tasks really differ in size
-    assert sizes <= set(buckets.sizes) and len(sizes) <= len(buckets.sizes)
+    assert sizes and sizes <= set(buckets.sizes) and len(sizes) <= len(buckets.sizes)
 
 
 def _evaluate_personalize_recognize(learner, cfg: Config, users, videos: list[Path]) -> None:
@@ -189,19 +189,37 @@ def test_channels_last_is_applied_and_undone_by_the_runtime_settings() -> None:
 
 
 def test_evaluate_applies_runtime_settings_and_refuses_model_ones(
-    tiny_frames: Path, tiny_checkpoint: Path, tmp_path: Path
+    tiny_frames: Path, tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import yaml
     from typer.testing import CliRunner
 
     from orbit_lite.cli.main import app
+    from orbit_lite.engine import runtime
 
+    seen: set[int] = set()
+    learners = []
+    prepare = runtime.prepare
+
+    def watched(learner, *args, **kwargs):  # the batch sizes the evaluated network really runs on
+        if not learners:
+            learner.backbone.net.register_forward_pre_hook(lambda _m, a: seen.add(a[0].shape[0]))
+        learners.append(learner)
+        return prepare(learner, *args, **kwargs)
+
+    monkeypatch.setattr(runtime, "prepare", watched)
     args = ["evaluate", "--data", str(tiny_frames), "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
             "--tasks", "1", "--set", "lite.buckets=on", "--set", "lite.bucket_step=4", "--set",
-            "train.cudnn_benchmark=off"]  # fmt: skip
+            "lite.bucket_largest=8", "--set", "train.cudnn_benchmark=off"]  # fmt: skip
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
-    import yaml
-
     saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
     assert saved["lite"]["buckets"] == "on" and saved["lite"]["bucket_step"] == 4
     assert saved["train"]["cudnn_benchmark"] == "off"
+    # applied: on a CPU buckets are off unless asked for; here every batch was padded to 1, 2, 4 or 8 frames
+    assert learners[-1].backbone.buckets.sizes == (1, 2, 4, 8)
+    assert seen and seen <= {1, 2, 4, 8}
+    for setting in ("model.head=proto", "train.lr=0.1"):  # what the model is comes from the checkpoint: refused
+        refused = CliRunner().invoke(app, [*args, "--set", setting, "--out", str(tmp_path / "x")])
+        assert refused.exit_code == 1 and not (tmp_path / "x").exists()
+        assert f"--set {setting}: evaluate takes {setting.split('.')[0]}.* from the checkpoint" in refused.stderr

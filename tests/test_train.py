@@ -175,12 +175,79 @@ def test_resume_from_the_middle_of_an_epoch(tiny_frames: Path, tmp_path: Path) -
     ]
 
 
-def test_learning_rate_schedule_matches_the_reference() -> None:
-    # spec orbit.md 5: 1.0, 1.8, 2.6, 3.4, 4.2e-6 during warm-up, 5e-6 for epochs 5-13, 2.5e-6 from epoch 14
-    cfg = TrainConfig()
-    lrs = [learning_rate(e, cfg) for e in range(30)]
-    assert lrs[:5] == pytest.approx([1.0e-6, 1.8e-6, 2.6e-6, 3.4e-6, 4.2e-6])
-    assert lrs[5:14] == pytest.approx([5e-6] * 9) and lrs[14:29] == pytest.approx([2.5e-6] * 15)
+def _reference_multistep(cfg: TrainConfig) -> list[float]:
+    # Written from spec orbit.md 5, not from learning_rate: timm's multistep scheduler counts the milestones
+    # range(decay_epochs, epochs, decay_epochs) that are <= t + 1, warms up linearly for t < warmup_t, and the
+    # reference steps it with epoch + 1 after each epoch; epoch 0 runs at the lr the scheduler was built with.
+    milestones = list(range(cfg.decay_epochs, cfg.epochs, cfg.decay_epochs))
+
+    def at(t: int) -> float:
+        if t < cfg.warmup_epochs:
+            return cfg.warmup_lr + t * (cfg.lr - cfg.warmup_lr) / cfg.warmup_epochs
+        return cfg.lr * cfg.decay_rate ** sum(1 for m in milestones if m <= t + 1)
+
+    first = cfg.warmup_lr if cfg.warmup_epochs else cfg.lr
+    return [first] + [at(epoch) for epoch in range(1, cfg.epochs)]
+
+
+def _timm_multistep(cfg: TrainConfig) -> list[float]:
+    # timm's own scheduler (the reference used 0.6.12; the multistep maths is unchanged since), set up as the
+    # reference's utils/optim.py sets it up (milestones [epochs + 1] when decay_epochs >= epochs; create_scheduler
+    # leaves warmup_prefix False for multistep) and driven as it drives it: an epoch runs, then step(epoch + 1).
+    from timm.scheduler import MultiStepLRScheduler
+
+    if cfg.decay_epochs >= cfg.epochs:
+        milestones = [cfg.epochs + 1]
+    else:
+        milestones = list(range(cfg.decay_epochs, cfg.epochs, cfg.decay_epochs))
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    scheduler = MultiStepLRScheduler(
+        optimizer,
+        decay_t=milestones,
+        decay_rate=cfg.decay_rate,
+        warmup_t=cfg.warmup_epochs,
+        warmup_lr_init=cfg.warmup_lr,
+        warmup_prefix=False,
+    )
+    lrs = []
+    for epoch in range(cfg.epochs):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        scheduler.step(epoch + 1)
+    return lrs
+
+
+MULTISTEP_RUNS = [
+    {},  # the default run: 30 epochs, warm-up 5, decay 0.5 at epoch 15
+    {"epochs": 40, "decay_epochs": 10, "warmup_epochs": 3, "lr": 1e-3, "warmup_lr": 1e-4},
+    {"epochs": 6, "decay_epochs": 2, "warmup_epochs": 0, "lr": 1e-3},  # the timm run
+    {"epochs": 10, "decay_epochs": 10},  # decay_epochs >= epochs: no milestone, no decay
+    {"epochs": 8, "decay_epochs": 20, "warmup_epochs": 2},
+    {"epochs": 5, "decay_epochs": 1, "warmup_epochs": 0, "decay_rate": 0.1},
+]
+
+
+def _run_id(changes: dict) -> str:
+    return "-".join(f"{k}={v}" for k, v in changes.items()) or "default"
+
+
+@pytest.mark.parametrize("changes", MULTISTEP_RUNS, ids=_run_id)
+def test_multistep_schedule_matches_the_reference_at_every_epoch(changes: dict) -> None:
+    cfg = TrainConfig(**changes)
+    ours = [learning_rate(e, cfg) for e in range(cfg.epochs)]
+    assert ours == pytest.approx(_reference_multistep(cfg), rel=1e-12)
+    assert ours == pytest.approx(_timm_multistep(cfg), rel=1e-12)
+
+
+def test_default_schedule_is_the_spec_table() -> None:
+    # spec orbit.md 5: 1.0, 1.8, 2.6, 3.4, 4.2e-6 during warm-up, 5e-6 for epochs 5-13, 2.5e-6 from epoch 14 to the end
+    lrs = [learning_rate(e, TrainConfig()) for e in range(30)]
+    assert lrs == pytest.approx([1.0e-6, 1.8e-6, 2.6e-6, 3.4e-6, 4.2e-6] + [5e-6] * 9 + [2.5e-6] * 16, rel=1e-12)
+    # 40 epochs, decay every 10, no warm-up: milestones 10, 20, 30, each one epoch early (stepped with epoch + 1)
+    lrs = [learning_rate(e, TrainConfig(epochs=40, decay_epochs=10, warmup_epochs=0, lr=1.0)) for e in range(40)]
+    assert lrs == pytest.approx([1.0] * 9 + [0.5] * 10 + [0.25] * 10 + [0.125] * 11, rel=1e-12)
+
+
+def test_cosine_schedule_falls_towards_min_lr() -> None:
     cosine = TrainConfig(scheduler="cosine", warmup_epochs=0, epochs=10, lr=1e-3, min_lr=1e-5)
     values = [learning_rate(e, cosine) for e in range(10)]
     assert values[0] == pytest.approx(1e-3) and all(a > b for a, b in itertools.pairwise(values))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from enum import Enum
 from pathlib import Path
 
@@ -21,7 +23,9 @@ def export_command(
     model_file: Path = typer.Option(..., "--model", help="A personal recognizer from `orbit-lite personalize`."),
     out_file: Path = typer.Option(..., "--out", help="Where to write the exported model (e.g. me.onnx)."),
     format: Format = typer.Option(Format.onnx, "--format", help="Export format."),
-    check: bool = typer.Option(True, "--check/--no-check", help="Compare onnxruntime's output with PyTorch's."),
+    check: bool = typer.Option(
+        True, "--check/--no-check", help="Run onnxruntime and PyTorch on the file's context clips; fail if they differ."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
 ) -> None:
     """Export a personal recognizer: uint8 frames in, logits and probabilities out, FiLM folded in."""
@@ -31,16 +35,34 @@ def export_command(
     from orbit_lite.personal import load_personal
 
     model = load_personal(model_file)
-    path = export_onnx(model, out_file)
+    # Written beside --out (under a name no one else has) and moved there only once checked, so a failed check
+    # leaves --out as it was.
+    try:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=f".{out_file.name}.", suffix=".unchecked", dir=out_file.parent)
+    except OSError as e:
+        from orbit_lite.checkpoint import write_failure
+
+        raise write_failure(out_file, e) from None
+    os.close(handle)
+    staged = Path(name)
+    try:
+        export_onnx(model, staged)
+        if check:
+            try:
+                parity = onnx_parity(model, staged)
+            except ImportError:
+                raise OrbitLiteError(
+                    "--check needs onnxruntime: pip install 'orbit-lite[export]' (or --no-check)"
+                ) from None
+            if not parity.ok:
+                raise OrbitLiteError(f"onnxruntime's output differs from PyTorch's {parity.summary()}; "
+                                     f"{out_file} was not written")  # fmt: skip
+            out.print(f"check: onnxruntime agrees with PyTorch {parity.summary()}", markup=False)
+        path = staged.replace(out_file)
+    finally:
+        staged.unlink(missing_ok=True)
     clip = f"{model.clip_length}, " if model.clip_length > 1 else ""
     side = model.frame_size
     out.print(f"wrote {path}: input 'frames' uint8 [batch, {clip}3, {side}, {side}], outputs 'logits', "
               f"'probabilities' over {', '.join(model.object_names)}", markup=False)  # fmt: skip
-    if check:
-        try:
-            diff = onnx_parity(model, path)
-        except ImportError:
-            raise OrbitLiteError(
-                "--check needs onnxruntime: pip install 'orbit-lite[export]' (or --no-check)"
-            ) from None
-        out.print(f"max |onnxruntime - pytorch| logit difference: {diff:.2e}")

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+import torch
 
 from orbit_lite.checkpoint import umask_mode, write_failure
 from orbit_lite.data.annotations import ISSUES
@@ -187,6 +188,15 @@ def render_clean(look: ObjectLook, rng: np.random.Generator, n: int, side: int) 
         else:
             note = {k: (True if k == "object_not_present_issue" else None) for k in ISSUES}
         yield np.clip(frame, 0, 255).astype(np.uint8), note
+
+
+def object_frames(n: int, side: int, seed: int = 0) -> torch.Tensor:
+    """``n`` uint8 frames ``[n, 3, side, side]`` of rendered objects (a few per object, each on its own background):
+    photo-like inputs for checks that random noise would mislead."""
+    rng = np.random.default_rng(seed)
+    looks = _user_looks(rng, max(1, (n + 1) // 2))
+    frames = [f for look in looks for f, _ in render_clean(look, rng, 8, side)][3::4]  # past the empty first frames
+    return torch.from_numpy(np.stack(frames[:n])).permute(0, 3, 1, 2).contiguous()
 
 
 def render_clutter(

@@ -70,6 +70,12 @@ def personal_context(user: User, cfg: Config, seed: int = 0, skipped: list | Non
     return task
 
 
+def check_clips(task: Task) -> torch.Tensor:
+    """The first context clip of each object, uint8 ``[way, L, 3, S, S]``: inputs a later check can trust."""
+    first = [int((task.context_labels == k).nonzero()[0]) for k in range(task.way)]
+    return task.context_clips[first].cpu().contiguous()
+
+
 def personalize_user(learner: FewShotLearner, user: User, cfg: Config, seed: int = 0) -> tuple[PersonalModel, Task]:
     """Personalize ``learner`` to ``user``; returns the recognizer and the context task it was built from. What was
     left out as corrupt is recorded in the recognizer's config (``skipped``)."""
@@ -79,5 +85,5 @@ def personalize_user(learner: FewShotLearner, user: User, cfg: Config, seed: int
     config = {"model": to_dict(cfg.model), "data": to_dict(cfg.data),
               "context_sampling": to_dict(context_sampling(cfg, len(user.objects))), "skipped": skipped}  # fmt: skip
     model = PersonalModel(recognizer, task.object_names, user.user_id, cfg.data.frame_size,
-                          cfg.test_sampling.clip_length, config)  # fmt: skip
+                          cfg.test_sampling.clip_length, config, check_clips(task))  # fmt: skip
     return model, task

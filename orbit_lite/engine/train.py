@@ -7,6 +7,7 @@ boundary) continues exactly as if it had never stopped.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 import logging
@@ -77,12 +78,25 @@ def learning_rate(epoch: int, cfg: TrainConfig) -> float:
     """The schedule, per epoch: linear warm-up from ``warmup_lr``, then constant, multi-step or cosine decay."""
     if epoch < cfg.warmup_epochs:
         return cfg.warmup_lr + epoch * (cfg.lr - cfg.warmup_lr) / cfg.warmup_epochs
-    if cfg.scheduler == "multistep":  # as the reference's timm scheduler, which is stepped with epoch + 1
-        return cfg.lr * cfg.decay_rate ** ((epoch + 1) // cfg.decay_epochs)
+    if cfg.scheduler == "multistep":
+        return cfg.lr * cfg.decay_rate ** _decays_by(epoch, cfg)
     if cfg.scheduler == "cosine":
         span = max(cfg.epochs - cfg.warmup_epochs, 1)
         return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * (epoch - cfg.warmup_epochs) / span))
     return cfg.lr
+
+
+def decay_milestones(cfg: TrainConfig) -> list[int]:
+    """The reference's multistep milestones: every ``decay_epochs`` strictly inside the run (none if it is longer)."""
+    return list(range(cfg.decay_epochs, cfg.epochs, cfg.decay_epochs))
+
+
+def _decays_by(epoch: int, cfg: TrainConfig) -> int:
+    # The reference's timm scheduler counts the milestones <= t + 1 and is stepped with t = epoch + 1 after each
+    # epoch, so epoch e >= 1 runs at the count for e + 1; epoch 0 runs at the lr the optimizer was built with.
+    if epoch == 0:
+        return 0
+    return bisect.bisect_right(decay_milestones(cfg), epoch + 1)
 
 
 def build_optimizer(learner: FewShotLearner, cfg: TrainConfig) -> torch.optim.Optimizer:
