@@ -6,6 +6,10 @@ DEMO_DIR ?= runs/demo
 # the first synthetic test user, and one of its clutter videos (shell expressions: the data exists only mid-recipe)
 DEMO_USER = $$(ls $(DEMO_DIR)/data/test | head -n 1)
 DEMO_VIDEO = $$(find $(DEMO_DIR)/data/test/$(DEMO_USER) -mindepth 3 -maxdepth 3 -path '*/clutter/*' | sort | head -n 1)
+# the same for the photo demo; its clutter video's object is the folder two levels up
+PHOTO_DIR ?= runs/demo-photos
+PHOTO_USER = $$(ls $(PHOTO_DIR)/data/test | head -n 1)
+PHOTO_VIDEO = $$(find $(PHOTO_DIR)/data/test/$(PHOTO_USER) -mindepth 3 -maxdepth 3 -path '*/clutter/*' | sort | head -n 1)
 
 .PHONY: demo test lint bench clean
 
@@ -19,6 +23,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 # The main job on the embedded synthetic dataset: generate it (once) and summarize it, meta-train the CPU demo
 # recipe, personalize a test user's recognizer and run it on one video, evaluate the test users (ORBIT protocol).
+# Then the same on real photos with ImageNet weights and no meta-training (configs/photos_pretrained.yaml; epochs 0).
 demo: $(VENV)/.installed
 	@test -d $(DEMO_DIR)/data || $(BIN)/orbit-lite data synth $(DEMO_DIR)/data --preset demo --seed 0
 	$(BIN)/orbit-lite data summarize $(DEMO_DIR)/data
@@ -29,6 +34,16 @@ demo: $(VENV)/.installed
 	$(BIN)/orbit-lite recognize --model $(DEMO_DIR)/personal.pt "$(DEMO_VIDEO)"
 	$(BIN)/orbit-lite evaluate --data $(DEMO_DIR)/data --checkpoint $(DEMO_DIR)/train/checkpoints/best.pt \
 		--out $(DEMO_DIR)/eval
+	@echo "== real photos, pretrained efficientnet_lite0, nothing meta-trained =="
+	@test -d $(PHOTO_DIR)/data || $(BIN)/orbit-lite data synth $(PHOTO_DIR)/data --preset photos --seed 0
+	rm -rf $(PHOTO_DIR)/model $(PHOTO_DIR)/eval $(PHOTO_DIR)/personal.pt
+	$(BIN)/orbit-lite train --data $(PHOTO_DIR)/data --config configs/photos_pretrained.yaml --out $(PHOTO_DIR)/model
+	$(BIN)/orbit-lite personalize --user $(PHOTO_USER) --data $(PHOTO_DIR)/data \
+		--checkpoint $(PHOTO_DIR)/model/checkpoints/best.pt --out $(PHOTO_DIR)/personal.pt
+	video="$(PHOTO_VIDEO)"; $(BIN)/orbit-lite recognize --model $(PHOTO_DIR)/personal.pt "$$video" \
+		--label "$$(basename "$$(dirname "$$(dirname "$$video")")")"
+	$(BIN)/orbit-lite evaluate --data $(PHOTO_DIR)/data --checkpoint $(PHOTO_DIR)/model/checkpoints/best.pt \
+		--out $(PHOTO_DIR)/eval --tasks 1
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check orbit_lite tests benchmarks
@@ -41,4 +56,4 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/data_throughput.py --json
 
 clean:
-	rm -rf $(DEMO_DIR) .pytest_cache
+	rm -rf $(DEMO_DIR) $(PHOTO_DIR) .pytest_cache

@@ -2,8 +2,9 @@
 
 Parts (``--parts``, default all): ``memory`` (peak memory of a training step against task size, LITE against full
 back-propagation), ``gradient`` (error and variance of the LITE gradient against H), ``image_size`` (84 against
-224 px), ``small_tasks`` (LITE on full tasks against full back-propagation on tasks capped to the same memory) and
-``orbit_scale`` (the pipeline at ORBIT's size). ``--quick`` shrinks everything to run in about a minute (tiny
+224 px), ``small_tasks`` (LITE on full tasks against full back-propagation on tasks capped to the same memory),
+``orbit_scale`` (the pipeline at ORBIT's size) and ``pretrained_sizes`` (84, 128 and 224 px with ImageNet weights
+on real photos, no meta-training). ``--quick`` shrinks everything to run in about a minute (tiny
 backbone, small frames, small data): the same code paths, not the same conclusions. Every number comes from a run
 made by this script.
 
@@ -29,7 +30,7 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-PARTS = ("memory", "gradient", "image_size", "small_tasks", "orbit_scale")
+PARTS = ("memory", "gradient", "image_size", "small_tasks", "orbit_scale", "pretrained_sizes")
 # A backbone whose receptive field covers an object at 224 px as well as at 84 px, so that the image-size comparison
 # is about the pixels, not about a network that sees only a small patch of a large frame.
 BACKBONE_FOR_SIZES = "small_cnn"
@@ -245,6 +246,22 @@ def part_orbit_scale(quick: bool, tmp: Path) -> dict[str, Any]:
     }  # fmt: skip
 
 
+# ---- image size with pretrained weights, on real photos ---------------------------------------------------------
+def part_pretrained_sizes(quick: bool, tmp: Path) -> dict[str, Any]:
+    """The pretrained-features learners (no meta-training) at each frame size on the photo preset's test users."""
+    from photo_personalize import chance, evaluate, make_data
+
+    from orbit_lite.learners import LEARNERS
+
+    data = make_data(tmp / "photos", seed=0, frame_size=64 if quick else None)
+    sizes = (32, 64) if quick else (84, 128, 224)
+    learners = [name for name in ("protonets", "finetuner") if name in LEARNERS]  # the FineTuner once it exists
+    fewer = ("test_sampling.clip_cap=8",) if quick else ()
+    runs = [evaluate(data, "pretrained", size, learner, overrides=fewer) for learner in learners for size in sizes]
+    where = "photos preset" + (" at 64 px, 8 frames per clutter video" if quick else " (224 px frames)")
+    return {"sizes": list(sizes), "learners": learners, "chance": chance(data), "runs": runs, "data": where}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {', '.join(PARTS)}")
@@ -279,7 +296,8 @@ def main() -> None:
         steps = [("memory", lambda: part_memory(args.quick, tmp)),
                  ("gradient", lambda: part_gradient(args.quick, tmp, data)),
                  ("training", lambda: part_training(args.quick, tmp, data, parts)),
-                 ("orbit_scale", lambda: part_orbit_scale(args.quick, tmp))]  # fmt: skip
+                 ("orbit_scale", lambda: part_orbit_scale(args.quick, tmp)),
+                 ("pretrained_sizes", lambda: part_pretrained_sizes(args.quick, tmp))]  # fmt: skip
         for key, run in steps:
             wanted = parts & ({"image_size", "small_tasks"} if key == "training" else {key})
             if not wanted:

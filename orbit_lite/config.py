@@ -144,7 +144,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "bucket_largest": at_least(1),
     },
     "train": {
-        "epochs": at_least(1),
+        "epochs": at_least(0),  # 0: the checkpoint holds the learner as built (pretrained features, no meta-training)
         "tasks_per_user": at_least(1),
         "tasks_per_batch": at_least(1),
         "optimizer": one_of(("adam", "adamw")),

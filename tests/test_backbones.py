@@ -24,6 +24,7 @@ FILM_COUNTS = {
     "small_cnn": 6,
     "tiny_vit": 5,
     "tf_efficientnet_b0": 17,
+    "efficientnet_lite0": 17,
     "tf_efficientnetv2_s_in21k": 42,
     "vit_b_32_in21k": 25,
     "vit_b_32_clip_laion2b": 25,

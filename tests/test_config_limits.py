@@ -82,7 +82,7 @@ BAD: dict[str, tuple[str, ...]] = {
     "lite.buckets": SWITCH,
     "lite.bucket_step": (*COUNT, "3", "48"),  # a power of two
     "lite.bucket_largest": (*COUNT, "100"),  # a multiple of bucket_step
-    "train.epochs": COUNT,
+    "train.epochs": SIZE,  # 0 is allowed: the learner as built, no meta-training
     "train.tasks_per_user": COUNT,
     "train.tasks_per_batch": COUNT,
     "train.optimizer": ("sgd", "1"),
@@ -152,7 +152,7 @@ def test_the_edges_of_each_range_load() -> None:
 
 def test_the_message_names_the_value_and_the_allowed_range() -> None:
     cases = {
-        "train.epochs=true": "train.epochs must be an integer >= 1, got True",
+        "train.epochs=true": "train.epochs must be an integer >= 0, got True",
         "train_sampling.context_shot=-3": "train_sampling.context_shot must be an integer >= 1, got -3",
         "test_sampling.target_shot=0": "test_sampling.target_shot must be an integer >= 1, got 0",
         "model.set_encoder_width=0": "model.set_encoder_width must be an integer >= 1, got 0",
@@ -172,7 +172,7 @@ def test_the_message_names_the_value_and_the_allowed_range() -> None:
 def test_values_built_in_code_are_checked_too() -> None:
     from orbit_lite.config import TrainConfig
 
-    with pytest.raises(OrbitLiteError, match=r"train\.epochs must be an integer >= 1, got True"):
+    with pytest.raises(OrbitLiteError, match=r"train\.epochs must be an integer >= 0, got True"):
         TrainConfig(epochs=True)
     with pytest.raises(OrbitLiteError, match=r"train\.min_lr must be <= train\.lr"):
         TrainConfig(lr=1e-4, min_lr=1e-3)

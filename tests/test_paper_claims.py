@@ -19,7 +19,7 @@ def test_quick_report(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     report = (tmp_path / "paper_claims.md").read_text()
     for heading in ("## 1. Memory", "## 2. The LITE gradient", "## 3. Larger images", "## 4. Training on full",
-                    "## 5. The pipeline at ORBIT's size"):  # fmt: skip
+                    "## 5. The pipeline at ORBIT's size", "## 6. Larger images, with pretrained weights"):  # fmt: skip
         assert heading in report
     assert "**Quick mode**" in report
     for plot in ("memory", "gradient", "accuracy"):
@@ -34,5 +34,7 @@ def test_quick_report(tmp_path: Path) -> None:
     training = numbers["training"]
     for run in ("lite_small", "lite_large", "full_small_tasks"):
         assert 0 <= training[run]["frame_accuracy"]["mean"] <= 1 and training[run]["tasks"] > 0
+    pretrained = numbers["pretrained_sizes"]["runs"]
+    assert len(pretrained) >= 2 and all(0 <= r["frame_accuracy"]["mean"] <= 1 for r in pretrained)
     scale = numbers["orbit_scale"]
     assert scale["evaluation"]["scores"] > 0 and scale["largest_test_task"]["frames"] > 0

@@ -284,3 +284,19 @@ def test_a_new_run_starts_from_train_init(tiny_frames: Path, tiny_checkpoint: Pa
     result = run_train(tiny_frames, recipe, tmp_path / "other", *flags, "--set", "model.backbone=tiny_vit")
     assert result.exit_code == 1 and "does not fit the configured model" in result.output
     assert "model.backbone=tiny_cnn" in " ".join(result.output.split())
+
+
+def test_zero_epochs_saves_the_learner_as_built(tiny_frames: Path, recipe: Path, tmp_path: Path) -> None:
+    """Pretrained features with no meta-training: epochs 0 writes the built learner, untouched, as best.pt."""
+    from orbit_lite.learners import create_learner
+
+    out = tmp_path / "run"
+    result = run_train(tiny_frames, recipe, out, "--set", "train.epochs=0")
+    assert result.exit_code == 0, result.output
+    record = load_checkpoint(out / "checkpoints" / "best.pt", "training")
+    assert record["progress"]["step"] == 0 and (out / "checkpoints" / "last.pt").is_file()
+    torch.manual_seed(RECIPE["train"]["seed"])  # the seed train builds the learner under
+    cfg = from_dict(Config, RECIPE)
+    built = create_learner(cfg.model, cfg.data.frame_size).state_dict()
+    assert built.keys() == record["model"].keys()
+    assert all(torch.equal(built[k], record["model"][k]) for k in built)

@@ -20,7 +20,9 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -30,6 +32,9 @@ from orbit_lite.checkpoint import umask_mode, write_failure
 from orbit_lite.data.annotations import ISSUES
 from orbit_lite.data.presets import PRESETS, Preset
 from orbit_lite.errors import OrbitLiteError
+
+if TYPE_CHECKING:
+    from orbit_lite.data.photos import PhotoContent
 
 log = logging.getLogger(__name__)
 
@@ -351,6 +356,11 @@ def _write_tree(
     out: Path, spec: Preset, side: int, fmt: str, seed: int, progress: Callable[[int], None] | None
 ) -> tuple[int, int]:
     """Every video, frame and annotation file of ``spec`` under ``out``; returns (videos, frames) written."""
+    photos = None
+    if spec.content == "photos":
+        from orbit_lite.data.photos import PhotoContent  # scikit-image only when its photos are used
+
+        photos = PhotoContent(side)
     root_rng = np.random.default_rng(seed)
     user_numbers = root_rng.choice(np.arange(100, 1000), size=sum(spec.users.values()), replace=False)
     videos = frames = 0
@@ -362,35 +372,48 @@ def _write_tree(
             user = f"P{next(numbers)}"
             rng = np.random.default_rng([seed, int(user[1:])])
             objects_range, clean_range, clutter_range = spec.ranges(split)
-            looks = _user_looks(rng, int(rng.integers(objects_range[0], objects_range[1] + 1)))
-            for look in looks:
-                others = [lk for lk in looks if lk is not look]
+            objects = _user_objects(rng, int(rng.integers(objects_range[0], objects_range[1] + 1)), side, photos)
+            for name, clean, clutter in objects:
                 for vtype, (lo, hi), n in (
                     ("clean", clean_range, spec.clean_frames),
                     ("clutter", clutter_range, spec.clutter_frames),
                 ):
-                    directory = out / split / user / look.name / vtype
+                    directory = out / split / user / name / vtype
                     directory.mkdir(parents=True, exist_ok=True)
                     for _ in range(int(rng.integers(lo, hi + 1))):
-                        name = f"{user}--{look.name.replace(' ', '-')}--{vtype}--{_video_id(rng)}"
+                        video = f"{user}--{name.replace(' ', '-')}--{vtype}--{_video_id(rng)}"
                         as_file = fmt == "videos" or (fmt == "mixed" and videos % 2 == 1)
-                        writer = _Writer(directory, name, as_file, side)
-                        frames_of = (
-                            render_clean(look, rng, n, side)
-                            if vtype == "clean"
-                            else render_clutter(look, others, rng, n, side)
-                        )
+                        writer = _Writer(directory, video, as_file, side)
+                        frames_of = clean(rng, n) if vtype == "clean" else clutter(rng, n)
                         notes = {}
                         for rgb, note in frames_of:
                             writer.write(rgb)
-                            notes[f"{name}-{writer.count:05d}.jpg"] = note
+                            notes[f"{video}-{writer.count:05d}.jpg"] = note
                         writer.close()
-                        (annotation_dir / f"{name}.json").write_text(json.dumps(notes))
+                        (annotation_dir / f"{video}.json").write_text(json.dumps(notes))
                         videos += 1
                         frames += writer.count
                         if progress is not None:
                             progress(videos)
     return videos, frames
+
+
+Renderer = Callable[[np.random.Generator, int], Iterator[tuple[np.ndarray, dict]]]
+
+
+def _user_objects(
+    rng: np.random.Generator, k: int, side: int, photos: PhotoContent | None
+) -> list[tuple[str, Renderer, Renderer]]:
+    """A user's k objects: (name, clean video renderer, clutter video renderer)."""
+    if photos is not None:
+        names = photos.user_objects(rng, k)
+        return [(name, partial(photos.clean, name), partial(photos.clutter, name, names)) for name in names]
+    looks = _user_looks(rng, k)
+    return [
+        (look.name, partial(render_clean, look, side=side),
+         partial(render_clutter, look, [other for other in looks if other is not look], side=side))
+        for look in looks
+    ]  # fmt: skip
 
 
 def expected_videos(preset: str) -> int:

@@ -367,6 +367,9 @@ def train(
             keys = ("frame_accuracy", "ci95", "videos", "chance")
             validation = {k: record_epoch[k] for k in keys if k in record_epoch} or validation
             monitor.end_epoch(record_epoch)
+        if cfg.train.epochs == 0 and record is None:  # nothing to meta-train: the learner as built is the result
+            loop.save(run.best)
+            loop.save(run.last)
     finally:
         distributed.teardown(dist)
     return TrainReport(run.dir, cfg.train.epochs, loop.progress["step"], loop.progress["best"], validation or None)

