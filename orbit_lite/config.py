@@ -196,10 +196,11 @@ class TrainConfig:
     bf16: bool = False
     compile: bool = False  # torch.compile the backbone, once per batch-size bucket
     device: str = "auto"
-    # GPU habits (orbit_lite.engine.runtime), each "auto", "on" or "off"; auto applies them on CUDA.
+    # GPU habits (orbit_lite.runtime), each "auto", "on" or "off"; auto applies them on CUDA.
     channels_last: Switch = Switch("auto")  # NHWC weights and activations for convolutional backbones
     pin_memory: Switch = Switch("auto")  # page-locked task tensors, copied to the GPU without blocking
     cudnn_benchmark: Switch = Switch("auto")  # cuDNN autotuning per shape (pays once shapes are bucketed)
+    tensorboard: Switch = Switch("auto")  # event files in <run>/tensorboard; auto: when the package is installed
     log_every: int = 1  # optimizer steps between metrics.jsonl lines
     checkpoint_every: int = 0  # optimizer steps between mid-epoch saves of last.pt; 0: at the end of epochs only
     init: str = ""  # a training checkpoint (e.g. from `orbit-lite import-orbit`) whose weights a new run starts from
@@ -208,7 +209,7 @@ class TrainConfig:
         _choice("train.optimizer", self.optimizer, ("adam", "adamw"))
         _choice("train.scheduler", self.scheduler, ("constant", "multistep", "cosine"))
         _choice("train.device", self.device, DEVICES)
-        for name in ("channels_last", "pin_memory", "cudnn_benchmark"):
+        for name in ("channels_last", "pin_memory", "cudnn_benchmark", "tensorboard"):
             _choice(f"train.{name}", getattr(self, name), SWITCHES)  # also when built in code
         for name in ("epochs", "tasks_per_user", "tasks_per_batch", "val_every", "val_tasks_per_user", "log_every"):
             if getattr(self, name) < 1:

@@ -19,7 +19,8 @@ from orbit_lite.errors import OrbitLiteError
 
 RESULTS_MARKER = ".orbit-lite-results"  # written into every results folder; older folders are known by their files
 RESULTS_FILES = frozenset({"results.json", "metrics.json", "per_video.csv", "per_user.csv", "per_object.csv",
-                           "config.yaml", "per_user_accuracy.png", RESULTS_MARKER})  # fmt: skip
+                           "config.yaml", "per_user_accuracy.png", "confusion_matrices.png",
+                           "frames_to_recognition.png", RESULTS_MARKER})  # fmt: skip
 
 
 def is_results_folder(path: Path) -> bool:
@@ -45,7 +46,7 @@ def check_results_out(out: Path, overwrite: bool) -> None:
         raise OrbitLiteError(f"{out} already holds results; pass --overwrite to replace them or choose a new --out")
 
 
-RUN_FILES = frozenset({"config.yaml", "metrics.jsonl", "checkpoints"})
+RUN_FILES = frozenset({"config.yaml", "metrics.jsonl", "checkpoints", "curves.png", "tensorboard"})
 
 
 def check_run_out(run_dir: Path) -> None:
@@ -112,6 +113,48 @@ def is_predictions_csv(path: Path) -> bool:
     except (OSError, UnicodeDecodeError):
         return False
     return header.startswith("input,frame,")
+
+
+PNG_SOFTWARE = "orbit-lite"  # the Software text chunk of every PNG orbit-lite writes starts with this
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def is_orbit_lite_png(path: Path) -> bool:
+    """A PNG written by orbit-lite: its Software text chunk (before the image data) names orbit-lite."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(8) != _PNG_SIGNATURE:
+                return False
+            while True:
+                head = f.read(8)
+                if len(head) < 8:
+                    return False
+                size, kind = int.from_bytes(head[:4], "big"), head[4:]
+                if kind in (b"IDAT", b"IEND") or size > 2**20:  # text chunks come first; past them, none is ours
+                    return False
+                data = f.read(size + 4)[:size]  # the chunk and its CRC
+                if kind == b"tEXt" and data.startswith(b"Software\x00" + PNG_SOFTWARE.encode()):
+                    return True
+    except OSError:
+        return False
+
+
+# An MP4 may end with a top-level "free" box that players skip; orbit-lite ends its annotated videos with this one.
+VIDEO_MARK = b"orbit-lite annotated video"
+VIDEO_MARK_BOX = (8 + len(VIDEO_MARK)).to_bytes(4, "big") + b"free" + VIDEO_MARK
+
+
+def is_annotated_video(path: Path) -> bool:
+    """A video written by ``orbit-lite recognize --annotate`` (it ends with orbit-lite's free box)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() < len(VIDEO_MARK_BOX):
+                return False
+            f.seek(-len(VIDEO_MARK_BOX), os.SEEK_END)
+            return f.read() == VIDEO_MARK_BOX
+    except OSError:
+        return False
 
 
 def writable_parent(path: Path) -> None:

@@ -23,6 +23,7 @@ from orbit_lite.engine.evaluate import Protocol, UserResult
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.metrics import summarize_scores
 from orbit_lite.outputs import RESULTS_MARKER, check_results_out
+from orbit_lite.visual.evaluation import CONFUSION_FILE, FTR_FILE, plot_confusions, plot_frames_to_recognition
 
 METRICS = ("frame_accuracy", "frames_to_recognition", "video_accuracy")
 
@@ -151,7 +152,10 @@ def write_results(
         per_user.to_csv(tmp / "per_user.csv", index=False)
         per_object.to_csv(tmp / "per_object.csv", index=False)
         (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        plot_per_user(per_user, tmp / "per_user_accuracy.png", f"{protocol.name} {protocol.mode}, {split} users")
+        title = f"{protocol.name} {protocol.mode}, {split} users"
+        plot_per_user(per_user, tmp / "per_user_accuracy.png", title)
+        plot_confusions(results, tmp / CONFUSION_FILE, title)
+        plot_frames_to_recognition(videos["frames_to_recognition"].to_numpy(), tmp / FTR_FILE, title)
         if out.exists():
             trash = out.with_name(f".{out.name}.old")
             shutil.rmtree(trash, ignore_errors=True)
