@@ -14,6 +14,8 @@ import numpy as np
 from orbit_lite.visual.png import new_figure, save_png
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from orbit_lite.engine.evaluate import UserResult
 
 CONFUSION_FILE = "confusion_matrices.png"
@@ -60,6 +62,16 @@ def _label(name: str) -> str:
 
 
 def plot_confusions(results: Sequence[UserResult], path: Path, title: str) -> Path:
+    """Write :func:`confusion_figure` to ``path``."""
+    return save_png(confusion_figure(results, title), path)
+
+
+def plot_frames_to_recognition(scores: Sequence[float], path: Path, title: str) -> Path:
+    """Write :func:`frames_to_recognition_figure` to ``path``."""
+    return save_png(frames_to_recognition_figure(scores, title), path)
+
+
+def confusion_figure(results: Sequence[UserResult], title: str) -> Figure:
     """One panel per user: objects (rows) by predicted objects (columns), coloured by the row's fraction, each cell
     showing its frame count."""
     confusions = [c for c in (confusion_of(r) for r in results) if len(c.objects)]
@@ -94,10 +106,10 @@ def plot_confusions(results: Sequence[UserResult], path: Path, title: str) -> Pa
     else:
         fig.colorbar(image, ax=list(axes), shrink=0.6, label="fraction of the object's frames")
     fig.suptitle(title, fontsize=10)
-    return save_png(fig, path)
+    return fig
 
 
-def plot_frames_to_recognition(scores: Sequence[float], path: Path, title: str) -> Path:
+def frames_to_recognition_figure(scores: Sequence[float], title: str) -> Figure:
     """The distribution of frames-to-recognition over the scored (task, video) pairs: a histogram of the videos
     recognized at some frame, and apart from it the videos never recognized (scored 1.0)."""
     values = np.asarray(scores, dtype=np.float64)
@@ -122,4 +134,4 @@ def plot_frames_to_recognition(scores: Sequence[float], path: Path, title: str) 
         a.grid(axis="y", alpha=0.3)
     fig.suptitle(f"{title} ({values.size:,} scored videos)", fontsize=10)
     fig.tight_layout()
-    return save_png(fig, path)
+    return fig
