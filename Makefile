@@ -22,7 +22,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 # The main job on the embedded synthetic dataset: generate it (once) and summarize it, meta-train the CPU demo
-# recipe, personalize a test user's recognizer and run it on one video, evaluate the test users (ORBIT protocol).
+# recipe, personalize a test user's recognizer and run it on one video (an annotated copy and a probability plot),
+# evaluate the test users (ORBIT protocol).
 # Then the same on real photos with ImageNet weights and no meta-training (configs/photos_pretrained.yaml; epochs 0).
 demo: $(VENV)/.installed
 	@test -d $(DEMO_DIR)/data || $(BIN)/orbit-lite data synth $(DEMO_DIR)/data --preset demo --seed 0
@@ -31,7 +32,8 @@ demo: $(VENV)/.installed
 	$(BIN)/orbit-lite train --data $(DEMO_DIR)/data --config configs/cpu_demo.yaml --out $(DEMO_DIR)/train
 	$(BIN)/orbit-lite personalize --user $(DEMO_USER) --data $(DEMO_DIR)/data \
 		--checkpoint $(DEMO_DIR)/train/checkpoints/best.pt --out $(DEMO_DIR)/personal.pt
-	$(BIN)/orbit-lite recognize --model $(DEMO_DIR)/personal.pt "$(DEMO_VIDEO)"
+	$(BIN)/orbit-lite recognize --model $(DEMO_DIR)/personal.pt "$(DEMO_VIDEO)" \
+		--annotate $(DEMO_DIR)/recognized.mp4 --plot $(DEMO_DIR)/recognized.png
 	$(BIN)/orbit-lite evaluate --data $(DEMO_DIR)/data --checkpoint $(DEMO_DIR)/train/checkpoints/best.pt \
 		--out $(DEMO_DIR)/eval
 	@echo "== real photos, pretrained efficientnet_lite0, nothing meta-trained =="

@@ -99,6 +99,11 @@ def atomic_write_text(path: Path | str, text: str) -> None:
     _atomic(Path(path), lambda f: f.write(text.encode()))
 
 
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    """Write ``data`` to ``path`` all at once or not at all."""
+    _atomic(Path(path), lambda f: f.write(data))
+
+
 def save_checkpoint(path: Path | str, payload: dict[str, Any], kind: str) -> None:
     """Save ``payload`` (tensors and plain values only) as an orbit-lite checkpoint of ``kind``."""
     record = {"format": FORMAT, "version": VERSION, "kind": kind, **payload}

@@ -169,6 +169,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "channels_last": ANY,
         "pin_memory": ANY,
         "cudnn_benchmark": ANY,
+        "tensorboard": ANY,  # a Switch: checked by its type
         "log_every": at_least(1),
         "checkpoint_every": at_least(0),
         "init": ANY,
@@ -326,10 +327,11 @@ class TrainConfig:
     bf16: bool = False
     compile: bool = False  # torch.compile the backbone, once per batch-size bucket
     device: str = "auto"
-    # GPU habits (orbit_lite.engine.runtime), each "auto", "on" or "off"; auto applies them on CUDA.
+    # GPU habits (orbit_lite.runtime), each "auto", "on" or "off"; auto applies them on CUDA.
     channels_last: Switch = Switch("auto")  # NHWC weights and activations for convolutional backbones
     pin_memory: Switch = Switch("auto")  # page-locked task tensors, copied to the GPU without blocking
     cudnn_benchmark: Switch = Switch("auto")  # cuDNN autotuning per shape (pays once shapes are bucketed)
+    tensorboard: Switch = Switch("auto")  # event files in <run>/tensorboard; auto: when the package is installed
     log_every: int = 1  # optimizer steps between metrics.jsonl lines
     checkpoint_every: int = 0  # optimizer steps between mid-epoch saves of last.pt; 0: at the end of epochs only
     init: str = ""  # a training checkpoint (e.g. from `orbit-lite import-orbit`) whose weights a new run starts from

@@ -248,6 +248,48 @@ def is_predictions_csv(path: Path) -> bool:
     return all(c.startswith("p_") for c in probs) and all(len(r) == len(header) for r in rows[1:])
 
 
+PNG_SOFTWARE = "orbit-lite"  # the Software text chunk of every PNG orbit-lite writes starts with this
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def is_orbit_lite_png(path: Path) -> bool:
+    """A PNG written by orbit-lite: its Software text chunk (before the image data) names orbit-lite."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(8) != _PNG_SIGNATURE:
+                return False
+            while True:
+                head = f.read(8)
+                if len(head) < 8:
+                    return False
+                size, kind = int.from_bytes(head[:4], "big"), head[4:]
+                if kind in (b"IDAT", b"IEND") or size > 2**20:  # text chunks come first; past them, none is ours
+                    return False
+                data = f.read(size + 4)[:size]  # the chunk and its CRC
+                if kind == b"tEXt" and data.startswith(b"Software\x00" + PNG_SOFTWARE.encode()):
+                    return True
+    except OSError:
+        return False
+
+
+# An MP4 may end with a top-level "free" box that players skip; orbit-lite ends its annotated videos with this one.
+VIDEO_MARK = b"orbit-lite annotated video"
+VIDEO_MARK_BOX = (8 + len(VIDEO_MARK)).to_bytes(4, "big") + b"free" + VIDEO_MARK
+
+
+def is_annotated_video(path: Path) -> bool:
+    """A video written by ``orbit-lite recognize --annotate`` (it ends with orbit-lite's free box)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() < len(VIDEO_MARK_BOX):
+                return False
+            f.seek(-len(VIDEO_MARK_BOX), os.SEEK_END)
+            return f.read() == VIDEO_MARK_BOX
+    except OSError:
+        return False
+
+
 def writable_parent(path: Path) -> None:
     """Fail now, not after hours of work, when ``path``'s folder cannot be created or written."""
     probe = path.parent

@@ -16,11 +16,11 @@ from typing import Any
 import torch
 
 from orbit_lite.checkpoint import load_checkpoint, save_checkpoint
-from orbit_lite.engine.runtime import prepare_backbone
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners.base import Personalized
 from orbit_lite.models.backbones import create_backbone
 from orbit_lite.models.heads import create_head
+from orbit_lite.runtime import prepare_backbone
 
 KIND = "personal"
 

@@ -107,6 +107,7 @@ BAD: dict[str, tuple[str, ...]] = {
     "train.channels_last": SWITCH,
     "train.pin_memory": SWITCH,
     "train.cudnn_benchmark": SWITCH,
+    "train.tensorboard": SWITCH,
     "train.log_every": COUNT,
     "train.checkpoint_every": SIZE,
     "train.init": TEXT,

@@ -13,12 +13,12 @@ from orbit_lite.data.layout import index_tree
 from orbit_lite.engine.evaluate import evaluate_users, make_protocol
 from orbit_lite.engine.personalize import load_learner, personalize_user
 from orbit_lite.engine.recognize import recognize
-from orbit_lite.engine.runtime import prepare_backbone
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners import create_learner
 from orbit_lite.models.backbones import create_backbone
 from orbit_lite.models.set_encoder import SetEncoder
 from orbit_lite.personal import PersonalModel
+from orbit_lite.runtime import prepare_backbone
 from orbit_lite.shapes import Buckets, pad_rows, run_bucketed
 
 CPU = torch.device("cpu")

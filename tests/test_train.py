@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import shutil
@@ -70,6 +71,17 @@ def test_resumed_run_ends_with_the_same_weights(tiny_frames: Path, recipe: Path,
         return [json.loads(line)["loss"] for line in lines if json.loads(line)["type"] == "train"]
 
     assert losses(whole) == losses(split)
+    assert (split / "curves.png").is_file()  # redrawn from the whole metrics.jsonl after the resume
+    if importlib.util.find_spec("tensorboard") is not None:  # the resumed run continues the same event files
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        def scalars(run: Path, tag: str) -> list[tuple[int, float]]:
+            events = EventAccumulator(str(run / "tensorboard"))
+            events.Reload()
+            return [(e.step, e.value) for e in events.Scalars(tag)]
+
+        for tag in ("train/loss", "validation/frame_accuracy"):
+            assert scalars(split, tag) == scalars(whole, tag) and scalars(whole, tag), tag
 
 
 @pytest.mark.parametrize(

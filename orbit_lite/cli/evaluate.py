@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from contextlib import nullcontext
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -116,37 +117,54 @@ def evaluate_command(
     from orbit_lite.engine.distributed import from_env
 
     dist = from_env(os.environ)
+    options = EvaluateOptions(data, checkpoint, out_dir, mode, split, wanted, protocol, tasks, overrides, seed, device,
+                              overwrite)  # fmt: skip
     with claim_out(out_dir) if dist.main else nullcontext():  # one writer: rank 0 holds the output location
-        _evaluate(data, checkpoint, out_dir, mode, split, wanted, protocol, tasks, overrides, seed, device,
-                  overwrite, dist)  # fmt: skip
+        _evaluate(options, dist)
 
 
-def _evaluate(data: Path, checkpoint: Path, out_dir: Path, mode: Mode, split: Split, wanted: list[str] | None,
-              protocol: Protocol, tasks: int | None, overrides: list[str], seed: int, device: str, overwrite: bool,
-              dist: Dist) -> None:  # fmt: skip
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """What ``orbit-lite evaluate`` was asked to do, after the checks that need no work."""
+
+    data: Path
+    checkpoint: Path
+    out_dir: Path
+    mode: Mode
+    split: Split
+    users: list[str] | None  # None: every user of the split
+    protocol: Protocol
+    tasks: int | None  # None: the protocol's number
+    overrides: list[str]
+    seed: int
+    device: str
+    overwrite: bool
+
+
+def _evaluate(o: EvaluateOptions, dist: Dist) -> None:
+    from orbit_lite import runtime
     from orbit_lite.data.layout import index_benchmark
-    from orbit_lite.data.tasks import TaskBuilder
-    from orbit_lite.engine import runtime
     from orbit_lite.engine.distributed import gather_to_main, setup, teardown
     from orbit_lite.engine.evaluate import evaluate_users, make_protocol
     from orbit_lite.engine.personalize import load_learner
     from orbit_lite.engine.report import check_scored, write_results
     from orbit_lite.engine.train import select_device
 
-    learner, cfg = load_learner(checkpoint, setup(dist, select_device(device, "--device ")))
-    cfg = from_dict(ConfigSchema, apply_overrides(to_dict(cfg), overrides))
+    learner, cfg = load_learner(o.checkpoint, setup(dist, select_device(o.device, "--device ")))
+    cfg = from_dict(ConfigSchema, apply_overrides(to_dict(cfg), o.overrides))
     runtime.prepare(learner, cfg, learner.device, allow_compile=False)  # lite.buckets and the like, as overridden
-    spec = make_protocol(cfg, protocol.value, mode.value, tasks)
-    index = index_benchmark(data)
-    chosen = index.users(split.value)
-    if wanted is not None:
-        chosen = tuple(index.user(u, split.value) for u in wanted)
+    spec = make_protocol(cfg, o.protocol.value, o.mode.value, o.tasks)
+    split = o.split.value
+    index = index_benchmark(o.data)
+    chosen = index.users(split)
+    if o.users is not None:
+        chosen = tuple(index.user(u, split) for u in o.users)
     if not chosen:
-        raise OrbitLiteError(f"{index.root / split.value}: the {split.value} split holds no users")
+        raise OrbitLiteError(f"{index.root / split}: the {split} split holds no users")
     mine = chosen[dist.rank :: dist.world]
     try:
         with progress_bar(f"evaluating {len(mine)} users", len(mine), enabled=dist.main) as advance:
-            results, seconds = evaluate_users(learner, mine, spec, cfg, seed, progress=lambda _: advance(1))
+            results, seconds = evaluate_users(learner, mine, spec, cfg, o.seed, progress=lambda _: advance(1))
         gathered = gather_to_main((results, seconds), dist)
     finally:
         teardown(dist)
@@ -155,12 +173,18 @@ def _evaluate(data: Path, checkpoint: Path, out_dir: Path, mode: Mode, split: Sp
     order = {u.user_id: i for i, u in enumerate(chosen)}
     results = sorted((r for part, _ in gathered for r in part), key=lambda r: order[r.user])
     seconds = max(s for _, s in gathered)
-    config = {**to_dict(cfg), "evaluation": {"protocol": spec.name, "mode": spec.mode, "split": split.value,
-              "tasks_per_user": spec.tasks_per_user, "seed": seed, "checkpoint": str(checkpoint),
+    config = {**to_dict(cfg), "evaluation": {"protocol": spec.name, "mode": spec.mode, "split": split,
+              "tasks_per_user": spec.tasks_per_user, "seed": o.seed, "checkpoint": str(o.checkpoint),
               "sampling": to_dict(spec.sampling)}}  # fmt: skip
     check_scored(results, spec)
-    metrics = write_results(out_dir, results, spec, split.value, seconds, config, overwrite)
-    out.print(results_table(metrics, f"{spec.name}, {spec.mode} videos, {split.value} users (mean (95% CI), %)"))
+    metrics = write_results(o.out_dir, results, spec, split, seconds, config, o.overwrite)
+    out.print(results_table(metrics, f"{spec.name}, {spec.mode} videos, {split} users (mean (95% CI), %)"))
+    _print_summary(metrics, seconds, o.out_dir)
+
+
+def _print_summary(metrics: dict, seconds: float, out_dir: Path) -> None:
+    from orbit_lite.data.tasks import TaskBuilder
+
     encoded = metrics["frames_encoded"]
     out.print(f"{encoded['total']:,} frames encoded ({encoded['context']:,} context, {encoded['target']:,} query), "
               f"{metrics['personalizations']} personalizations, {seconds:.1f} s; results in {out_dir}",

@@ -14,7 +14,14 @@ from rich.table import Table
 
 from orbit_lite.cli.common import err, one_line_errors, out, plural
 from orbit_lite.errors import OrbitLiteError
-from orbit_lite.outputs import check_file_out, is_orbit_lite_checkpoint, is_predictions_csv, writable_parent
+from orbit_lite.outputs import (
+    check_file_out,
+    is_annotated_video,
+    is_orbit_lite_checkpoint,
+    is_orbit_lite_png,
+    is_predictions_csv,
+    writable_parent,
+)
 
 
 @one_line_errors
@@ -67,12 +74,20 @@ def recognize_command(
     label: str = typer.Option(None, "--label", help="The true object, to score the predictions."),
     csv_path: Path = typer.Option(None, "--csv", help="Write one row per frame to this CSV file."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    annotate: Path = typer.Option(
+        None,
+        "--annotate",
+        metavar="OUT.mp4",
+        help="Write the INPUT back as a video with the answer on every frame (one INPUT).",
+    ),
+    plot: Path = typer.Option(None, "--plot", metavar="OUT.png", help="Plot each object's probability per frame."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
 ) -> None:
     """Say which of the user's objects each frame shows (causal: a frame's answer uses only earlier frames)."""
     if csv_path is not None:  # our own predictions CSV is replaced (as before); any other file never is
         check_file_out(csv_path, True, is_predictions_csv, "a predictions CSV", has_overwrite_flag=False)
         writable_parent(csv_path)
+    check_picture_outs(annotate, plot, inputs)
     from orbit_lite.checkpoint import atomic_write_text
     from orbit_lite.engine.recognize import recognize
     from orbit_lite.engine.train import select_device
@@ -90,6 +105,7 @@ def recognize_command(
                 writer.writerow([r.source, int(number), names[pred], f"{probs[pred]:.4f}",
                                  *[f"{p:.4f}" for p in probs]])  # fmt: skip
         atomic_write_text(csv_path, buffer.getvalue())
+    write_pictures(recognitions, names, annotate, plot)
     summary = [
         {"input": r.source, "frames": len(r.predictions), "prediction": names[r.video_prediction],
          "confidence": float(r.probabilities[:, r.video_prediction].mean()), **r.scores(len(names)),
@@ -101,7 +117,7 @@ def recognize_command(
         out.print_json(json.dumps({"objects": names, "label": label, "inputs": summary}))
         return
     table = Table(title=escape(f"recognizer of {model.user}: {', '.join(names)}"), box=box.SIMPLE_HEAD)
-    table.add_column("input", max_width=28, overflow="ellipsis", no_wrap=True)
+    table.add_column("input", overflow="fold", ratio=1)  # the whole name, folded over lines: names differ at the end
     for column in ("frames", "object", "prob."):
         table.add_column(column, justify="left" if column == "object" else "right")
     if label is not None:
@@ -119,3 +135,33 @@ def recognize_command(
     out.print(table)
     if csv_path is not None:
         err.print(f"per-frame predictions written to {csv_path}", markup=False)
+
+
+def check_picture_outs(annotate: Path | None, plot: Path | None, inputs: list[Path]) -> None:
+    """Refuse --annotate and --plot files before any work: a wrong kind of name, or a file orbit-lite did not write
+    (our own, known by their marks, are replaced like the CSV)."""
+    if annotate is not None:
+        if len(inputs) != 1:
+            raise OrbitLiteError(f"--annotate writes one video but {len(inputs)} inputs were given: give one INPUT")
+        if annotate.suffix.lower() != ".mp4":
+            raise OrbitLiteError(f"--annotate {annotate}: the video is written as MP4; give a name ending in .mp4")
+        check_file_out(annotate, True, is_annotated_video, "an annotated video", has_overwrite_flag=False)
+        writable_parent(annotate)
+    if plot is not None:
+        if plot.suffix.lower() != ".png":
+            raise OrbitLiteError(f"--plot {plot}: the plot is written as PNG; give a name ending in .png")
+        check_file_out(plot, True, is_orbit_lite_png, "an orbit-lite plot", has_overwrite_flag=False)
+        writable_parent(plot)
+
+
+def write_pictures(recognitions: list, names: list[str], annotate: Path | None, plot: Path | None) -> None:
+    if annotate is not None:
+        from orbit_lite.visual.annotate import write_annotated
+
+        frames, codec = write_annotated(recognitions[0], names, annotate)
+        err.print(f"annotated video ({frames} frames, {codec}) written to {annotate}", markup=False)
+    if plot is not None:
+        from orbit_lite.visual.recognition import plot_recognitions
+
+        plot_recognitions(recognitions, names, plot)
+        err.print(f"probability plot written to {plot}", markup=False)

@@ -1,1 +1,2 @@
-"""The only loops: meta-training, validation (and, later, personalization and evaluation)."""
+"""The only loops: meta-training and validation, personalization, recognition, evaluation and its report, and the
+helpers that spread them over processes (distributed.py)."""

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from orbit_lite import runtime
 from orbit_lite.checkpoint import load_checkpoint
 from orbit_lite.config import Config, SamplingConfig, from_dict, to_dict
 from orbit_lite.data.layout import User
 from orbit_lite.data.tasks import Task, TaskBuilder
-from orbit_lite.engine import runtime
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners import FewShotLearner, create_learner
 from orbit_lite.personal import PersonalModel

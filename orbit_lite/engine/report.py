@@ -23,6 +23,8 @@ from orbit_lite.engine.evaluate import Protocol, UserResult
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.metrics import summarize_scores
 from orbit_lite.outputs import RESULTS_MARKER, check_results_out, install_folder, results_marker
+from orbit_lite.visual.evaluation import CONFUSION_FILE, FTR_FILE, confusion_figure, frames_to_recognition_figure
+from orbit_lite.visual.png import new_figure, png_bytes
 
 METRICS = ("frame_accuracy", "frames_to_recognition", "video_accuracy")
 
@@ -105,14 +107,8 @@ def json_safe(value: Any) -> Any:
 
 def plot_per_user(per_user: pd.DataFrame, title: str) -> bytes:
     """Bars of per-user frame accuracy with their 95% intervals, as PNG bytes."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(per_user) + 2), 3.5))
+    fig = new_figure(max(4.0, 0.5 * len(per_user) + 2), 3.5, layout="constrained")
+    ax = fig.subplots()
     if len(per_user):
         ax.bar(per_user["user"], 100 * per_user["frame_accuracy"], yerr=100 * per_user["frame_accuracy_ci95"],
                capsize=3, color="#4C72B0")  # fmt: skip
@@ -120,11 +116,7 @@ def plot_per_user(per_user: pd.DataFrame, title: str) -> bytes:
     ax.set_ylim(0, 100)
     ax.set_title(title)
     ax.tick_params(axis="x", rotation=60)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    return buffer.getvalue()
+    return png_bytes(fig)
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:
@@ -144,6 +136,7 @@ def write_results(
     """Write every output file into ``out`` all at once; returns metrics.json's content."""
     prepare_out(out, overwrite)
     metrics, videos, per_user, per_object = aggregate(results, protocol, split, wall_seconds)
+    title = f"{protocol.name} {protocol.mode}, {split} users"
     files = {  # built in memory first: a full disk is then one failed write, with the size it needed known
         "results.json": json.dumps({r.user: r.tasks for r in results}, allow_nan=False).encode(),
         "metrics.json": json.dumps(json_safe(metrics), indent=2, allow_nan=False).encode(),
@@ -151,7 +144,9 @@ def write_results(
         "per_user.csv": per_user.to_csv(index=False).encode(),
         "per_object.csv": per_object.to_csv(index=False).encode(),
         "config.yaml": yaml.safe_dump(config, sort_keys=False).encode(),
-        "per_user_accuracy.png": plot_per_user(per_user, f"{protocol.name} {protocol.mode}, {split} users"),
+        "per_user_accuracy.png": plot_per_user(per_user, title),
+        CONFUSION_FILE: png_bytes(confusion_figure(results, title)),
+        FTR_FILE: png_bytes(frames_to_recognition_figure(videos["frames_to_recognition"].to_numpy(), title)),
     }
     tmp: Path | None = None
     try:

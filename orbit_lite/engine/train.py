@@ -23,16 +23,19 @@ import numpy as np
 import torch
 import yaml
 
+from orbit_lite import runtime
 from orbit_lite.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from orbit_lite.config import DEVICES, Config, TrainConfig, from_dict, to_dict
 from orbit_lite.data.layout import DatasetIndex, index_benchmark
 from orbit_lite.data.tasks import UserTaskDataset, task_loader
-from orbit_lite.engine import distributed, runtime
+from orbit_lite.engine import distributed
 from orbit_lite.engine.distributed import Dist
 from orbit_lite.engine.validate import validate
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners import FewShotLearner, create_learner
 from orbit_lite.outputs import RUN_MARKER, check_run_out, mark_run, new_id, run_id_of
+from orbit_lite.visual import tensorboard
+from orbit_lite.visual.curves import plot_curves, read_records
 
 log = logging.getLogger(__name__)
 
@@ -170,10 +173,21 @@ class _Run:
         self.best = run_dir / "checkpoints" / "best.pt"
         self.metrics = run_dir / "metrics.jsonl"
         self.id = ""  # the run's id, also in its marker and its checkpoints: the proof that they belong together
+        self.curves = run_dir / "curves.png"
+        self.tensorboard: tensorboard.TensorBoardLog | None = None
 
     def log(self, record: dict[str, Any]) -> None:
         with open(self.metrics, "a") as f:  # whole lines, flushed: a crash leaves complete records
             f.write(json.dumps(record) + "\n")
+        if self.tensorboard is not None:
+            self.tensorboard.write(record)
+
+    def draw_curves(self) -> None:
+        """curves.png from the whole metrics.jsonl; a failure to draw is a warning, never the end of a run."""
+        try:
+            plot_curves(read_records(self.metrics), self.curves)
+        except Exception as e:  # matplotlib, fonts, a full disk: the run's real outputs are the checkpoints
+            log.warning("could not draw %s: %s", self.curves, e)
 
     def truncate_metrics(self, size: int) -> None:
         if self.metrics.exists():
@@ -327,6 +341,8 @@ class _Loop:
         elif not self.val_users:
             self.save(self.run.best)
         self.log({**record, "type": "validation"} if "frame_accuracy" in record else record)
+        if self.dist.main:
+            self.run.draw_curves()
         self.save(self.run.last)
         distributed.barrier(self.dist)
         return record
@@ -348,6 +364,7 @@ def train(
     dist = dist or Dist()
     run = _Run(Path(run_dir))
     index, record = _prepare(cfg, Path(data_root), run, resume)
+    events = tensorboard.wanted(cfg.train.tensorboard)  # "on" without the package: an error before any work
     loop = _Loop(cfg, run, index, record, monitor, dist)  # builds the model: a bad setting fails before any write
     if dist.main:
         if record is None:
@@ -358,6 +375,8 @@ def train(
         elif record["changed"]:  # config.yaml keeps what the run started with; the change is logged where it happened
             run.log({"type": "resume", "epoch": record["progress"]["epoch"], "step": record["progress"]["step"],
                      "changed": record["changed"]})  # fmt: skip
+        if events:
+            run.tensorboard = tensorboard.TensorBoardLog(run.dir, record["progress"]["step"] if record else None)
     loop.learner.train()
     validation = None
     try:
@@ -371,5 +390,7 @@ def train(
             loop.save(run.best)
             loop.save(run.last)
     finally:
+        if run.tensorboard is not None:
+            run.tensorboard.close()
         distributed.teardown(dist)
     return TrainReport(run.dir, cfg.train.epochs, loop.progress["step"], loop.progress["best"], validation or None)

@@ -1,0 +1,1 @@
+"""What a person looks at: annotated videos and the PNG figures of recognize, train and evaluate."""
