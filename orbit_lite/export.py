@@ -28,9 +28,11 @@ def _fold_film(backbone: Backbone, film: dict[str, tuple[torch.Tensor, torch.Ten
     with torch.no_grad():
         for name, (gamma, beta) in (film or {}).items():
             norm = folded.net.get_submodule(name)
-            weight, bias = film_affine(folded.film_style, norm.weight, norm.bias, gamma.cpu(), beta.cpu())
+            bias = getattr(norm, "bias", None)
+            weight, bias = film_affine(folded.film_style, norm.weight, bias, gamma.cpu(), beta.cpu())
             norm.weight.copy_(weight)
-            norm.bias.copy_(bias)
+            if bias is not None:
+                norm.bias.copy_(bias)
     return folded
 
 
