@@ -109,6 +109,16 @@ def export_onnx(model: PersonalModel, path: Path | str, opset: int = 18) -> Path
                           output_names=["logits", "probabilities"], dynamic_shapes=({0: batch},), opset_version=opset,
                           dynamo=True, external_data=False, verbose=False)  # fmt: skip
         tmp.replace(path)
+    except ImportError:  # onnxscript, which the exporter imports itself
+        raise OrbitLiteError("ONNX export needs the onnx packages: pip install 'orbit-lite[export]'") from None
+    except Exception as exc:  # the exporter fails in many types (dynamo, torch.export, onnxscript); all mean "cannot"
+        name = model.recognizer.backbone.spec.name
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise OrbitLiteError(
+            f"the {name} backbone does not export to ONNX ({type(exc).__name__}: {reason}); fix: run the recognizer "
+            f"with `orbit-lite recognize`, or train with a backbone that exports (`orbit-lite backbones NAME --onnx` "
+            "checks one)"
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
     return path

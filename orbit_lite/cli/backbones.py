@@ -40,7 +40,8 @@ def backbones_command(
         caption = "and any timm image model as timm/<model>[.<tag>]; `orbit-lite backbones NAME` describes one"
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, caption=caption)
         for column in ("name", "feature dim", "FiLM layers", "frame sizes", "pretrained weights"):
-            table.add_column(column, justify="right" if column in ("feature dim", "FiLM layers") else "left")
+            justify = "right" if column in ("feature dim", "FiLM layers") else "left"
+            table.add_column(column, justify=justify, no_wrap=column == "name", overflow="fold")
         for row in rows:
             cells = (row["name"], str(row["feature_dim"]), str(row["film_layers"]), row["sizes"], row["weights"])
             table.add_row(*(Text(cell) for cell in cells))

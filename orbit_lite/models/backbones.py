@@ -507,14 +507,14 @@ def _load_state(spec: BackboneSpec, net: nn.Module, state: StateDict, source: st
         state = {key.removeprefix("net."): value for key, value in state.items()}
     if spec.head is not None:
         state = {key: value for key, value in state.items() if not key.startswith(f"{spec.head}.")}
-    if spec.adapt_state is not None:
-        state = spec.adapt_state(state, net)
     timm_name = spec.timm_tag or (spec.name.removeprefix(timm_any.PREFIX) if timm_any.is_timm_name(spec.name) else "")
     origin = f"timm {timm_name}" if timm_name else "the torchvision model"
     fix = f"fix: pass a state_dict saved from {spec.name} ({origin} or an orbit-lite Backbone)"
     try:
+        if spec.adapt_state is not None:  # timm's filters reshape tensors, and fail on ones from another model
+            state = spec.adapt_state(state, net)
         result = net.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shape mismatches raise even when strict=False
+    except (RuntimeError, ValueError, KeyError) as exc:  # shape mismatches raise even when strict=False
         reason = " ".join(str(exc).split())[:300]
         raise OrbitLiteError(f"{source} does not fit {spec.name}: {reason}; {fix}") from None
     if result.missing_keys or result.unexpected_keys:
