@@ -292,3 +292,35 @@ def test_channels_last_changes_nothing_but_the_layout(backbones: dict) -> None:
         before = bb(frames)
         assert bb.use_channels_last(True)
         torch.testing.assert_close(bb(frames), before, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_train_personalize_recognize_and_evaluate_from_the_command_line(tiny_frames: Path, tmp_path: Path) -> None:
+    import yaml
+
+    from orbit_lite.cli.main import app
+    from orbit_lite.data.layout import index_tree
+    from tests.conftest import TINY_RECIPE
+
+    runner = CliRunner()
+    model = {**TINY_RECIPE["model"], "learner": "simple_cnaps", "backbone": "timm/test_efficientnet"}
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({**TINY_RECIPE, "model": model, "train": {**TINY_RECIPE["train"], "epochs": 1}}))
+    trained = runner.invoke(app, ["train", "--data", str(tiny_frames), "--config", str(recipe), "--out",
+                                  str(tmp_path / "run")])  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    checkpoint = tmp_path / "run" / "checkpoints" / "best.pt"
+    user = index_tree(tiny_frames).users("test")[0]
+    personal = runner.invoke(app, ["personalize", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "me.pt"),
+                                   "--user", user.user_id, "--data", str(tiny_frames)])  # fmt: skip
+    assert personal.exit_code == 0, personal.output
+    assert load_personal(tmp_path / "me.pt").recognizer.backbone.spec.name == "timm/test_efficientnet.r160_in1k"
+    clip = next(v for v in user.videos() if v.video_type == "clutter")
+    seen = runner.invoke(app, ["recognize", "--model", str(tmp_path / "me.pt"), str(clip.path), "--json"])
+    assert seen.exit_code == 0, seen.output
+    assert json.loads(seen.stdout)["inputs"][0]["frames"] == clip.num_frames
+    scored = runner.invoke(app, ["evaluate", "--data", str(tiny_frames), "--checkpoint", str(checkpoint), "--out",
+                                 str(tmp_path / "eval"), "--tasks", "1"])  # fmt: skip
+    assert scored.exit_code == 0, scored.output
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert 0 <= metrics["frame_accuracy"]["mean"] <= 100 and metrics["frame_accuracy"]["n"] > 0
