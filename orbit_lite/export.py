@@ -33,9 +33,11 @@ def _fold_film(backbone: Backbone, film: dict[str, tuple[torch.Tensor, torch.Ten
     with torch.no_grad():
         for name, (gamma, beta) in (film or {}).items():
             norm = folded.net.get_submodule(name)
-            weight, bias = film_affine(folded.film_style, norm.weight, norm.bias, gamma.cpu(), beta.cpu())
+            bias = getattr(norm, "bias", None)
+            weight, bias = film_affine(folded.film_style, norm.weight, bias, gamma.cpu(), beta.cpu())
             norm.weight.copy_(weight)
-            norm.bias.copy_(bias)
+            if bias is not None:
+                norm.bias.copy_(bias)
     return folded
 
 
@@ -126,6 +128,16 @@ def export_onnx(model: PersonalModel, path: Path | str, opset: int = 18) -> Path
         tmp.replace(path)
     except OSError as e:
         raise write_failure(path, e, tmp.stat().st_size if tmp is not None and tmp.exists() else None) from None
+    except ImportError:  # onnxscript, which the exporter imports itself
+        raise OrbitLiteError("ONNX export needs the onnx packages: pip install 'orbit-lite[export]'") from None
+    except Exception as exc:  # the exporter fails in many types (dynamo, torch.export, onnxscript); all mean "cannot"
+        name = model.recognizer.backbone.spec.name
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise OrbitLiteError(
+            f"the {name} backbone does not export to ONNX ({type(exc).__name__}: {reason}); fix: run the recognizer "
+            f"with `orbit-lite recognize`, or train with a backbone that exports (`orbit-lite backbones NAME --onnx` "
+            "checks one)"
+        ) from None
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)

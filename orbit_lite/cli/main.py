@@ -8,6 +8,7 @@ import typer
 
 from orbit_lite import __version__
 from orbit_lite.cli import data
+from orbit_lite.cli.backbones import backbones_command
 from orbit_lite.cli.common import out, setup_logging
 from orbit_lite.cli.evaluate import evaluate_command
 from orbit_lite.cli.export import export_command
@@ -30,6 +31,7 @@ app.command("recognize")(recognize_command)
 app.command("evaluate")(evaluate_command)
 app.command("export")(export_command)
 app.command("import-orbit")(import_orbit_command)
+app.command("backbones")(backbones_command)
 
 
 def _version(value: bool) -> None:

@@ -94,7 +94,8 @@ class FewShotLearner(nn.Module):
             frames = self.backbone.spec
             mean, std = (frames.mean, frames.std) if model.style == "reference" else ((0.5,) * 3, (0.5,) * 3)
             self.set_encoder = SetEncoder(model.set_encoder_width, style=model.style, mean=mean, std=std)
-            self.film = FilmGenerator(self.backbone.film_layers, model.set_encoder_width)
+            self.film = FilmGenerator(self.backbone.film_layers, model.set_encoder_width,
+                                      scale_only=self.backbone.film_scale_only)  # fmt: skip
         scale = model.logit_scale or None
         self.head = create_head(model.head or spec.head, self.backbone.feature_dim, scale, model.learn_scale,
                                 style=model.style)  # fmt: skip

@@ -6,9 +6,11 @@ spec/orbit.md 3.3). :class:`Backbone` turns uint8 frames into features and appli
 layers' affine parameters for the FiLM-ed ones (:func:`orbit_lite.models.film.film_affine`, in the backbone's FiLM
 style) inside :func:`torch.func.functional_call`, without touching the module tree.
 
-Two families: torchvision's ImageNet models, and the ORBIT reference code's timm models (``tf_efficientnet_b0``,
-``tf_efficientnetv2_s_in21k``, ``vit_b_32_in21k``, ``vit_b_32_clip_laion2b``), with the reference's own weights,
-normalization and FiLM layers, so that its checkpoints load into them (spec/orbit-checkpoints.md 2).
+Two registered families: torchvision's ImageNet models, and the ORBIT reference code's timm models
+(``tf_efficientnet_b0``, ``tf_efficientnetv2_s_in21k``, ``vit_b_32_in21k``, ``vit_b_32_clip_laion2b``), with the
+reference's own weights, normalization and FiLM layers, so that its checkpoints load into them
+(spec/orbit-checkpoints.md 2). Besides them, any timm image model by name, ``timm/<model>[.<tag>]``, with what timm
+says about it and orbit-lite's generic FiLM rule (:mod:`orbit_lite.models.timm_any`).
 
 Normalization statistics are frozen: BatchNorm always uses its running statistics and dropout / stochastic depth are
 off, even in ``train()`` mode, so a frame's features never depend on the other frames in its batch. LITE relies on
@@ -22,7 +24,7 @@ import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 import torch
@@ -42,7 +44,7 @@ from torchvision.ops import StochasticDepth
 
 from orbit_lite.checkpoint import read_torch_file
 from orbit_lite.errors import OrbitLiteError
-from orbit_lite.models import lite0_weights, timm_backbones
+from orbit_lite.models import lite0_weights, timm_any, timm_backbones
 from orbit_lite.models.film import FILM_STYLES, film_affine
 from orbit_lite.models.tiny_nets import TinyViT, strided_cnn
 from orbit_lite.shapes import Buckets, run_bucketed
@@ -85,6 +87,10 @@ class BackboneSpec:
         size_multiple: the frame side must be a multiple of this (patch size of a ViT).
         fixed_size: the network only accepts the frame size it was built for (learned position embeddings).
         notes: where the weights come from, how features are pooled.
+        pretrained_builder: ``frame_size -> network`` with timm's pretrained weights (default: the reference's options).
+        size_error: ``frame_size -> None or why not and which sizes fit``, beyond ``min_size`` and ``size_multiple``.
+        eval_only: keep the whole network in eval mode (any timm model: no layer's output then depends on its batch or
+            on randomness, whatever layers the architecture has).
     """
 
     name: str
@@ -103,6 +109,9 @@ class BackboneSpec:
     size_multiple: int = 1
     fixed_size: bool = False
     notes: str = ""
+    pretrained_builder: Callable[[int], nn.Module] | None = None
+    size_error: Callable[[int], str | None] | None = None
+    eval_only: bool = False
 
     @property
     def has_pretrained(self) -> bool:
@@ -224,6 +233,60 @@ def available_backbones() -> list[str]:
     return sorted(BACKBONES)
 
 
+@cache
+def _timm_model_spec(name: str) -> BackboneSpec:
+    """Any timm image model, ``timm/<model>[.<tag>]``: everything from timm's pretrained config and the network."""
+    model = timm_any.resolve(name)
+    types = timm_any.film_norm_types()
+    film = partial(timm_any.film_layer_names, classifier=model.classifier, types=types)
+    pretrained = partial(_build_timm_pretrained, model) if model.tag else None
+    where = f"timm {model.tag} weights" if model.tag else "no pretrained weights in timm"
+    notes = f"any timm model ({where}); classifier {'/'.join(model.classifier) or 'none'} dropped"
+    return BackboneSpec(model.name, model.feature_dim, model.mean, model.std, partial(_build_timm, model), types,
+                        film, timm_tag=model.tag, adapt_state=partial(timm_any.adapt_state, model),
+                        min_size=model.min_size, size_multiple=model.size_multiple, fixed_size=model.sized,
+                        notes=notes, pretrained_builder=pretrained, eval_only=True,
+                        size_error=partial(timm_any.size_error, model.name))  # fmt: skip
+
+
+def _build_timm(model: timm_any.TimmModel, frame_size: int) -> nn.Module:
+    return timm_backbones.build(model.tag or model.arch, frame_size, model.build_options(frame_size))
+
+
+def _build_timm_pretrained(model: timm_any.TimmModel, frame_size: int) -> nn.Module:
+    options = model.build_options(frame_size)
+    return timm_backbones.build_pretrained(model.tag, frame_size, options, model.weights_url or None)
+
+
+def backbone_spec(name: str) -> BackboneSpec:
+    """The registry entry for ``name``, or the spec of a timm model named ``timm/<model>[.<tag>]``.
+
+    Raises:
+        OrbitLiteError: an unknown name (the message lists the registered ones, or the closest timm names).
+    """
+    if timm_any.is_timm_name(name):
+        return _timm_model_spec(name)
+    spec = BACKBONES.get(name)
+    if spec is None:
+        raise OrbitLiteError(
+            f"unknown backbone {name!r}; fix: use one of {', '.join(available_backbones())}, or any timm image model "
+            "as timm/<model>[.<pretrained tag>]"
+        )
+    return spec
+
+
+def check_frame_size(spec: BackboneSpec, frame_size: int) -> None:
+    """Raise a one-line error naming the sizes ``spec`` takes when it cannot take ``frame_size`` as it is."""
+    if spec.size_error is not None:
+        problem = spec.size_error(frame_size)
+    elif frame_size < spec.min_size or frame_size % spec.size_multiple:
+        problem = f"it needs {spec.size_rule()}"
+    else:
+        problem = None
+    if problem:
+        raise OrbitLiteError(f"{spec.name} cannot take frame size {frame_size}: {problem}; fix: set data.frame_size")
+
+
 class Backbone(nn.Module):
     """Frames -> features with optional FiLM; normalization statistics frozen (see the module docstring).
 
@@ -253,6 +316,9 @@ class Backbone(nn.Module):
         self.register_buffer("input_shift", -mean / std, persistent=False)
         self.film_layers = _find_film_layers(spec, net)
         self._film_channels = dict(self.film_layers)
+        # Norm layers without a bias (RMSNorm, LayerNorm(bias=False)): FiLM scales them and cannot shift them.
+        self.film_scale_only = frozenset(n for n, _ in self.film_layers if getattr(net.get_submodule(n), "bias", None)
+                                         is None)  # fmt: skip
         self.buckets = Buckets()  # which batch sizes the network sees (orbit_lite.shapes); set from the config
         self.channels_last = False
         self._features = self._eager_features
@@ -260,6 +326,8 @@ class Backbone(nn.Module):
 
     def train(self, mode: bool = True) -> Backbone:
         super().train(mode)
+        if self.spec.eval_only:
+            self.net.train(False)
         for module in self.modules():
             if isinstance(module, _FROZEN_TYPES):
                 module.train(False)
@@ -339,8 +407,10 @@ class Backbone(nn.Module):
             if gamma.shape != (channels,) or beta.shape != (channels,):
                 raise ValueError(f"FiLM for {name!r} needs gamma, beta of shape [{channels}]")
             norm = self.net.get_submodule(name)
-            weight, bias = film_affine(self.film_style, norm.weight, norm.bias, gamma, beta)
-            params[f"{name}.weight"], params[f"{name}.bias"] = weight, bias
+            weight, bias = film_affine(self.film_style, norm.weight, getattr(norm, "bias", None), gamma, beta)
+            params[f"{name}.weight"] = weight
+            if bias is not None:
+                params[f"{name}.bias"] = bias
         return params
 
 
@@ -353,7 +423,7 @@ def _find_film_layers(spec: BackboneSpec, net: nn.Module) -> list[tuple[str, int
     layers = []
     for name in sorted(names):
         module = net.get_submodule(name)
-        if not isinstance(module, spec.film_norm_types) or module.weight is None or module.bias is None:
+        if not isinstance(module, spec.film_norm_types) or getattr(module, "weight", None) is None:
             raise TypeError(f"{spec.name}: FiLM layer {name!r} is not an affine {spec.film_norm_types} module")
         layers.append((name, module.weight.shape[0]))
     return layers
@@ -368,7 +438,7 @@ def create_backbone(
     """Build a registered backbone.
 
     Args:
-        name: a name from :func:`available_backbones`.
+        name: a name from :func:`available_backbones`, or any timm image model as ``timm/<model>[.<tag>]``.
         weights: "none" (random init); "imagenet" or "pretrained": the backbone's pretrained weights (torchvision's,
             downloaded into torch.hub's cache, timm's tag, downloaded by timm, or those an installed package ships:
             ``efficientnet_lite0``'s); or a path to a weights file: a
@@ -380,19 +450,15 @@ def create_backbone(
     Raises:
         OrbitLiteError: unknown name, unsuitable frame size, or weights that cannot be fetched, read or matched.
     """
-    spec = BACKBONES.get(name)
-    if spec is None:
-        raise OrbitLiteError(f"unknown backbone {name!r}; fix: use one of {', '.join(available_backbones())}")
-    if frame_size < spec.min_size or frame_size % spec.size_multiple:
-        raise OrbitLiteError(
-            f"{name} cannot take frame size {frame_size}: it needs {spec.size_rule()}; fix: set data.frame_size"
-        )
+    spec = backbone_spec(name)
+    check_frame_size(spec, frame_size)
     if weights in PRETRAINED and not spec.has_pretrained:
         raise OrbitLiteError(
             f"{name} has no pretrained weights; fix: use model.weights=none or a path to a weights file"
         )
     if spec.timm_tag is not None and weights in PRETRAINED:
-        return Backbone(spec, timm_backbones.build_pretrained(spec.timm_tag, frame_size), frame_size, film_style)
+        build = spec.pretrained_builder or partial(timm_backbones.build_pretrained, spec.timm_tag)
+        return Backbone(spec, build(frame_size), frame_size, film_style)
     net = spec.builder(frame_size)
     if weights in PRETRAINED and spec.local_weights is not None:
         _load_state(spec, net, spec.local_weights(net), f"pretrained weights of {name}")
@@ -451,13 +517,14 @@ def _load_state(spec: BackboneSpec, net: nn.Module, state: StateDict, source: st
         state = {key.removeprefix("net."): value for key, value in state.items()}
     if spec.head is not None:
         state = {key: value for key, value in state.items() if not key.startswith(f"{spec.head}.")}
-    if spec.adapt_state is not None:
-        state = spec.adapt_state(state, net)
-    origin = f"timm {spec.timm_tag}" if spec.timm_tag else "the torchvision model"
+    timm_name = spec.timm_tag or (spec.name.removeprefix(timm_any.PREFIX) if timm_any.is_timm_name(spec.name) else "")
+    origin = f"timm {timm_name}" if timm_name else "the torchvision model"
     fix = f"fix: pass a state_dict saved from {spec.name} ({origin} or an orbit-lite Backbone)"
     try:
+        if spec.adapt_state is not None:  # timm's filters reshape tensors, and fail on ones from another model
+            state = spec.adapt_state(state, net)
         result = net.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shape mismatches raise even when strict=False
+    except (RuntimeError, ValueError, KeyError) as exc:  # shape mismatches raise even when strict=False
         reason = " ".join(str(exc).split())[:300]
         raise OrbitLiteError(f"{source} does not fit {spec.name}: {reason}; {fix}") from None
     if result.missing_keys or result.unexpected_keys:

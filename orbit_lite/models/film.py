@@ -18,7 +18,9 @@ from torch import Tensor, nn
 FILM_STYLES = ("orbit_lite", "reference")
 
 
-def film_affine(style: str, weight: Tensor, bias: Tensor, gamma: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
+def film_affine(
+    style: str, weight: Tensor, bias: Tensor | None, gamma: Tensor, beta: Tensor
+) -> tuple[Tensor, Tensor | None]:
     """The adapted affine parameters ``(w', b')`` of a norm layer, all tensors ``[C]``.
 
     - ``orbit_lite``: ``w' = gamma * w``, ``b' = gamma * b + beta``, i.e. ``gamma * norm(x) + beta``.
@@ -29,7 +31,11 @@ def film_affine(style: str, weight: Tensor, bias: Tensor, gamma: Tensor, beta: T
     ``(w, b)`` are the layer's current parameters; the reference's ``(w0, b0)`` are copies taken when it builds the
     model. They agree whenever the backbone is frozen, as it is in every published FiLM checkpoint; a fine-tuned
     backbone here carries its FiLM base along rather than adapting parameters it no longer has.
+
+    A layer without a bias (``bias`` None: RMSNorm, LayerNorm(bias=False)) is scaled only: ``(gamma * w, None)``.
     """
+    if style in FILM_STYLES and bias is None:
+        return gamma * weight, None
     if style == "orbit_lite":
         return gamma * weight, gamma * bias + beta
     if style == "reference":
@@ -48,27 +54,34 @@ class FilmGenerator(nn.Module):
         layers: ``(name, channels)`` of the adapted norm layers, in the backbone's (sorted) order.
         embed_dim: size of the task embedding.
         init_std: standard deviation of the initial gates ``r``.
+        scale_only: layers without a bias, which FiLM only scales: no beta network; their beta is zero.
     """
 
-    def __init__(self, layers: list[tuple[str, int]], embed_dim: int = 64, init_std: float = 1e-3) -> None:
+    def __init__(
+        self,
+        layers: list[tuple[str, int]],
+        embed_dim: int = 64,
+        init_std: float = 1e-3,
+        scale_only: frozenset[str] = frozenset(),
+    ) -> None:
         super().__init__()
         self.names = [name for name, _ in layers]
         keys = [name.replace(".", "_") for name in self.names]  # ModuleDict keys cannot contain dots
+        shifted = [(k, c) for k, (name, c) in zip(keys, layers, strict=True) if name not in scale_only]
         self.gamma = nn.ModuleDict({k: _dense(embed_dim, c) for k, (_, c) in zip(keys, layers, strict=True)})
-        self.beta = nn.ModuleDict({k: _dense(embed_dim, c) for k, (_, c) in zip(keys, layers, strict=True)})
+        self.beta = nn.ModuleDict({k: _dense(embed_dim, c) for k, c in shifted})
         self.r_gamma = nn.ParameterDict(
             {k: nn.Parameter(torch.randn(c) * init_std) for k, (_, c) in zip(keys, layers, strict=True)}
         )
-        self.r_beta = nn.ParameterDict(
-            {k: nn.Parameter(torch.randn(c) * init_std) for k, (_, c) in zip(keys, layers, strict=True)}
-        )
+        self.r_beta = nn.ParameterDict({k: nn.Parameter(torch.randn(c) * init_std) for k, c in shifted})
         self._keys = keys
 
     def forward(self, z: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        return {
-            name: (1.0 + self.gamma[k](z) * self.r_gamma[k], self.beta[k](z) * self.r_beta[k])
-            for name, k in zip(self.names, self._keys, strict=True)
-        }
+        film = {}
+        for name, k in zip(self.names, self._keys, strict=True):
+            gamma = 1.0 + self.gamma[k](z) * self.r_gamma[k]
+            film[name] = (gamma, self.beta[k](z) * self.r_beta[k] if k in self.beta else torch.zeros_like(gamma))
+        return film
 
     def regularizer(self) -> torch.Tensor:
         """``sum ||r||^2`` over every gate vector."""

@@ -26,18 +26,23 @@ def _options(tag: str, frame_size: int) -> dict[str, object]:
     return options
 
 
-def build(tag: str, frame_size: int) -> nn.Module:
-    """A randomly initialised timm network without classifier: ``[B, 3, S, S] -> [B, D]``."""
+def build(tag: str, frame_size: int, options: dict[str, object] | None = None) -> nn.Module:
+    """A randomly initialised timm network without classifier: ``[B, 3, S, S] -> [B, D]``.
+
+    ``options`` replace the reference backbones' creation options (any timm model: :mod:`orbit_lite.models.timm_any`).
+    """
     import timm
 
-    return timm.create_model(tag, pretrained=False, **_options(tag, frame_size))
+    return timm.create_model(tag, pretrained=False, **(options or _options(tag, frame_size)))
 
 
-def build_pretrained(tag: str, frame_size: int) -> nn.Module:
+def build_pretrained(
+    tag: str, frame_size: int, options: dict[str, object] | None = None, url: str | None = None
+) -> nn.Module:
     """The network with timm's pretrained weights for ``tag``, downloaded (and cached) by timm.
 
     Local files do not come here: timm loads them non-strictly, so :mod:`orbit_lite.models.backbones` loads them
-    itself and reports any key that does not fit.
+    itself and reports any key that does not fit. ``url``: where the file is, for the message (default: timm's hub).
 
     Raises:
         OrbitLiteError: the weights cannot be fetched; the message names the tag and the local-file fix.
@@ -45,14 +50,15 @@ def build_pretrained(tag: str, frame_size: int) -> nn.Module:
     import timm
 
     _log.info("loading timm weights %s (downloaded once into timm's cache)", tag)
+    url = url or f"https://huggingface.co/timm/{tag}/resolve/main/model.safetensors"
+    file = url.rsplit("/", 1)[-1]
     try:
-        return timm.create_model(tag, pretrained=True, **_options(tag, frame_size))
+        return timm.create_model(tag, pretrained=True, **(options or _options(tag, frame_size)))
     except Exception as exc:  # network, hub and file errors all come through timm, in many types
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise OrbitLiteError(
             f"cannot download timm weights {tag} (no internet?): {reason}; fix: on a machine with internet download "
-            f"https://huggingface.co/timm/{tag}/resolve/main/model.safetensors and pass it with "
-            "--set model.weights=/path/to/model.safetensors"
+            f"{url} and pass it with --set model.weights=/path/to/{file}"
         ) from None
 
 

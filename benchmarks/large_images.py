@@ -1,0 +1,96 @@
+"""Large images with LITE: MACs per frame, and a training step's peak memory and time, for timm backbones by size.
+
+For each backbone and frame size: the multiply-accumulates of one frame (FlopCounterMode on the meta device, through
+the same code as `orbit-lite backbones NAME --frame-size S`), then one ProtoNets meta-training step with LITE at each
+``--lite-n`` context size and with full back-propagation at each ``--full-n``, every step in a fresh process
+(``benchmarks/lite_memory.py``'s worker: peak RSS on the CPU, ``torch.cuda.max_memory_allocated`` on a GPU), random
+weights. A size the backbone cannot take as it is moves to the nearest one it can (ViT-S/14: 320 -> 322); the result
+says which size ran.
+
+    python benchmarks/large_images.py --json                                  # the README table (GPU-sized)
+    python benchmarks/large_images.py --sizes 64 --lite-n 8,32 --full-n 8 --queries 4 --json   # a CPU check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BACKBONES = "timm/tf_efficientnet_b0,timm/convnext_tiny,timm/vit_small_patch14_dinov2"
+WORKER = Path(__file__).with_name("lite_memory.py")
+
+
+def fit_size(name: str, size: int) -> int:
+    """``size``, or the nearest frame side ``name`` takes as it is (the upper one on a tie)."""
+    from orbit_lite.models.backbones import backbone_spec
+
+    spec = backbone_spec(name)
+    step = spec.size_multiple
+    below, above = size // step * step, -(-size // step) * step
+    return max(spec.min_size, below if size - below < above - size else above)
+
+
+def macs(name: str, size: int) -> float:
+    from orbit_lite.models.backbone_info import describe
+
+    return describe(name, size).macs
+
+
+def step(args: argparse.Namespace, name: str, size: int, mode: str, n: int) -> dict:
+    command = [sys.executable, str(WORKER), "--worker", "--mode", mode, "--n", str(n), "--backbone", name,
+               "--frame-size", str(size), "--learner", args.learner, "--h", str(args.h), "--queries",
+               str(args.queries), "--query-chunk", str(args.query_chunk), "--chunk", str(args.chunk), "--way",
+               str(args.way), "--device", args.device]  # fmt: skip
+    if args.bf16:
+        command.append("--bf16")
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["killed (out of memory?)"])[-1]
+        return {"mode": mode, "n": n, "error": f"exit {done.returncode}: {tail}"}
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return {key: result[key] for key in ("mode", "n", "peak_mb", "seconds", "device", "gpu")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbones", default=BACKBONES, help="comma-separated backbone names")
+    parser.add_argument("--sizes", default="224,320,448", help="comma-separated frame sides")
+    parser.add_argument("--lite-n", default="100,400", help="context sizes N for the LITE steps")
+    parser.add_argument("--full-n", default="100", help="context sizes N for full back-propagation ('' for none)")
+    parser.add_argument("--learner", default="protonets")
+    parser.add_argument("--h", type=int, default=8, help="LITE: context clips back-propagated")
+    parser.add_argument("--queries", type=int, default=16)
+    parser.add_argument("--query-chunk", type=int, default=8)
+    parser.add_argument("--chunk", type=int, default=32, help="clips per no-grad chunk")
+    parser.add_argument("--way", type=int, default=5)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    parser.add_argument("--json", action="store_true", help="print only the JSON result")
+    args = parser.parse_args()
+    lite_n = [int(x) for x in args.lite_n.split(",") if x]
+    full_n = [int(x) for x in args.full_n.split(",") if x]
+    rows = []
+    for name in args.backbones.split(","):
+        for asked in (int(x) for x in args.sizes.split(",")):
+            size = fit_size(name, asked)
+            row = {"backbone": name, "frame_size": size, "asked_size": asked, "gmacs_per_frame": macs(name, size) / 1e9}
+            steps = [step(args, name, size, "lite", n) for n in lite_n]
+            steps += [step(args, name, size, "full", n) for n in full_n]
+            row["steps"] = steps
+            peaks = {(s["mode"], s["n"]): s.get("peak_mb") for s in steps}
+            if len(lite_n) > 1 and peaks.get(("lite", lite_n[0])) and peaks.get(("lite", lite_n[-1])):
+                row[f"lite_peak_ratio_{lite_n[-1]}_over_{lite_n[0]}"] = round(
+                    peaks["lite", lite_n[-1]] / peaks["lite", lite_n[0]], 3
+                )
+            rows.append(row)
+            if not args.json:
+                print(json.dumps(row), file=sys.stderr)
+    settings = {k: getattr(args, k) for k in ("learner", "h", "queries", "query_chunk", "chunk", "way", "bf16")}
+    print(json.dumps({"settings": settings, "results": rows}))
+
+
+if __name__ == "__main__":
+    main()

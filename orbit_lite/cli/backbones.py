@@ -1,0 +1,78 @@
+"""``orbit-lite backbones [NAME]``: the registered backbones, or what one backbone (any timm model) is."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from orbit_lite.cli.common import err, one_line_errors, out
+
+
+@one_line_errors
+def backbones_command(
+    name: str = typer.Argument(None, help="A registered backbone or any timm model: timm/<model>[.<tag>]."),
+    frame_size: int = typer.Option(None, "--frame-size", help="Frame side for the MACs [default: the model's]."),
+    onnx: bool = typer.Option(False, "--onnx", help="Try an ONNX export of the network (tens of seconds)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+) -> None:
+    """List the registered backbones, or describe one: feature dim, parameters, FiLM layers, sizes, MACs, ONNX."""
+    # torch, torchvision and timm load here, not when the CLI starts
+    from orbit_lite.models.backbone_info import describe, meta_backbone
+    from orbit_lite.models.backbones import BACKBONES, available_backbones
+
+    if name is None:
+        rows = []
+        for registered in available_backbones():
+            spec = BACKBONES[registered]
+            film = len(meta_backbone(spec, max(spec.min_size, 64)).film_layers)
+            weights = f"timm {spec.timm_tag}" if spec.timm_tag else "none"
+            weights = f"torchvision {spec.weights.name}" if spec.weights else weights
+            sizes = f">= {spec.min_size}" + (f", multiple of {spec.size_multiple}" if spec.size_multiple > 1 else "")
+            rows.append({"name": registered, "feature_dim": spec.feature_dim, "film_layers": film, "sizes": sizes,
+                         "weights": weights, "notes": spec.notes})  # fmt: skip
+        if as_json:
+            out.print_json(json.dumps(rows))
+            return
+        caption = "and any timm image model as timm/<model>[.<tag>]; `orbit-lite backbones NAME` describes one"
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, caption=caption)
+        for column in ("name", "feature dim", "FiLM layers", "frame sizes", "pretrained weights"):
+            justify = "right" if column in ("feature dim", "FiLM layers") else "left"
+            table.add_column(column, justify=justify, no_wrap=column == "name", overflow="fold")
+        for row in rows:
+            cells = (row["name"], str(row["feature_dim"]), str(row["film_layers"]), row["sizes"], row["weights"])
+            table.add_row(*(Text(cell) for cell in cells))
+        out.print(table)
+        return
+    if onnx:
+        err.print("trying an ONNX export (on the meta device: no weights, no memory) ...")
+    info = describe(name, frame_size, check_onnx=onnx)
+    if as_json:
+        out.print_json(json.dumps(info.as_dict()))
+        return
+    norms = ", ".join(f"{kind} x{count}" for kind, count in info.film_norms.items()) or "none"
+    scale_only = f"; {info.film_scale_only} without bias are scaled only" if info.film_scale_only else ""
+    rows = [
+        ("feature dim", str(info.feature_dim)),
+        ("parameters", f"{info.parameters:,} ({info.parameters / 1e6:.1f} M)"),
+        ("FiLM layers", f"{info.film_layers} ({norms}){scale_only}"),
+        ("input normalization", f"mean {_floats(info.mean)}, std {_floats(info.std)}"),
+        ("default frame size", str(info.default_size)),
+        ("frame sizes", info.size_rule),
+        (f"MACs per frame at {info.frame_size} px", f"{info.macs / 1e9:.3f} G"),
+        ("ONNX export", info.onnx or "not checked (add --onnx)"),
+        ("notes", info.notes),
+    ]
+    table = Table(title=info.name, box=box.SIMPLE_HEAD, pad_edge=False, show_header=False)
+    table.add_column("", justify="left")
+    table.add_column("", justify="left", overflow="fold")
+    for key, value in rows:
+        table.add_row(Text(key), Text(value))
+    out.print(table)
+
+
+def _floats(values: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
