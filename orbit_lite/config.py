@@ -171,6 +171,43 @@ class LiteConfig:
 
 
 @dataclass(frozen=True)
+class FinetuneConfig:
+    """How the FineTuner learners personalize: gradient steps on the context set, per task, from a zero linear head.
+
+    Defaults are the reference code's test settings (``multi-step-learner.py``, spec orbit.md 3.6 and 7)."""
+
+    steps: int = 50
+    optimizer: str = "adam"  # adam | sgd
+    lr: float = 1e-3
+    betas: tuple[float, ...] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    momentum: float = 0.0  # sgd only
+    # Learning-rate factor of the tuned backbone parameters (FiLM). The reference puts it in the optimizer's parameter
+    # group as "lr_scale", which torch's Adam and SGD ignore; model.style=reference keeps that (no effect).
+    extractor_lr_scale: float = 1.0
+    batch_size: int = 1024  # context clips per forward/backward when gradients reach the backbone (reference: 1024)
+    # finetuner_film: LITE at personalization, h random context clips back-propagated per step (all of them when N <= h)
+    lite: bool = True
+    h: int = 16
+
+    def __post_init__(self) -> None:
+        _choice("finetune.optimizer", self.optimizer, ("adam", "sgd"))
+        for name in ("steps", "batch_size", "h"):
+            if getattr(self, name) < 1:
+                raise OrbitLiteError(f"finetune.{name} must be >= 1, got {getattr(self, name)}")
+        for name, strict in (("lr", True), ("eps", True), ("weight_decay", False), ("momentum", False),
+                             ("extractor_lr_scale", False)):  # fmt: skip
+            value = getattr(self, name)
+            if not math.isfinite(value) or not (value > 0 if strict else value >= 0):
+                raise OrbitLiteError(
+                    f"finetune.{name} must be {'a positive number' if strict else '>= 0'}, got {value}"
+                )
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise OrbitLiteError(f"finetune.betas needs two numbers in [0, 1), got {list(self.betas)}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Meta-training schedule; defaults are the reference code's (spec orbit.md 5 and 7)."""
 
@@ -234,7 +271,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Config:
-    """The whole configuration: data, sampling, model, LITE and training."""
+    """The whole configuration: data, sampling, model, LITE, training and fine-tuning (FineTuner learners)."""
 
     data: DataConfig = field(default_factory=DataConfig)
     train_sampling: SamplingConfig = field(default_factory=training_sampling)
@@ -242,6 +279,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     lite: LiteConfig = field(default_factory=LiteConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -43,6 +43,9 @@ class LearnerSpec:
     film: bool
     learn_backbone: bool
     description: str
+    tune_film: bool = False  # FineTuner + FiLM: the FiLM layers' own affines are tuned per task
+    meta_trained: bool = True  # False: nothing to meta-train (personalized by gradient steps from pretrained weights)
+    from_pretrained: bool = False  # may personalize straight from pretrained weights (a recipe, no checkpoint)
 
 
 @dataclass
