@@ -14,6 +14,8 @@ from orbit_lite.cli.common import err, one_line_errors, out
 from orbit_lite.config import load_config
 from orbit_lite.engine.distributed import from_env
 from orbit_lite.engine.train import Monitor, train
+from orbit_lite.errors import OrbitLiteError
+from orbit_lite.learners import LEARNERS, why_nothing_to_meta_train
 from orbit_lite.outputs import claim_out
 
 
@@ -67,6 +69,9 @@ def train_command(
     flags = {"train.device": device, "train.bf16": bf16, "train.compile": compile_}
     overrides = [*overrides, *(f"{k}={str(v).lower()}" for k, v in flags.items() if v is not None)]
     cfg = load_config([str(p) for p in config], overrides)
+    spec = LEARNERS.get(cfg.model.learner)
+    if spec is not None and not spec.meta_trained:  # before --out is claimed: nothing is written
+        raise OrbitLiteError(why_nothing_to_meta_train(cfg.model.learner))
     dist = from_env(os.environ)
     if not dist.main:  # one voice: rank 0 draws the progress and reports
         train(cfg, data, out_dir, resume=resume, dist=dist)

@@ -208,6 +208,11 @@ class Personalized:
     state: HeadState
     way: int
     bf16: bool = False
+    tuned_values: int = 0  # backbone values tuned for this user and written into its weights (FineTuner + FiLM)
+
+    def logits_device(self) -> torch.device:
+        """Where the recognizer computes."""
+        return next(self.backbone.parameters()).device
 
     @torch.inference_mode()
     def frame_features(self, frames: torch.Tensor, chunk_size: int = 256) -> torch.Tensor:

@@ -153,7 +153,8 @@ class FineTuner(FewShotLearner):
             for name, value in tuned.items():
                 backbone.net.get_parameter(name).copy_(value)
         backbone.requires_grad_(False)
-        return Personalized(backbone, self.head, None, (weight.detach(), bias.detach()), way, self.bf16)
+        values = sum(t.numel() for t in tuned.values())
+        return Personalized(backbone, self.head, None, (weight.detach(), bias.detach()), way, self.bf16, values)
 
 
 def why_nothing_to_meta_train(learner: str) -> str:
