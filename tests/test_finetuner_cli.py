@@ -117,15 +117,16 @@ def test_evaluate_from_a_recipe_reports_the_cost(tiny_frames: Path, backbone_fil
 
 @pytest.mark.slow
 def test_efficientnet_b0_costs_what_orbit_reports() -> None:
-    # tf_efficientnet_b0 at 224 px: about 0.39-0.40 GMACs per frame; a FineTuner's task costs its context frames'
-    # forwards plus the head's steps (a few thousand MACs), nothing per step through the backbone.
+    # tf_efficientnet_b0 at 224 px: about 0.39 GMACs per frame (timm's figure; FlopCounterMode counts convolutions
+    # and matrix products only, 0.3845); a FineTuner's task costs its context frames' forwards plus the head's steps,
+    # nothing per step through the backbone.
     model = ModelConfig(learner="finetuner", backbone="tf_efficientnet_b0", weights="none")
     learner = create_learner(model, 224).eval()
     frame = torch.zeros(1, 3, 224, 224, dtype=torch.uint8)
     macs = measure(lambda: learner.backbone(frame))[1].macs
-    assert 0.385e9 <= macs <= 0.405e9
+    assert 0.38e9 <= macs <= 0.40e9
     clips = torch.randint(0, 256, (4, 1, 3, 224, 224), dtype=torch.uint8)
     personal, cost = measure(lambda: learner.personalize(clips, torch.tensor([0, 1, 0, 1]), 2))
-    head = 50 * 3 * 4 * 2 * 1280  # 50 steps x (forward + 2 backward matmuls) x N x K x D
+    head = 50 * 2 * 4 * 2 * 1280  # 50 steps x (forward + the weight's gradient) x N x K x D; no grad to features
     assert cost.macs == pytest.approx(4 * macs + head, rel=1e-3)
     assert personal.state[0].shape == (2, 1280)
