@@ -50,6 +50,9 @@ def checkpoint_stages(net: torch.nn.Module) -> int:
     stages = next((getattr(net, k) for k in ("features", "blocks") if hasattr(net, k)), net)
     if not isinstance(stages, (torch.nn.Sequential, torch.nn.ModuleList)):
         raise SystemExit(f"no stages to checkpoint in {type(net).__name__}")
+    for module in net.modules():  # an in-place activation would overwrite a stage input kept for the recomputation
+        if hasattr(module, "inplace"):
+            module.inplace = False
     for i, stage in enumerate(list(stages)):
         stages[i] = _Checkpointed(stage)
     return len(stages)
