@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -47,20 +47,3 @@ def task_parameters(state: tuple[torch.Tensor, ...], tuned: int = 0) -> int:
     """Numbers a personalization adds: the head's state (e.g. a linear head's W and b) and tuned or generated FiLM
     values."""
     return sum(t.numel() for t in state) + tuned
-
-
-@dataclass(frozen=True)
-class CostSummary:
-    """Per task and per frame figures, averaged (the metrics.json ``cost`` entry)."""
-
-    tasks: int
-    task_macs_to_personalise: float
-    task_seconds_to_personalise: float
-    params_base: int
-    params_per_task: float
-    frames: int
-    macs_per_frame: float
-    seconds_per_frame: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
