@@ -1,4 +1,8 @@
-"""Peak memory and time of one meta-training step, with LITE and with full back-propagation, as the task grows.
+"""Peak memory and time of one meta-training step, with LITE, full back-propagation and activation checkpointing.
+
+Modes: ``lite`` (H clips back-propagated), ``full`` (every clip), ``checkpoint`` (every clip, with
+``torch.utils.checkpoint`` over the backbone's stages: activations inside a stage are recomputed in the backward
+pass instead of kept; the LITE poster's fourth "current solution", "slow; not enough memory savings").
 
 Each configuration runs in a fresh subprocess, so one peak never hides another: peak RSS on the CPU
 (``ru_maxrss``), ``torch.cuda.max_memory_allocated`` on a GPU. The step is a real one: a learner from the registry
@@ -19,11 +23,39 @@ import sys
 import time
 
 import torch
+import torch.utils.checkpoint
 
 
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class _Checkpointed(torch.nn.Module):
+    """A stage whose inner activations are recomputed in the backward pass instead of kept."""
+
+    def __init__(self, stage: torch.nn.Module) -> None:
+        super().__init__()
+        self.stage = stage
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled():
+            return self.stage(x)
+        return torch.utils.checkpoint.checkpoint(self.stage, x, use_reentrant=False)
+
+
+def checkpoint_stages(net: torch.nn.Module) -> int:
+    """Wrap the stages of a network (torchvision ``features``, timm ``blocks``, or a plain Sequential's children) in
+    activation checkpointing; returns how many."""
+    stages = next((getattr(net, k) for k in ("features", "blocks") if hasattr(net, k)), net)
+    if not isinstance(stages, (torch.nn.Sequential, torch.nn.ModuleList)):
+        raise SystemExit(f"no stages to checkpoint in {type(net).__name__}")
+    for module in net.modules():  # an in-place activation would overwrite a stage input kept for the recomputation
+        if hasattr(module, "inplace"):
+            module.inplace = False
+    for i, stage in enumerate(list(stages)):
+        stages[i] = _Checkpointed(stage)
+    return len(stages)
 
 
 def worker(args: argparse.Namespace) -> dict:
@@ -37,6 +69,8 @@ def worker(args: argparse.Namespace) -> dict:
     model = ModelConfig(learner=args.learner, backbone=args.backbone, weights="none")
     learner = create_learner(model, args.frame_size).to(device)
     learner.bf16 = args.bf16
+    if args.mode == "checkpoint":
+        checkpoint_stages(learner.backbone.net)
     optimizer = torch.optim.Adam([p for p in learner.parameters() if p.requires_grad], lr=1e-5)
     n, q, s, way = args.n, args.queries, args.frame_size, args.way
     context = torch.randint(0, 256, (n, 1, 3, s, s), dtype=torch.uint8)
@@ -88,7 +122,7 @@ def main() -> None:
     parser.add_argument("--query-chunk", type=int, default=8)
     parser.add_argument("--chunk", type=int, default=32, help="clips per no-grad chunk")
     parser.add_argument("--way", type=int, default=5)
-    parser.add_argument("--modes", default="lite,full")
+    parser.add_argument("--modes", default="lite,full,checkpoint")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
@@ -114,6 +148,8 @@ def main() -> None:
     }  # fmt: skip
     if peak.get(("lite", lo)) and peak.get(("lite", hi)):
         summary[f"lite_peak_ratio_{hi}_over_{lo}"] = round(peak[("lite", hi)] / peak[("lite", lo)], 3)
+    if peak.get(("checkpoint", hi)) and peak.get(("full", hi)):
+        summary[f"checkpoint_over_full_peak_at_{hi}"] = round(peak[("checkpoint", hi)] / peak[("full", hi)], 3)
     if peak.get(("full", hi)) and peak.get(("lite", hi)):
         summary[f"full_over_lite_peak_at_{hi}"] = round(peak[("full", hi)] / peak[("lite", hi)], 3)
     print(json.dumps(summary))

@@ -134,6 +134,19 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "film_reg_weight": at_least(0.0),
         "style": one_of(MODEL_STYLES),
     },
+    "finetune": {
+        "steps": at_least(1),
+        "optimizer": one_of(("adam", "sgd")),
+        "lr": above(0.0),
+        "betas": Limit(low=0.0, high=1.0, high_open=True, length=2),
+        "eps": above(0.0),
+        "weight_decay": at_least(0.0),
+        "momentum": at_least(0.0),
+        "extractor_lr_scale": at_least(0.0),
+        "batch_size": at_least(1),
+        "lite": ANY,
+        "h": at_least(1),
+    },
     "lite": {
         "enabled": ANY,
         "h": at_least(1),
@@ -302,6 +315,31 @@ class LiteConfig:
 
 
 @dataclass(frozen=True)
+class FinetuneConfig:
+    """How the FineTuner learners personalize: gradient steps on the context set, per task, from a zero linear head.
+
+    Defaults are the reference code's test settings (``multi-step-learner.py``, spec orbit.md 3.6 and 7)."""
+
+    steps: int = 50
+    optimizer: str = "adam"  # adam | sgd
+    lr: float = 1e-3
+    betas: tuple[float, ...] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    momentum: float = 0.0  # sgd only
+    # Learning-rate factor of the tuned backbone parameters (FiLM). The reference puts it in the optimizer's parameter
+    # group as "lr_scale", which torch's Adam and SGD ignore; model.style=reference keeps that (no effect).
+    extractor_lr_scale: float = 1.0
+    batch_size: int = 1024  # context clips per forward/backward when gradients reach the backbone (reference: 1024)
+    # finetuner_film: LITE at personalization, h random context clips back-propagated per step (all of them when N <= h)
+    lite: bool = True
+    h: int = 16
+
+    def __post_init__(self) -> None:
+        check_limits(self, "finetune")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Meta-training schedule; defaults are the reference code's (spec orbit.md 5 and 7)."""
 
@@ -344,7 +382,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Config:
-    """The whole configuration: data, sampling, model, LITE and training."""
+    """The whole configuration: data, sampling, model, LITE, training and fine-tuning (FineTuner learners)."""
 
     data: DataConfig = field(default_factory=DataConfig)
     train_sampling: SamplingConfig = field(default_factory=training_sampling)
@@ -352,6 +390,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     lite: LiteConfig = field(default_factory=LiteConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
 
 def check_limits(section: Any, name: str) -> None:

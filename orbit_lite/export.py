@@ -62,7 +62,7 @@ class ExportedRecognizer(nn.Module):
             self.register_buffer("precision", precision)
             self.register_buffer("q_means", torch.einsum("kde,ke->kd", precision, means))  # Q_k mu_k
             self.register_buffer("mu_q_mu", (means * self.q_means).sum(1))  # mu_k^T Q_k mu_k
-        elif self.kind == "versa":
+        elif self.kind in ("versa", "linear"):  # FineTuners' tuned norm layers are in the backbone's own weights
             self.register_buffer("weight", state[0])
             self.register_buffer("bias", state[1])
         else:

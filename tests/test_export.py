@@ -63,6 +63,8 @@ def spread(model: PersonalModel, inputs: torch.Tensor) -> float:
         ("protonets", "tiny_vit", "proto_cosine", "orbit_lite"),
         ("simple_cnaps", "tiny_cnn", "mahalanobis", "orbit_lite"),
         ("cnaps", "tiny_vit", "versa", "orbit_lite"),
+        ("finetuner", "tiny_vit", "", "orbit_lite"),
+        ("finetuner_film", "tiny_cnn", "", "reference"),  # the tuned norm layers travel in the backbone's weights
     ],
 )
 def test_onnx_matches_pytorch(learner: str, backbone: str, head: str, style: str, tmp_path: Path) -> None:

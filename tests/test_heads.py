@@ -131,7 +131,7 @@ def test_mahalanobis_under_bf16_autocast_returns_float32() -> None:
     assert torch.equal(bf16_logits.argmax(1), reference.argmax(1))
 
 
-@pytest.mark.parametrize("name", sorted(HEADS))
+@pytest.mark.parametrize("name", sorted(set(HEADS) - {"linear"}))  # linear: tuned by steps, not fitted
 def test_gradients_reach_context_features_and_scale(name: str) -> None:
     context, labels, query, query_labels = random_task(6, [2, 3, 4], 9)
     context.requires_grad_(True)
@@ -159,7 +159,7 @@ def test_versa_shapes_and_hypernetwork_gradients() -> None:
 
 
 def test_create_head_registry() -> None:
-    assert set(HEADS) == {"proto", "proto_cosine", "mahalanobis", "versa"}
+    assert set(HEADS) == {"proto", "proto_cosine", "mahalanobis", "versa", "linear"}
     with pytest.raises(OrbitLiteError, match="unknown head 'knn'; available: proto, proto_cosine, mahalanobis, versa"):
         create_head("knn", 4)
     with pytest.raises(OrbitLiteError, match="positive"):
@@ -167,6 +167,15 @@ def test_create_head_registry() -> None:
     assert isinstance(create_head("mahalanobis", 4), MahalanobisHead)
     assert create_head("proto_cosine", 4).temperature().item() == 32.0
     assert create_head("proto", 4, scale=3.0).temperature().item() == 3.0
+
+
+def test_linear_head_starts_at_zero_and_scores_linearly() -> None:
+    context, labels, query, _ = random_task(6, [2, 3, 4], 5)
+    head = create_head("linear", 6, scale=2.0)
+    weight, bias = head.fit(context, labels, 3)
+    assert weight.shape == (3, 6) and bias.shape == (3,) and not weight.any() and not bias.any()
+    w, b = torch.randn(3, 6), torch.randn(3)
+    torch.testing.assert_close(head.logits(query, (w, b)), 2.0 * (query @ w.T + b))
 
 
 def test_learn_scale_makes_a_log_space_parameter() -> None:

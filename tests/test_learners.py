@@ -14,7 +14,7 @@ from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners import LEARNERS, create_learner
 
 SIZE = 32
-NAMES = sorted(LEARNERS)
+NAMES = sorted(name for name, spec in LEARNERS.items() if spec.meta_trained)  # FineTuners: tests/test_finetuner.py
 
 
 def model_config(name: str, **kw) -> ModelConfig:

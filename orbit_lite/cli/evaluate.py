@@ -71,17 +71,32 @@ def parse_users(users: str | None) -> list[str] | None:
     return names
 
 
+def cost_line(cost: dict) -> str:
+    """The cost summary, as ORBIT reports it: per task to personalise, per frame to recognize."""
+    if not cost["tasks"]:
+        return "cost: no task personalized"
+    frame = cost["inference_macs_per_frame"] or 0
+    return (f"cost per task: {cost['task_macs_to_personalise'] / 1e9:,.2f} GMACs and "
+            f"{cost['task_seconds_to_personalise']:.2f} s to personalise, {cost['task_params_added']:,.0f} parameters "
+            f"added to {cost['params_base']:,}; per frame: {frame / 1e9:.3f} GMACs, "
+            f"{1000 * (cost['inference_seconds_per_frame'] or 0):.1f} ms")  # fmt: skip
+
+
 RUNTIME_KEYS = ("train.channels_last", "train.pin_memory", "train.cudnn_benchmark")
 
 
 def refuse_model_overrides(overrides: list[str]) -> None:
     """The model (and how it was trained) comes from the checkpoint: a ``--set`` there would be recorded in the
     results' config without changing the weights that are evaluated."""
+    from orbit_lite.learners import LEARNERS
+
     for item in overrides:
         key = item.partition("=")[0]
         section = key.split(".")[0]
         if key in RUNTIME_KEYS:  # how the model runs on this device, not what it is: applied
             continue
+        if key == "model.learner" and not LEARNERS.get(item.partition("=")[2], LEARNERS["protonets"]).meta_trained:
+            continue  # a FineTuner re-using the checkpoint's backbone (the reference's --model_path)
         if section in ("model", "train"):
             raise OrbitLiteError(f"--set {item}: evaluate takes {section}.* from the checkpoint and cannot change it; "
                                  "train a model with that setting instead")  # fmt: skip
@@ -90,7 +105,13 @@ def refuse_model_overrides(overrides: list[str]) -> None:
 @one_line_errors
 def evaluate_command(
     data: Path = typer.Option(..., "--data", help="The ORBIT tree."),
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="A training checkpoint (checkpoints/best.pt)."),
+    checkpoint: Path = typer.Option(None, "--checkpoint", help="A training checkpoint (checkpoints/best.pt)."),
+    config: list[Path] = typer.Option(
+        [],
+        "--config",
+        help="Instead of --checkpoint: a recipe of a learner without "
+        "meta-trained parts (finetuner, finetuner_film, protonets).",
+    ),
     out_dir: Path = typer.Option(..., "--out", help="Results folder (written completely or not at all)."),
     mode: Mode = typer.Option(Mode.clutter, "--mode", help="clutter: clean teach, clutter test; clean: clean/clean."),
     split: Split = typer.Option(Split.test, "--split", help="Which users."),
@@ -112,13 +133,18 @@ def evaluate_command(
     check_results_out(out_dir, overwrite)  # refuse early, before any work (every rank checks, so all stop together)
     if seed < 0:
         raise OrbitLiteError(f"--seed must be >= 0, got {seed}")
-    refuse_model_overrides(overrides)
+    if (checkpoint is None) == (not config):
+        from orbit_lite.engine.personalize import check_model_source
+
+        check_model_source(checkpoint, config, overrides)  # raises: one of them, not both
+    if checkpoint is not None:  # a recipe's model may be overridden; a checkpoint's is what was trained
+        refuse_model_overrides(overrides)
     wanted = parse_users(users)
     from orbit_lite.engine.distributed import from_env
 
     dist = from_env(os.environ)
-    options = EvaluateOptions(data, checkpoint, out_dir, mode, split, wanted, protocol, tasks, overrides, seed, device,
-                              overwrite)  # fmt: skip
+    options = EvaluateOptions(data, checkpoint, list(config), out_dir, mode, split, wanted, protocol, tasks, overrides,
+                              seed, device, overwrite)  # fmt: skip
     with claim_out(out_dir) if dist.main else nullcontext():  # one writer: rank 0 holds the output location
         _evaluate(options, dist)
 
@@ -128,7 +154,8 @@ class EvaluateOptions:
     """What ``orbit-lite evaluate`` was asked to do, after the checks that need no work."""
 
     data: Path
-    checkpoint: Path
+    checkpoint: Path | None  # None: a recipe (learners without meta-trained parts)
+    recipes: list[Path]
     out_dir: Path
     mode: Mode
     split: Split
@@ -146,11 +173,12 @@ def _evaluate(o: EvaluateOptions, dist: Dist) -> None:
     from orbit_lite.data.layout import index_benchmark
     from orbit_lite.engine.distributed import gather_to_main, setup, teardown
     from orbit_lite.engine.evaluate import evaluate_users, make_protocol
-    from orbit_lite.engine.personalize import load_learner
+    from orbit_lite.engine.personalize import open_learner
     from orbit_lite.engine.report import check_scored, write_results
     from orbit_lite.engine.train import select_device
 
-    learner, cfg = load_learner(o.checkpoint, setup(dist, select_device(o.device, "--device ")))
+    device = setup(dist, select_device(o.device, "--device "))
+    learner, cfg = open_learner(o.checkpoint, o.recipes, o.overrides, device)
     cfg = from_dict(ConfigSchema, apply_overrides(to_dict(cfg), o.overrides))
     runtime.prepare(learner, cfg, learner.device, allow_compile=False)  # lite.buckets and the like, as overridden
     spec = make_protocol(cfg, o.protocol.value, o.mode.value, o.tasks)
@@ -174,7 +202,8 @@ def _evaluate(o: EvaluateOptions, dist: Dist) -> None:
     results = sorted((r for part, _ in gathered for r in part), key=lambda r: order[r.user])
     seconds = max(s for _, s in gathered)
     config = {**to_dict(cfg), "evaluation": {"protocol": spec.name, "mode": spec.mode, "split": split,
-              "tasks_per_user": spec.tasks_per_user, "seed": o.seed, "checkpoint": str(o.checkpoint),
+              "tasks_per_user": spec.tasks_per_user, "seed": o.seed,
+              "checkpoint": str(o.checkpoint) if o.checkpoint else None, "recipes": [str(p) for p in o.recipes],
               "sampling": to_dict(spec.sampling)}}  # fmt: skip
     check_scored(results, spec)
     metrics = write_results(o.out_dir, results, spec, split, seconds, config, o.overwrite)
@@ -189,6 +218,7 @@ def _print_summary(metrics: dict, seconds: float, out_dir: Path) -> None:
     out.print(f"{encoded['total']:,} frames encoded ({encoded['context']:,} context, {encoded['target']:,} query), "
               f"{metrics['personalizations']} personalizations, {seconds:.1f} s; results in {out_dir}",
               markup=False)  # fmt: skip
+    out.print(cost_line(metrics["cost"]), markup=False)
     skipped = metrics["skipped_videos"]
     if skipped:
         frames, whole = TaskBuilder.skipped_counts(skipped)

@@ -26,8 +26,20 @@ from orbit_lite.outputs import (
 
 @one_line_errors
 def personalize_command(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="A training checkpoint (checkpoints/best.pt)."),
+    checkpoint: Path = typer.Option(None, "--checkpoint", help="A training checkpoint (checkpoints/best.pt)."),
     out_file: Path = typer.Option(..., "--out", help="Where to write the personal recognizer."),
+    config: list[Path] = typer.Option(
+        [],
+        "--config",
+        help="Instead of --checkpoint: a recipe of a learner without "
+        "meta-trained parts (finetuner, finetuner_film, protonets).",
+    ),
+    overrides: list[str] = typer.Option(
+        [],
+        "--set",
+        help="Override a config key (with --config; with --checkpoint "
+        "only model.learner=finetuner[_film] and finetune.*).",
+    ),
     user: str = typer.Option(None, "--user", help="A user of the ORBIT tree given with --data (e.g. P177)."),
     data: Path = typer.Option(None, "--data", help="An ORBIT tree holding --user."),
     videos: Path = typer.Option(None, "--videos", help="A user's own folder: <dir>/<object>/[clean/]<videos>."),
@@ -37,17 +49,20 @@ def personalize_command(
     """Teach a recognizer a user's objects from their clean videos."""
     if (user is None) == (videos is None) or (user is not None and data is None):
         raise OrbitLiteError("give either --user ID with --data ROOT, or --videos DIR")
+    from orbit_lite.engine.personalize import check_model_source  # torch: the model's source is checked by its kind
+
+    check_model_source(checkpoint, config, overrides)
     check_file_out(out_file, overwrite, is_orbit_lite_checkpoint("personal"), "a personal recognizer")
     writable_parent(out_file)
     # the data and the engine (torch) load only once the options are known to be right: mistakes answer at once
     from orbit_lite.data.layout import index_tree, index_user_folder
     from orbit_lite.data.tasks import TaskBuilder
-    from orbit_lite.engine.personalize import load_learner, personalize_user
+    from orbit_lite.engine.personalize import open_learner, personalize_user
     from orbit_lite.engine.train import select_device
     from orbit_lite.personal import save_personal
 
     who = index_tree(data).user(user) if user is not None else index_user_folder(videos).users()[0]
-    learner, cfg = load_learner(checkpoint, select_device(device, "--device "))
+    learner, cfg = open_learner(checkpoint, config, overrides, select_device(device, "--device "))
     model, task = personalize_user(learner, who, cfg)
     save_personal(out_file, model)
     table = Table(title=f"personal recognizer for {escape(who.user_id)}", box=box.SIMPLE_HEAD)
@@ -109,6 +124,7 @@ def recognize_command(
     summary = [
         {"input": r.source, "frames": len(r.predictions), "prediction": names[r.video_prediction],
          "confidence": float(r.probabilities[:, r.video_prediction].mean()), **r.scores(len(names)),
+         **r.cost_per_frame(),
          "per_frame": [{"frame": int(n), "prediction": names[p], "probability": float(q[p])}
                        for n, p, q in zip(r.frame_numbers, r.predictions, r.probabilities, strict=True)]}
         for r in recognitions

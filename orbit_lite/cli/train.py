@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from orbit_lite.cli.common import err, one_line_errors, out
 from orbit_lite.config import load_config
+from orbit_lite.errors import OrbitLiteError
 from orbit_lite.outputs import claim_out
 
 
@@ -32,7 +33,11 @@ def train_command(
     from orbit_lite.cli.train_monitor import RichMonitor
     from orbit_lite.engine.distributed import from_env
     from orbit_lite.engine.train import train
+    from orbit_lite.learners import LEARNERS, why_nothing_to_meta_train
 
+    spec = LEARNERS.get(cfg.model.learner)
+    if spec is not None and not spec.meta_trained:  # before --out is claimed: nothing is written
+        raise OrbitLiteError(why_nothing_to_meta_train(cfg.model.learner))
     dist = from_env(os.environ)
     if not dist.main:  # one voice: rank 0 draws the progress and reports
         train(cfg, data, out_dir, resume=resume, dist=dist)

@@ -20,11 +20,13 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
 
 from orbit_lite.config import Config, SamplingConfig
+from orbit_lite.cost import Measured, count_parameters, measure, task_parameters
 from orbit_lite.data.layout import User
 from orbit_lite.data.plan import TaskPlan, VideoPlan
 from orbit_lite.data.tasks import TaskBuilder
@@ -90,6 +92,8 @@ class UserResult:
     dropped_objects: list[str] = field(default_factory=list)  # objects left out of every task: nothing to teach
     dropped: str | None = None  # why the whole user was left out, if it was
     short_videos: int = 0  # videos left out for having too few frames that pass the filter
+    params_base: int = 0  # parameters of the learner (backbone, head, set encoder, FiLM generator)
+    inference: dict[str, float] = field(default_factory=lambda: {"macs": 0, "seconds": 0.0, "frames": 0})
 
 
 def task_seed(seed: int, user_id: str, task: int) -> list[int]:
@@ -116,7 +120,18 @@ def _personalize(learner: FewShotLearner, builder: TaskBuilder, user: User, rng,
     plan, task = built
     result.frames_encoded["context"] += int(task.context_clips.shape[0] * task.context_clips.shape[1])
     result.personalizations += 1
-    return plan, learner.personalize(task.context_clips, task.context_labels, task.way, chunk)
+    result.params_base = count_parameters(learner)
+    personal, cost = measure(lambda: learner.personalize(task.context_clips, task.context_labels, task.way, chunk),
+                             learner.device)  # fmt: skip
+    return plan, personal, cost
+
+
+def _task_cost(personal: Personalized, cost: Measured) -> dict[str, float]:
+    """results.json's cost keys of a task (the reference's name where it has one). A personalization shared by
+    several tasks counts in each: a task's cost is what personalizing it alone costs."""
+    tuned = sum(2 * g.numel() for g, _ in (personal.film or {}).values()) + personal.tuned_values
+    return {"task_macs_to_personalise": cost.macs, "task_seconds_to_personalise": round(cost.seconds, 6),
+            "task_params_added": task_parameters(personal.state, tuned)}  # fmt: skip
 
 
 def _encode_union(
@@ -136,12 +151,17 @@ def _encode_union(
         if read is None:  # unreadable: left out, and listed by the builder
             continue
         positions, frames = read
-        out[video_id] = (positions, personal.frame_features(frames, chunk))
+        features, cost = measure(partial(personal.frame_features, frames, chunk), personal.logits_device())
+        out[video_id] = (positions, features)
         result.frames_encoded["target"] += len(positions)
+        result.inference["macs"] += cost.macs
+        result.inference["seconds"] += cost.seconds
+        result.inference["frames"] += len(positions)
     return out
 
 
-def _score_plan(personal: Personalized, plan: TaskPlan, index: int, features: dict, result: UserResult) -> None:
+def _score_plan(personal: Personalized, plan: TaskPlan, index: int, features: dict, result: UserResult,
+                cost: dict[str, float] | None = None) -> None:  # fmt: skip
     videos: dict[str, dict[str, int]] = {}
     for vp in plan.target:
         if vp.video.video_id not in features:
@@ -160,7 +180,7 @@ def _score_plan(personal: Personalized, plan: TaskPlan, index: int, features: di
             frame_accuracy(predictions, vp.label), frames_to_recognition(predictions, vp.label),
             video_accuracy(predictions, vp.label, len(plan.object_names)),
         ))  # fmt: skip
-    result.tasks.append({"task_object_list": list(plan.object_names), "task_videos": videos})
+    result.tasks.append({"task_object_list": list(plan.object_names), "task_videos": videos, **(cost or {})})
 
 
 def evaluate_user(
@@ -212,11 +232,11 @@ def _evaluate(learner: FewShotLearner, builder: TaskBuilder, user: User, protoco
         if first is None:
             _drop_user(builder, user, result)
             return
-        personal = first[1]
+        personal, cost = first[1], _task_cost(first[1], first[2])
         plans = [builder.plan(user, rng, train=False) for rng in rngs]
         features = _encode_union(personal, builder, plans, chunk, result)
         for t, plan in enumerate(plans):
-            _score_plan(personal, plan, t, features, result)
+            _score_plan(personal, plan, t, features, result, cost)
         return
     for t, rng in enumerate(rngs):
         built = _personalize(learner, builder, user, rng, chunk, result)
@@ -224,9 +244,9 @@ def _evaluate(learner: FewShotLearner, builder: TaskBuilder, user: User, protoco
         if built is None:
             _drop_user(builder, user, result)
             return
-        plan, personal = built
+        plan, personal, cost = built
         features = _encode_union(personal, builder, [plan], chunk, result)
-        _score_plan(personal, plan, t, features, result)
+        _score_plan(personal, plan, t, features, result, _task_cost(personal, cost))
 
 
 def evaluate_users(

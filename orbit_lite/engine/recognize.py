@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from orbit_lite.cost import measure
 from orbit_lite.data.layout import FRAME_EXTENSIONS, video_from_path
 from orbit_lite.data.sampling import causal_windows
 from orbit_lite.data.video import FrameReader, as_frames, read_image
@@ -38,6 +40,13 @@ class Recognition:
     probabilities: np.ndarray
     video_prediction: int
     label: int | None = None
+    macs: int = 0  # multiply-accumulates of the recognizer over all frames (orbit_lite.cost)
+    seconds: float = 0.0  # wall time of the recognizer over all frames, decoding excluded
+
+    def cost_per_frame(self) -> dict[str, float]:
+        """Inference MACs and seconds per frame, as ORBIT reports them."""
+        n = max(len(self.predictions), 1)
+        return {"inference_macs_per_frame": self.macs / n, "inference_seconds_per_frame": self.seconds / n}
 
     def scores(self, way: int) -> dict[str, float]:
         """Frame accuracy, frames-to-recognition and video accuracy (needs ``label``)."""
@@ -73,10 +82,14 @@ def recognize(model: PersonalModel, path: Path | str, label: str | None = None, 
         raise OrbitLiteError(f"{path}: no decodable frames")
     windows = torch.from_numpy(causal_windows(np.arange(len(frames)), model.clip_length))
     probabilities = []
+    macs, seconds = 0, 0.0
     for rows in windows.split(chunk_size):
-        logits = model.recognizer.predict(frames[rows.flatten()].view(*rows.shape, *frames.shape[1:]))
+        clips = frames[rows.flatten()].view(*rows.shape, *frames.shape[1:])
+        logits, cost = measure(partial(model.recognizer.predict, clips), model.recognizer.logits_device())
+        macs, seconds = macs + cost.macs, seconds + cost.seconds
         probabilities.append(torch.softmax(logits, dim=1).cpu())
     probs = torch.cat(probabilities).numpy()
     predictions = probs.argmax(1)
     true = names.index(label) if label is not None else None
-    return Recognition(str(path), numbers, predictions, probs, video_prediction(predictions, len(names)), true)
+    return Recognition(str(path), numbers, predictions, probs, video_prediction(predictions, len(names)), true,
+                       macs, seconds)  # fmt: skip

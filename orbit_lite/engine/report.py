@@ -66,11 +66,32 @@ def aggregate(
     target = sum(r.frames_encoded["target"] for r in results)
     metrics["frames_encoded"] = {"context": context, "target": target, "total": context + target}
     metrics["personalizations"] = sum(r.personalizations for r in results)
+    metrics["cost"] = cost_summary(results)
     metrics["wall_seconds"] = round(wall_seconds, 3)
     metrics["skipped_videos"] = [s for r in results for s in r.skipped]
     metrics["dropped_users"] = [{"user": r.user, "reason": r.dropped} for r in results if r.dropped]
     metrics["dropped_objects"] = [{"user": r.user, "object": o} for r in results for o in r.dropped_objects]
     return metrics, videos, per_user, per_object
+
+
+def cost_summary(results: Sequence[UserResult]) -> dict[str, Any]:
+    """Mean cost per task (MACs and seconds to personalise, parameters a task adds) and per query frame."""
+    tasks = [t for r in results for t in r.tasks if "task_macs_to_personalise" in t]
+    frames = sum(r.inference["frames"] for r in results)
+
+    def mean(key: str) -> float | None:
+        return sum(t[key] for t in tasks) / len(tasks) if tasks else None
+
+    return {
+        "tasks": len(tasks),
+        "task_macs_to_personalise": mean("task_macs_to_personalise"),
+        "task_seconds_to_personalise": mean("task_seconds_to_personalise"),
+        "params_base": max((r.params_base for r in results), default=0),
+        "task_params_added": mean("task_params_added"),
+        "frames": frames,
+        "inference_macs_per_frame": sum(r.inference["macs"] for r in results) / frames if frames else None,
+        "inference_seconds_per_frame": sum(r.inference["seconds"] for r in results) / frames if frames else None,
+    }
 
 
 def check_scored(results: Sequence[UserResult], protocol: Protocol) -> None:

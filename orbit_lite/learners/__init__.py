@@ -2,24 +2,53 @@
 
 from __future__ import annotations
 
-from orbit_lite.config import ModelConfig
+from orbit_lite.config import FinetuneConfig, ModelConfig
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners.base import FewShotLearner, LearnerSpec, Personalized, TaskStats
+from orbit_lite.learners.finetune import FineTuner, why_nothing_to_meta_train
 
 LEARNERS: dict[str, LearnerSpec] = {
-    "protonets": LearnerSpec("proto", film=False, learn_backbone=True, description="ProtoNets: learned backbone"),
+    "protonets": LearnerSpec(
+        "proto", film=False, learn_backbone=True, description="ProtoNets: learned backbone", from_pretrained=True
+    ),
     "simple_cnaps": LearnerSpec(
         "mahalanobis", film=True, learn_backbone=False, description="Simple CNAPs: frozen backbone, FiLM, Mahalanobis"
     ),
     "cnaps": LearnerSpec("versa", film=True, learn_backbone=False, description="CNAPs: frozen backbone, FiLM, Versa"),
+    "finetuner": LearnerSpec(
+        "linear",
+        film=False,
+        learn_backbone=False,
+        meta_trained=False,
+        from_pretrained=True,
+        description="FineTuner: frozen backbone, linear head tuned per task by gradient steps",
+    ),
+    "finetuner_film": LearnerSpec(
+        "linear",
+        film=False,
+        learn_backbone=False,
+        tune_film=True,
+        meta_trained=False,
+        from_pretrained=True,
+        description="FineTuner + FiLM: linear head and the FiLM layers' affines tuned per task (LITE)",
+    ),
 }
 
 
-def create_learner(model: ModelConfig, frame_size: int) -> FewShotLearner:
-    """Build the learner ``model.learner``; an unknown name lists the available ones."""
+def create_learner(model: ModelConfig, frame_size: int, finetune: FinetuneConfig | None = None) -> FewShotLearner:
+    """Build the learner ``model.learner``; an unknown name lists the available ones. ``finetune`` configures the
+    FineTuner learners (default: the reference's settings)."""
     if model.learner not in LEARNERS:
         raise OrbitLiteError(f"unknown learner {model.learner!r}; available: {', '.join(LEARNERS)}")
-    learner = FewShotLearner(model, LEARNERS[model.learner], frame_size)
+    spec = LEARNERS[model.learner]
+    if (spec.head == "linear") != ((model.head or spec.head) == "linear"):
+        raise OrbitLiteError(
+            f"model.head={model.head!r} does not fit learner {model.learner!r}: the linear head is tuned by gradient "
+            "steps (learners finetuner, finetuner_film); fix: leave model.head empty"
+        )
+    if not spec.meta_trained:
+        return FineTuner(model, spec, frame_size, finetune or FinetuneConfig())
+    learner = FewShotLearner(model, spec, frame_size)
     if not learner.learn_backbone and not learner.film_enabled and not learner.head_has_parameters():
         raise OrbitLiteError(
             f"learner {model.learner!r} with model.learn_backbone=false and model.film=false has nothing to train; "
@@ -28,4 +57,13 @@ def create_learner(model: ModelConfig, frame_size: int) -> FewShotLearner:
     return learner
 
 
-__all__ = ["LEARNERS", "FewShotLearner", "LearnerSpec", "Personalized", "TaskStats", "create_learner"]
+__all__ = [
+    "LEARNERS",
+    "FewShotLearner",
+    "FineTuner",
+    "LearnerSpec",
+    "Personalized",
+    "TaskStats",
+    "create_learner",
+    "why_nothing_to_meta_train",
+]

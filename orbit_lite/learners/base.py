@@ -43,6 +43,9 @@ class LearnerSpec:
     film: bool
     learn_backbone: bool
     description: str
+    tune_film: bool = False  # FineTuner + FiLM: the FiLM layers' own affines are tuned per task
+    meta_trained: bool = True  # False: nothing to meta-train (personalized by gradient steps from pretrained weights)
+    from_pretrained: bool = False  # may personalize straight from pretrained weights (a recipe, no checkpoint)
 
 
 @dataclass
@@ -206,6 +209,11 @@ class Personalized:
     state: HeadState
     way: int
     bf16: bool = False
+    tuned_values: int = 0  # backbone values tuned for this user and written into its weights (FineTuner + FiLM)
+
+    def logits_device(self) -> torch.device:
+        """Where the recognizer computes."""
+        return next(self.backbone.parameters()).device
 
     @torch.inference_mode()
     def frame_features(self, frames: torch.Tensor, chunk_size: int = 256) -> torch.Tensor:

@@ -354,6 +354,22 @@ class Backbone(nn.Module):
             return self.net(x)
         return torch.func.functional_call(self.net, self._film_params(film), (x,))
 
+    def forward_replacing(self, frames: Tensor, params: StateDict) -> Tensor:
+        """Features with some of the network's parameters replaced outright, e.g. a FineTuner's tuned norm layers.
+
+        Args:
+            frames: as in :meth:`forward`.
+            params: ``{parameter name inside net: tensor}``; gradients reach these tensors.
+        """
+
+        def run(batch: Tensor) -> Tensor:
+            x = self._normalize(batch)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            return torch.func.functional_call(self.net, params, (x,))
+
+        return run_bucketed(run, frames, self.buckets, self.input_scale.device)
+
     def compile_per_bucket(self, backend: str | Callable = "inductor") -> None:
         """``torch.compile`` the network on fixed shapes: one compilation per bucket (and grad mode), never per task.
 

@@ -271,7 +271,32 @@ class VersaHead(Head):
             return self.temperature() * (query.to(weight.dtype) @ weight.T + bias)
 
 
-HEADS: dict[str, type[Head]] = {cls.name: cls for cls in (ProtoHead, CosineProtoHead, MahalanobisHead, VersaHead)}
+class LinearHead(Head):
+    """FineTuner's linear classifier: ``logits = scale * (x W^T + b)``. State: ``(W [K, D], b [K])``.
+
+    The weights are learned per task by gradient steps (:mod:`orbit_lite.learners.finetune`), not computed from the
+    context in one pass: :meth:`fit` gives the starting point, zeros, as in the reference's ``LinearClassifier``.
+    """
+
+    name = "linear"
+    default_scale = 1.0
+
+    def fit(self, features: Tensor, labels: Tensor, way: int) -> HeadState:
+        self._check(features, "context features")
+        _class_counts(labels, way)
+        dtype = _compute_dtype(features)
+        return features.new_zeros(way, self.feature_dim, dtype=dtype), features.new_zeros(way, dtype=dtype)
+
+    def logits(self, query: Tensor, state: HeadState) -> Tensor:
+        self._check(query, "query features")
+        weight, bias = state
+        with _no_autocast(query):
+            return self.temperature() * F.linear(query.to(weight.dtype), weight, bias)
+
+
+HEADS: dict[str, type[Head]] = {
+    cls.name: cls for cls in (ProtoHead, CosineProtoHead, MahalanobisHead, VersaHead, LinearHead)
+}
 
 
 def create_head(
