@@ -45,9 +45,9 @@ def chance(data: Path, split: str = "test") -> float:
 def evaluate(data: Path, weights: str, frame_size: int, learner: str = "protonets", tasks: int = 1,
              overrides: tuple[str, ...] = (), seed: int = 0) -> dict[str, Any]:  # fmt: skip
     """Personalize on each test user's clean videos and score their clutter videos; metrics as metrics.json has."""
+    from orbit_lite import runtime
     from orbit_lite.config import load_config
     from orbit_lite.data.layout import index_benchmark
-    from orbit_lite.engine import runtime
     from orbit_lite.engine.evaluate import evaluate_users, make_protocol
     from orbit_lite.engine.report import aggregate
     from orbit_lite.learners import create_learner

@@ -194,8 +194,8 @@ def test_evaluate_applies_runtime_settings_and_refuses_model_ones(
     import yaml
     from typer.testing import CliRunner
 
+    from orbit_lite import runtime
     from orbit_lite.cli.main import app
-    from orbit_lite.engine import runtime
 
     seen: set[int] = set()
     learners = []
