@@ -11,7 +11,7 @@ PHOTO_DIR ?= runs/demo-photos
 PHOTO_USER = $$(ls $(PHOTO_DIR)/data/test | head -n 1)
 PHOTO_VIDEO = $$(find $(PHOTO_DIR)/data/test/$(PHOTO_USER) -mindepth 3 -maxdepth 3 -path '*/clutter/*' | sort | head -n 1)
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-all lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ lint: $(VENV)/.installed
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# Everything, the heavy tests too (full-size reference-exactness, every timm family's ONNX export): tens of minutes
+# on two CPU cores.
+test-all: lint
+	$(BIN)/python -m pytest -q -m ''
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/data_throughput.py --json

@@ -116,6 +116,7 @@ def test_evaluate_from_a_recipe_reports_the_cost(tiny_frames: Path, backbone_fil
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # minutes on a 2-core CPU: `make test-all`
 def test_efficientnet_b0_costs_what_orbit_reports() -> None:
     # tf_efficientnet_b0 at 224 px: about 0.39 GMACs per frame (timm's figure; FlopCounterMode counts convolutions
     # and matrix products only, 0.3845); a FineTuner's task costs its context frames' forwards plus the head's steps,

@@ -199,9 +199,11 @@ CASES = [
     ("protonets", "", "vit_b_32", "proto"),
     # Of the 12 published layouts (spec orbit-checkpoints.md), these 8 cover every backbone, every learner and head,
     # and FiLM on both a CNN and a ViT; the larger networks are slow at 224 px on a CPU.
-    pytest.param("protonets", "_cosine", "efficientnet_v2_s", "proto_cosine", marks=pytest.mark.slow),
-    pytest.param("simple_cnaps", "", "vit_b_32_clip", "mahalanobis", marks=pytest.mark.slow),
-    pytest.param("cnaps", "", "vit_b_32_clip", "versa", marks=pytest.mark.slow),
+    pytest.param(
+        "protonets", "_cosine", "efficientnet_v2_s", "proto_cosine", marks=(pytest.mark.slow, pytest.mark.heavy)
+    ),
+    pytest.param("simple_cnaps", "", "vit_b_32_clip", "mahalanobis", marks=(pytest.mark.slow, pytest.mark.heavy)),
+    pytest.param("cnaps", "", "vit_b_32_clip", "versa", marks=(pytest.mark.slow, pytest.mark.heavy)),
 ]
 
 

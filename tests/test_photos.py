@@ -82,6 +82,7 @@ def test_without_scikit_image_the_preset_says_what_to_install(tmp_path: Path, mo
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # minutes on a 2-core CPU: `make test-all`
 def test_pretrained_personalization_beats_random_weights_and_chance(photos: Path) -> None:
     """No meta-training: ProtoNets over efficientnet_lite0's ImageNet features recognizes the test users' objects in
     clutter far above chance, and clearly above the same network with random weights."""

@@ -163,6 +163,7 @@ def test_lite_step_personalize_and_reload(family: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # minutes on a 2-core CPU: `make test-all`
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_onnx_export_matches_pytorch(family: str, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
@@ -295,6 +296,7 @@ def test_channels_last_changes_nothing_but_the_layout() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # minutes on a 2-core CPU: `make test-all`
 def test_train_personalize_recognize_and_evaluate_from_the_command_line(tiny_frames: Path, tmp_path: Path) -> None:
     import yaml
 
