@@ -255,7 +255,9 @@ def part_pretrained_sizes(quick: bool, tmp: Path) -> dict[str, Any]:
 
     data = make_data(tmp / "photos", seed=0, frame_size=64 if quick else None)
     sizes = (32, 64) if quick else (84, 128, 224)
-    learners = [name for name in ("protonets", "finetuner") if name in LEARNERS]  # the FineTuner once it exists
+    # ProtoNets only for now: photo_personalize.evaluate runs under no_grad with the recipe's cosine head, which the
+    # FineTuner (gradient steps, linear head) cannot take; its row is still to be added
+    learners = [name for name in ("protonets",) if name in LEARNERS]
     fewer = ("test_sampling.clip_cap=8",) if quick else ()
     runs = [evaluate(data, "pretrained", size, learner, overrides=fewer) for learner in learners for size in sizes]
     where = "photos preset" + (" at 64 px, 8 frames per clutter video" if quick else " (224 px frames)")

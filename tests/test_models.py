@@ -20,7 +20,10 @@ def test_set_encoder_rows_do_not_depend_on_their_batch() -> None:
     together = encoder(x)
     alone = torch.cat([encoder(x[i : i + 1]) for i in range(6)])
     assert together.shape == (6, 64)
-    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-6)
+    # float32 convolutions pick different kernels for a batch of 6 and of 1 (differences of a few 1e-6 after five
+    # layers, depending on the CPU's threads); batch statistics would differ by orders of magnitude more
+    assert together.std() > 1e-2
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
 
 
 def test_task_embedding_is_the_same_however_the_context_is_chunked() -> None:
