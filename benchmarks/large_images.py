@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
+
+from worker import run_worker
 
 BACKBONES = "timm/tf_efficientnet_b0,timm/convnext_tiny,timm/vit_small_patch14_dinov2"
 WORKER = Path(__file__).with_name("lite_memory.py")
@@ -46,12 +47,12 @@ def step(args: argparse.Namespace, name: str, size: int, mode: str, n: int) -> d
                str(args.way), "--device", args.device]  # fmt: skip
     if args.bf16:
         command.append("--bf16")
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        tail = (done.stderr.strip().splitlines() or ["killed (out of memory?)"])[-1]
-        return {"mode": mode, "n": n, "error": f"exit {done.returncode}: {tail}"}
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    return {key: result[key] for key in ("mode", "n", "peak_mb", "seconds", "device", "gpu")}
+    result = run_worker(command, {"mode": mode, "n": n})
+    return (
+        result
+        if "error" in result
+        else {key: result[key] for key in ("mode", "n", "peak_mb", "seconds", "device", "gpu")}
+    )
 
 
 def main() -> None:

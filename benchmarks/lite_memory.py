@@ -18,12 +18,12 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 
 import torch
 import torch.utils.checkpoint
+from worker import run_worker
 
 
 def _rss_mb() -> float:
@@ -104,11 +104,7 @@ def run_one(args: argparse.Namespace, mode: str, n: int) -> dict:
         command += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     if args.bf16:
         command.append("--bf16")
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        tail = (done.stderr.strip().splitlines() or ["killed (out of memory?)"])[-1]
-        return {"mode": mode, "n": n, "error": f"exit {done.returncode}: {tail}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_worker(command, {"mode": mode, "n": n})
 
 
 def main() -> None:

@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import time
 
 import torch
 import torch.nn.functional as F
+from worker import run_worker
 
 METHODS = ("protonets", "simple_cnaps", "finetuner", "finetuner_film", "finetuner_film_full", "finetuner_reference")
 
@@ -96,11 +96,7 @@ def run_one(args: argparse.Namespace, method: str, n: int) -> dict:
         command += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     if not args.macs:
         command.append("--no-macs")
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        tail = (done.stderr.strip().splitlines() or ["killed (out of memory?)"])[-1]
-        return {"method": method, "n": n, "error": f"exit {done.returncode}: {tail}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_worker(command, {"method": method, "n": n})
 
 
 def main() -> None:

@@ -1,0 +1,17 @@
+"""Running one measurement in a fresh process, so that one configuration's peak memory never hides another's."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+
+def run_worker(command: list[str], label: dict[str, Any]) -> dict[str, Any]:
+    """Run ``command`` (a benchmark's ``--worker`` mode, printing one JSON line last) and return that JSON; a worker
+    that fails (out of memory, a crash) gives ``label`` with the error instead of stopping the benchmark."""
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["killed (out of memory?)"])[-1]
+        return {**label, "error": f"exit {done.returncode}: {tail}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
