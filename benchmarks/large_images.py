@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from worker import run_worker
+from worker import run_worker, save_partial
 
 BACKBONES = "timm/tf_efficientnet_b0,timm/convnext_tiny,timm/vit_small_patch14_dinov2"
 WORKER = Path(__file__).with_name("lite_memory.py")
@@ -70,27 +70,33 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
+    parser.add_argument("--save", help="also write the JSON here after every step (a run cut short keeps them)")
     args = parser.parse_args()
     lite_n = [int(x) for x in args.lite_n.split(",") if x]
     full_n = [int(x) for x in args.full_n.split(",") if x]
-    rows = []
+    settings = {k: getattr(args, k) for k in ("learner", "h", "queries", "query_chunk", "chunk", "way", "bf16")}
+    rows: list[dict] = []
+    report = {"settings": settings, "results": rows}
     for name in args.backbones.split(","):
         for asked in (int(x) for x in args.sizes.split(",")):
             size = fit_size(name, asked)
-            row = {"backbone": name, "frame_size": size, "asked_size": asked, "gmacs_per_frame": macs(name, size) / 1e9}
-            steps = [step(args, name, size, "lite", n) for n in lite_n]
-            steps += [step(args, name, size, "full", n) for n in full_n]
-            row["steps"] = steps
+            steps: list[dict] = []
+            row = {"backbone": name, "frame_size": size, "asked_size": asked, "gmacs_per_frame": macs(name, size) / 1e9,
+                   "steps": steps}  # fmt: skip
+            rows.append(row)
+            for mode, sizes in (("lite", lite_n), ("full", full_n)):
+                for n in sizes:
+                    steps.append(step(args, name, size, mode, n))
+                    save_partial(args.save, report)
             peaks = {(s["mode"], s["n"]): s.get("peak_mb") for s in steps}
             if len(lite_n) > 1 and peaks.get(("lite", lite_n[0])) and peaks.get(("lite", lite_n[-1])):
                 row[f"lite_peak_ratio_{lite_n[-1]}_over_{lite_n[0]}"] = round(
                     peaks["lite", lite_n[-1]] / peaks["lite", lite_n[0]], 3
                 )
-            rows.append(row)
+            save_partial(args.save, report)
             if not args.json:
-                print(json.dumps(row), file=sys.stderr)
-    settings = {k: getattr(args, k) for k in ("learner", "h", "queries", "query_chunk", "chunk", "way", "bf16")}
-    print(json.dumps({"settings": settings, "results": rows}))
+                print(json.dumps(row), file=sys.stderr, flush=True)
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

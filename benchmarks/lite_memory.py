@@ -23,7 +23,7 @@ import time
 
 import torch
 import torch.utils.checkpoint
-from worker import run_worker
+from worker import run_worker, save_partial
 
 
 def _rss_mb() -> float:
@@ -122,6 +122,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
+    parser.add_argument("--save", help="also write the results here after every step (a run cut short keeps them)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="lite", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=50, help=argparse.SUPPRESS)
@@ -134,6 +135,7 @@ def main() -> None:
     for mode in args.modes.split(","):
         for n in sizes:
             results.append(run_one(args, mode, n))
+            save_partial(args.save, {"results": results})
             if not args.json:
                 print(json.dumps(results[-1]), file=sys.stderr)
     peak = {(r["mode"], r["n"]): r.get("peak_mb") for r in results}

@@ -58,8 +58,9 @@ def part_memory(quick: bool, tmp: Path) -> dict[str, Any]:
                                "--h", str(h), "--modes", "lite"], capture_output=True, text=True)  # fmt: skip
         runs += [{**r, "h": h} for r in json.loads(done.stdout.strip().splitlines()[-1])["results"]]
     full_sizes = [n for n in sizes if n <= full_limit]
+    # activation checkpointing (the LITE poster's fourth "current solution") at the same N as full back-propagation
     done = subprocess.run([sys.executable, str(script), *common, "--context", ",".join(map(str, full_sizes)),
-                           "--modes", "full"], capture_output=True, text=True)  # fmt: skip
+                           "--modes", "full,checkpoint"], capture_output=True, text=True)  # fmt: skip
     runs += json.loads(done.stdout.strip().splitlines()[-1])["results"]
     return {"backbone": backbone, "frame_size": size, "sizes": sizes, "hs": hs, "full_limit": full_limit, "runs": runs}
 

@@ -22,7 +22,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from worker import run_worker
+from worker import run_worker, save_partial
 
 METHODS = ("protonets", "simple_cnaps", "finetuner", "finetuner_film", "finetuner_film_full", "finetuner_reference")
 
@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-macs", dest="macs", action="store_false", help="skip the counted run")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
+    parser.add_argument("--save", help="also write the JSON here after every result (a run cut short keeps them)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--method", default="finetuner", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=50, help=argparse.SUPPRESS)
@@ -120,14 +121,16 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args)))
         return
-    results = []
+    results: list[dict] = []
+    report = {"backbone": args.backbone, "frame_size": args.frame_size, "way": args.way, "steps": args.steps,
+              "h": args.h, "batch_size": args.batch_size, "results": results}  # fmt: skip
     for n in (int(x) for x in args.context.split(",")):
         for method in args.methods.split(","):
             results.append(run_one(args, method, n))
+            save_partial(args.save, report)
             if not args.json:
-                print(json.dumps(results[-1]), file=sys.stderr)
-    print(json.dumps({"backbone": args.backbone, "frame_size": args.frame_size, "way": args.way, "steps": args.steps,
-                      "h": args.h, "batch_size": args.batch_size, "results": results}))  # fmt: skip
+                print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

@@ -15,3 +15,22 @@ def run_worker(command: list[str], label: dict[str, Any]) -> dict[str, Any]:
         tail = (done.stderr.strip().splitlines() or ["killed (out of memory?)"])[-1]
         return {**label, "error": f"exit {done.returncode}: {tail}"}
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def save_partial(path: str | None, report: dict[str, Any]) -> None:
+    """Write ``report`` to ``path`` (when given) through a fresh temporary name in the same folder, so that a run cut
+    short by a time limit leaves every finished result and never a half-written file."""
+    if not path:
+        return
+    import os
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".partial-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(report, f, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

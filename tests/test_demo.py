@@ -20,6 +20,7 @@ RECIPE = Path(__file__).parent.parent / "configs" / "cpu_demo.yaml"
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # the demo's full training (minutes on 2 cores); `make demo` runs the same recipe
 def test_cpu_demo_beats_chance_on_the_test_users(tmp_path: Path) -> None:
     data = synthesize(tmp_path / "data", "demo", frame_size=64, seed=0).root
     cfg = load_config([str(RECIPE)], ["data.num_workers=0"])
