@@ -4,11 +4,11 @@ Parts (``--parts``, default all): ``memory`` (peak memory of a training step aga
 back-propagation), ``gradient`` (error and variance of the LITE gradient against H), ``image_size`` (84 against
 224 px), ``small_tasks`` (LITE on full tasks against full back-propagation on tasks capped to the same memory),
 ``orbit_scale`` (the pipeline at ORBIT's size) and ``pretrained_sizes`` (84, 128 and 224 px with ImageNet weights
-on real photos, no meta-training). ``--quick`` shrinks everything to run in about a minute (tiny
+on real photos, no meta-training). ``--quick`` shrinks everything to run in a few minutes (tiny
 backbone, small frames, small data): the same code paths, not the same conclusions. Every number comes from a run
 made by this script.
 
-    python benchmarks/paper_claims.py                 # the full report (about 15 minutes on 2 CPU cores)
+    python benchmarks/paper_claims.py                 # the full report (about 40 minutes on 2 CPU cores)
     python benchmarks/paper_claims.py --quick --out /tmp/claims
 """
 
@@ -268,7 +268,7 @@ def part_pretrained_sizes(quick: bool, tmp: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {', '.join(PARTS)}")
-    parser.add_argument("--quick", action="store_true", help="tiny settings: a minute, not a quarter of an hour")
+    parser.add_argument("--quick", action="store_true", help="tiny settings: minutes, not the better part of an hour")
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="where the report goes")
     parser.add_argument("--merge", action="store_true", help="keep the other parts' numbers from an earlier run")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from --out's JSON; run nothing")

@@ -1,0 +1,57 @@
+"""The benchmarks' own machinery: activation checkpointing changes memory, never the gradient; partial results are
+written whole."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from orbit_lite.config import LiteConfig, ModelConfig
+from orbit_lite.learners import create_learner
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from lite_memory import _Checkpointed, checkpoint_stages
+from worker import save_partial
+
+
+def _gradients(learner: torch.nn.Module) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    context = torch.randint(0, 256, (6, 1, 3, 32, 32), dtype=torch.uint8, generator=g)
+    query = torch.randint(0, 256, (4, 1, 3, 32, 32), dtype=torch.uint8, generator=g)
+    labels, query_labels = torch.arange(6) % 3, torch.arange(4) % 3
+    lite = LiteConfig(enabled=False, h=6, chunk_size=4, query_chunk=4)
+    learner.train_task(context, labels, query, query_labels, 3, lite, torch.Generator().manual_seed(0))
+    return {n: p.grad.clone() for n, p in learner.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("backbone", ["tiny_cnn", "tiny_vit"])
+def test_checkpointing_the_stages_leaves_the_gradient_unchanged(backbone: str) -> None:
+    torch.manual_seed(0)
+    plain = create_learner(ModelConfig(learner="protonets", backbone=backbone, weights="none"), 32)
+    kept = copy.deepcopy(plain)
+    stages = checkpoint_stages(kept.backbone.net)
+    assert stages >= 2 and sum(isinstance(m, _Checkpointed) for m in kept.modules()) == stages
+    want, got = _gradients(plain), _gradients(kept)
+    assert want and {k.replace(".stage", "") for k in got} == set(want)
+    for name, grad in got.items():
+        torch.testing.assert_close(grad, want[name.replace(".stage", "")], rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_checkpointing_a_network_without_stages_says_so() -> None:
+    with pytest.raises(SystemExit, match="no stages to checkpoint in Linear"):
+        checkpoint_stages(torch.nn.Linear(2, 2))
+
+
+def test_partial_results_are_written_whole_and_leave_no_temporary(tmp_path: Path) -> None:
+    path = tmp_path / "out.json"
+    save_partial(str(path), {"results": [1]})
+    save_partial(str(path), {"results": [1, 2]})
+    assert json.loads(path.read_text()) == {"results": [1, 2]}
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+    save_partial(None, {"results": []})  # no --save: nothing written
+    assert json.loads(path.read_text()) == {"results": [1, 2]}
