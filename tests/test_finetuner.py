@@ -176,7 +176,6 @@ def test_finetuner_film_tunes_its_own_copy_and_leaves_the_learner_alone() -> Non
 
 
 @pytest.mark.slow
-@pytest.mark.heavy  # minutes on a 2-core CPU: `make test-all`
 def test_finetuner_film_lite_gradient_is_unbiased_and_exact_when_n_fits() -> None:
     # At a head with non-zero weights (at W = 0 no gradient reaches the norm layers), the mean of many LITE gradients
     # (H=2 of N=6 clips) approaches the full gradient, coordinate by coordinate; with N <= H it is the full one.
