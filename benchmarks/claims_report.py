@@ -120,11 +120,11 @@ def memory_section(m: dict[str, Any]) -> list[str]:
     if both:
         top = both[-1]
         c = kept[top["n"]]
-        lite = next((r for r in m["runs"] if r["mode"] == "lite" and r["n"] == top["n"] and r.get("h") == m["hs"][-1]
-                     and "peak_mb" in r), None)  # fmt: skip
+        lite_top = next((r for r in m["runs"] if r["mode"] == "lite" and r["n"] == top["n"]
+                         and r.get("h") == m["hs"][-1] and "peak_mb" in r), None)  # fmt: skip
         growth = c["peak_mb"] / kept[both[0]["n"]]["peak_mb"]
-        versus = (f"; LITE at H = {m['hs'][-1]} needs {lite['peak_mb']:,.0f} MB in {lite['seconds']} s at that N"
-                  if lite else "")  # fmt: skip
+        versus = (f"; LITE at H = {m['hs'][-1]} needs {lite_top['peak_mb']:,.0f} MB in {lite_top['seconds']} s at "
+                  "that N" if lite_top else "")  # fmt: skip
         lines += [
             f'**Activation checkpointing** (the LITE poster\'s fourth "current solution", "slow; not enough '
             'memory savings"): `torch.utils.checkpoint` over each backbone stage, every clip back-propagated, '
@@ -141,7 +141,7 @@ def memory_section(m: dict[str, Any]) -> list[str]:
                 'this N, so "not enough memory savings" does not show at these sizes; what it keeps is the '
                 "growth with N"
             )
-            lines[-1] += f" and the time: {c['seconds'] / lite['seconds']:.1f}x LITE's." if lite else "."
+            lines[-1] += f" and the time: {c['seconds'] / lite_top['seconds']:.1f}x LITE's." if lite_top else "."
         else:
             lines[-1] += " As the poster says, the saving is small."
         lines.append("")

@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from worker import run_worker, save_partial
+from lite_memory import add_step_options, run_one
+from worker import claim_save_path, save_partial
 
 BACKBONES = "timm/tf_efficientnet_b0,timm/convnext_tiny,timm/vit_small_patch14_dinov2"
-WORKER = Path(__file__).with_name("lite_memory.py")
 
 
 def fit_size(name: str, size: int) -> int:
@@ -41,18 +40,10 @@ def macs(name: str, size: int) -> float:
 
 
 def step(args: argparse.Namespace, name: str, size: int, mode: str, n: int) -> dict:
-    command = [sys.executable, str(WORKER), "--worker", "--mode", mode, "--n", str(n), "--backbone", name,
-               "--frame-size", str(size), "--learner", args.learner, "--h", str(args.h), "--queries",
-               str(args.queries), "--query-chunk", str(args.query_chunk), "--chunk", str(args.chunk), "--way",
-               str(args.way), "--device", args.device]  # fmt: skip
-    if args.bf16:
-        command.append("--bf16")
-    result = run_worker(command, {"mode": mode, "n": n})
-    return (
-        result
-        if "error" in result
-        else {key: result[key] for key in ("mode", "n", "peak_mb", "seconds", "device", "gpu")}
-    )
+    """One step in a fresh process, through lite_memory.py's worker, keeping what the table needs."""
+    result = run_one(argparse.Namespace(**{**vars(args), "backbone": name, "frame_size": size}), mode, n)
+    keep = ("mode", "n", "peak_mb", "seconds", "device", "gpu")
+    return result if "error" in result else {key: result[key] for key in keep}
 
 
 def main() -> None:
@@ -61,17 +52,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="224,320,448", help="comma-separated frame sides")
     parser.add_argument("--lite-n", default="100,400", help="context sizes N for the LITE steps")
     parser.add_argument("--full-n", default="100", help="context sizes N for full back-propagation ('' for none)")
-    parser.add_argument("--learner", default="protonets")
-    parser.add_argument("--h", type=int, default=8, help="LITE: context clips back-propagated")
-    parser.add_argument("--queries", type=int, default=16)
-    parser.add_argument("--query-chunk", type=int, default=8)
-    parser.add_argument("--chunk", type=int, default=32, help="clips per no-grad chunk")
-    parser.add_argument("--way", type=int, default=5)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
-    parser.add_argument("--json", action="store_true", help="print only the JSON result")
-    parser.add_argument("--save", help="also write the JSON here after every step (a run cut short keeps them)")
+    add_step_options(parser)
     args = parser.parse_args()
+    claim_save_path(args.save)
     lite_n = [int(x) for x in args.lite_n.split(",") if x]
     full_n = [int(x) for x in args.full_n.split(",") if x]
     settings = {k: getattr(args, k) for k in ("learner", "h", "queries", "query_chunk", "chunk", "way", "bf16")}

@@ -23,7 +23,7 @@ import time
 
 import torch
 import torch.utils.checkpoint
-from worker import run_worker, save_partial
+from worker import claim_save_path, run_worker, save_partial
 
 
 def _rss_mb() -> float:
@@ -107,22 +107,27 @@ def run_one(args: argparse.Namespace, mode: str, n: int) -> dict:
     return run_worker(command, {"mode": mode, "n": n})
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", default="efficientnet_b0")
+def add_step_options(parser: argparse.ArgumentParser) -> None:
+    """The options of one measured step, shared with benchmarks/large_images.py (which runs this file's worker)."""
     parser.add_argument("--learner", default="protonets")
-    parser.add_argument("--frame-size", type=int, default=224)
-    parser.add_argument("--context", default="50,100,200", help="comma-separated context sizes N (clips)")
     parser.add_argument("--h", type=int, default=8, help="LITE: context clips back-propagated")
     parser.add_argument("--queries", type=int, default=16)
     parser.add_argument("--query-chunk", type=int, default=8)
     parser.add_argument("--chunk", type=int, default=32, help="clips per no-grad chunk")
     parser.add_argument("--way", type=int, default=5)
-    parser.add_argument("--modes", default="lite,full,checkpoint")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
-    parser.add_argument("--save", help="also write the results here after every step (a run cut short keeps them)")
+    parser.add_argument("--save", help="also write the JSON here after every step (a run cut short keeps them)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="efficientnet_b0")
+    parser.add_argument("--frame-size", type=int, default=224)
+    parser.add_argument("--context", default="50,100,200", help="comma-separated context sizes N (clips)")
+    parser.add_argument("--modes", default="lite,full,checkpoint")
+    add_step_options(parser)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="lite", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=50, help=argparse.SUPPRESS)
@@ -130,20 +135,21 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args)))
         return
+    claim_save_path(args.save)
     sizes = [int(x) for x in args.context.split(",")]
-    results = []
-    for mode in args.modes.split(","):
-        for n in sizes:
-            results.append(run_one(args, mode, n))
-            save_partial(args.save, {"results": results})
-            if not args.json:
-                print(json.dumps(results[-1]), file=sys.stderr)
-    peak = {(r["mode"], r["n"]): r.get("peak_mb") for r in results}
-    lo, hi = min(sizes), max(sizes)
+    results: list[dict] = []
     summary = {
         "backbone": args.backbone, "learner": args.learner, "frame_size": args.frame_size, "h": args.h,
         "bf16": args.bf16, "queries": args.queries, "query_chunk": args.query_chunk, "results": results,
     }  # fmt: skip
+    for mode in args.modes.split(","):
+        for n in sizes:
+            results.append(run_one(args, mode, n))
+            save_partial(args.save, summary)
+            if not args.json:
+                print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    peak = {(r["mode"], r["n"]): r.get("peak_mb") for r in results}
+    lo, hi = min(sizes), max(sizes)
     if peak.get(("lite", lo)) and peak.get(("lite", hi)):
         summary[f"lite_peak_ratio_{hi}_over_{lo}"] = round(peak[("lite", hi)] / peak[("lite", lo)], 3)
     if peak.get(("checkpoint", hi)) and peak.get(("full", hi)):

@@ -22,7 +22,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from worker import run_worker, save_partial
+from worker import claim_save_path, run_worker, save_partial
 
 METHODS = ("protonets", "simple_cnaps", "finetuner", "finetuner_film", "finetuner_film_full", "finetuner_reference")
 
@@ -121,6 +121,7 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args)))
         return
+    claim_save_path(args.save)
     results: list[dict] = []
     report = {"backbone": args.backbone, "frame_size": args.frame_size, "way": args.way, "steps": args.steps,
               "h": args.h, "batch_size": args.batch_size, "results": results}  # fmt: skip

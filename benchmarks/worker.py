@@ -17,6 +17,15 @@ def run_worker(command: list[str], label: dict[str, Any]) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def claim_save_path(path: str | None) -> None:
+    """Refuse a ``--save`` path that already exists: the partial saves replace the file again and again, which is
+    only right for a file this run wrote."""
+    import os
+
+    if path and os.path.lexists(path):
+        raise SystemExit(f"--save {path} exists: choose a new path, or move the old file aside")
+
+
 def save_partial(path: str | None, report: dict[str, Any]) -> None:
     """Write ``report`` to ``path`` (when given) through a fresh temporary name in the same folder, so that a run cut
     short by a time limit leaves every finished result and never a half-written file."""

@@ -16,7 +16,7 @@ from orbit_lite.learners import create_learner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from lite_memory import _Checkpointed, checkpoint_stages
-from worker import save_partial
+from worker import claim_save_path, save_partial
 
 
 def _gradients(learner: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -55,3 +55,13 @@ def test_partial_results_are_written_whole_and_leave_no_temporary(tmp_path: Path
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
     save_partial(None, {"results": []})  # no --save: nothing written
     assert json.loads(path.read_text()) == {"results": [1, 2]}
+
+
+def test_save_refuses_a_file_it_did_not_start(tmp_path: Path) -> None:
+    mine = tmp_path / "notes.json"
+    mine.write_text("the user's own file")
+    with pytest.raises(SystemExit, match=r"--save .*notes.json exists: choose a new path"):
+        claim_save_path(str(mine))
+    assert mine.read_text() == "the user's own file"
+    claim_save_path(str(tmp_path / "new.json"))  # a new path is taken
+    claim_save_path(None)
