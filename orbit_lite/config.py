@@ -15,9 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, TypeVar
 
-import yaml
-
 from orbit_lite.errors import OrbitLiteError
+from orbit_lite.safe_yaml import load_yaml, read_yaml_file
 from orbit_lite.shapes import MODES as SWITCHES  # the buckets' modes are one of these switches
 from orbit_lite.shapes import Buckets
 
@@ -408,6 +407,11 @@ def check_limits(section: Any, name: str) -> None:
         if not ok:
             shown = list(value) if isinstance(value, tuple) else value  # as the user wrote it
             raise OrbitLiteError(f"{name}.{f.name} must be {_describe(hint, limit)}, got {shown!r}")
+        if hint is int and not -INT_RANGE <= value < INT_RANGE:  # 1e20 reads as an integer that no index can reach
+            raise OrbitLiteError(f"{name}.{f.name} must be {_describe(hint, limit)} below 2**63, got {value:.3g}")
+
+
+INT_RANGE = 2**63  # integer settings are used as 64-bit integers (tensor sizes, indices, seeds)
 
 
 @functools.cache
@@ -543,7 +547,7 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise OrbitLiteError(f"override {item!r}: {part} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw) if raw else ""
+        node[parts[-1]] = load_yaml(raw, f"--set {item}") if raw else ""
     return out
 
 
@@ -563,15 +567,7 @@ def load_config(paths: list[str] | None = None, overrides: list[str] | None = No
     """Defaults <- each YAML file in order <- ``key=value`` overrides."""
     values: dict[str, Any] = {}
     for path in paths or []:
-        try:
-            with open(path) as f:
-                layer = yaml.safe_load(f) or {}
-        except OSError as e:
-            raise OrbitLiteError(f"{path}: cannot read config ({e.strerror})") from None
-        except UnicodeDecodeError:
-            raise OrbitLiteError(f"{path}: not a text file; a config is a YAML file") from None
-        except yaml.YAMLError as e:
-            raise OrbitLiteError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        layer = read_yaml_file(str(path)) or {}  # bounded: size, depth, aliases; a key written twice is an error
         if not isinstance(layer, Mapping):
             raise OrbitLiteError(f"{path}: a config file must be a mapping of sections")
         values = merge(values, layer)

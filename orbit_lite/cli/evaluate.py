@@ -19,6 +19,7 @@ from orbit_lite.config import Config as ConfigSchema
 from orbit_lite.config import apply_overrides, from_dict, to_dict
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.outputs import check_results_out, claim_out, refuse_current_folder
+from orbit_lite.safe_out import output_path
 
 if TYPE_CHECKING:  # the engine (torch) loads once the options are known to be right: mistakes answer at once
     from orbit_lite.engine.distributed import Dist
@@ -129,6 +130,7 @@ def evaluate_command(
     single process would."""
     if out_dir.name in ("", ".."):  # "--out ." names no folder to replace: use the path it stands for
         out_dir = Path(os.path.abspath(out_dir))
+    out_dir = output_path(out_dir, "--out")  # a link to a results folder is written through, never replaced
     refuse_current_folder(out_dir)  # `--out .` is written in place when empty, never renamed away
     check_results_out(out_dir, overwrite)  # refuse early, before any work (every rank checks, so all stop together)
     if seed < 0:

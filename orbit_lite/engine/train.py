@@ -24,7 +24,7 @@ import torch
 import yaml
 
 from orbit_lite import runtime
-from orbit_lite.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from orbit_lite.checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint, save_checkpoint
 from orbit_lite.config import DEVICES, Config, TrainConfig, from_dict, to_dict
 from orbit_lite.data.layout import DatasetIndex, index_benchmark
 from orbit_lite.data.tasks import UserTaskDataset, task_loader
@@ -175,10 +175,13 @@ class _Run:
         self.id = ""  # the run's id, also in its marker and its checkpoints: the proof that they belong together
         self.curves = run_dir / "curves.png"
         self.tensorboard: tensorboard.TensorBoardLog | None = None
+        self._lines = b""  # metrics.jsonl's content as last written
 
     def log(self, record: dict[str, Any]) -> None:
-        with open(self.metrics, "a") as f:  # whole lines, flushed: a crash leaves complete records
-            f.write(json.dumps(record) + "\n")
+        # Rewritten whole and renamed into place, never appended: a copy of the run made with hard links (cp -al,
+        # rsync --link-dest, snapshots) shares the file's inode, and an append would change the copy too.
+        self._lines += (json.dumps(record) + "\n").encode()
+        atomic_write_bytes(self.metrics, self._lines)
         if self.tensorboard is not None:
             self.tensorboard.write(record)
 
@@ -190,14 +193,12 @@ class _Run:
             log.warning("could not draw %s: %s", self.curves, e)
 
     def truncate_metrics(self, size: int) -> None:
-        if self.metrics.exists():
-            with open(self.metrics, "r+b") as f:
-                f.truncate(size)
-        else:
-            self.metrics.touch()
+        """Keep metrics.jsonl's first ``size`` bytes (the lines up to the checkpoint), as a new file."""
+        self._lines = self.metrics.read_bytes()[:size] if self.metrics.exists() else b""
+        atomic_write_bytes(self.metrics, self._lines)
 
     def metrics_size(self) -> int:
-        return self.metrics.stat().st_size if self.metrics.exists() else 0
+        return len(self._lines)
 
 
 def _prepare(cfg: Config, data_root: Path, run: _Run, resume: bool) -> tuple[DatasetIndex, dict[str, Any] | None]:

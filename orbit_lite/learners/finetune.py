@@ -102,7 +102,18 @@ class FineTuner(FewShotLearner):
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
+        self._check_converged([weight, bias])
         return Personalized(self.backbone, self.head, None, (weight.detach(), bias.detach()), way, self.bf16)
+
+    def _check_converged(self, tensors: list[torch.Tensor]) -> None:
+        """Stop, naming the settings, when the steps diverged: a recognizer of NaN weights answers nothing (every
+        confidence NaN, chance-level scores that look normal)."""
+        if all(bool(torch.isfinite(t).all()) for t in tensors):
+            return
+        cfg = self.finetune
+        raise OrbitLiteError(f"personalization diverged (weights became NaN or infinite) with finetune.lr={cfg.lr:g} "
+                             f"over {cfg.steps} {cfg.optimizer} steps: lower finetune.lr (default "
+                             f"{FinetuneConfig.lr:g})")  # fmt: skip
 
     def tuned_clip_features(self, clips: torch.Tensor, tuned: dict[str, torch.Tensor]) -> torch.Tensor:
         """Per-clip features ``[n, D]`` with the tuned norm-layer parameters in place of the backbone's."""
@@ -148,6 +159,7 @@ class FineTuner(FewShotLearner):
             self.film_step_gradient(clips, labels, (weight, bias), tuned, chunk, generator)
             optimizer.step()
             optimizer.zero_grad()
+        self._check_converged([weight, bias, *tuned.values()])
         backbone = copy.deepcopy(self.backbone)  # the user's own backbone: the tuned values written in
         with torch.no_grad():
             for name, value in tuned.items():

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from orbit_lite.safe_out import RECOGNIZE_PLOT
 from orbit_lite.visual.png import new_figure, save_png
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ def plot_recognitions(recognitions: Sequence[Recognition], names: Sequence[str],
         _plot_one(ax, r, names, colours)
     fig.subplots_adjust(left=0.07, right=0.78, top=1 - 0.42 / (ROW_HEIGHT * len(recognitions)) - 0.02,
                         bottom=0.5 / (ROW_HEIGHT * len(recognitions)), hspace=0.6)  # fmt: skip
-    return save_png(fig, path)
+    return save_png(fig, path, made_by=RECOGNIZE_PLOT)
 
 
 def _plot_one(ax, r: Recognition, names: Sequence[str], colours: list) -> None:
