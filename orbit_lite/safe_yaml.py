@@ -17,6 +17,8 @@ from orbit_lite.errors import OrbitLiteError
 MAX_BYTES = 1 << 20  # a recipe is a few KB; a megabyte is far more than any config needs
 MAX_DEPTH = 32  # sections nest two levels; lists of numbers one more
 MAX_NODES = 100_000  # values after every alias is expanded
+# libyaml's parser when PyYAML has it: the pure-Python scanner looks ahead over every open bracket (quadratic)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _Open:
@@ -33,7 +35,7 @@ def _check_shape(text: str, where: str) -> None:
     sizes: dict[str, int] = {}  # an anchor's size once expanded
     stack = [_Open(None, False)]
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        for event in yaml.parse(text, Loader=_LOADER):
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 stack.append(_Open(event.anchor, isinstance(event, yaml.MappingStartEvent)))
                 if len(stack) - 1 > MAX_DEPTH:
@@ -58,6 +60,9 @@ def _check_shape(text: str, where: str) -> None:
                 raise OrbitLiteError(f"{where}: its aliases expand to more than {MAX_NODES:,} values; a config "
                                      "needs far fewer: write the values out")  # fmt: skip
     except yaml.YAMLError as e:
+        if "flow level" in str(e):  # libyaml's own bound on nesting, met before the events get this deep
+            raise OrbitLiteError(f"{where}: nested more than {MAX_DEPTH} levels deep; a config is a few sections "
+                                 "of plain values") from None  # fmt: skip
         raise OrbitLiteError(f"{where}: not valid YAML ({str(e).splitlines()[0]})") from None
 
 
