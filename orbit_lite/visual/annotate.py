@@ -7,8 +7,10 @@ it (recognition is causal), so the video shows what the recognizer would have sa
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import shutil
 import tempfile
 import unicodedata
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from orbit_lite.checkpoint import umask_mode
+from orbit_lite.checkpoint import umask_mode, write_failure
 from orbit_lite.data.decoders import native_stderr_silenced
 from orbit_lite.data.layout import FRAME_EXTENSIONS, video_from_path
 from orbit_lite.errors import CorruptMediaError, OrbitLiteError
@@ -100,13 +102,15 @@ def draw_answer(frame: np.ndarray, name: str, probability: float, right: bool | 
     return out
 
 
-def _open_writer(path: Path, fps: float, size: tuple[int, int]) -> tuple[cv2.VideoWriter, str]:
+def _open_writer(path: Path, fps: float, size: tuple[int, int], out: Path) -> tuple[cv2.VideoWriter, str]:
     for codec in CODECS:
         with native_stderr_silenced():  # a missing encoder is reported by FFmpeg on stderr; we try the next one
             writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, size)
         if writer.isOpened():
             return writer, codec
         writer.release()
+    if shutil.disk_usage(path.parent).free < _ROOM:  # an encoder that cannot open on a full disk is not missing
+        raise write_failure(out, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
     raise OrbitLiteError(f"this OpenCV build can write {path.suffix} video with none of {', '.join(CODECS)}; "
                          "install opencv-python-headless from PyPI")  # fmt: skip
 
@@ -136,7 +140,7 @@ def write_annotated(recognition: Recognition, names: list[str], out: Path) -> tu
         for i, frame in enumerate(original_frames(source, count)):
             if writer is None:
                 size = output_size(frame.shape[1], frame.shape[0])
-                writer, codec = _open_writer(tmp, input_fps(source), size)
+                writer, codec = _open_writer(tmp, input_fps(source), size, out)
             if (frame.shape[1], frame.shape[0]) != size:
                 shrink = frame.shape[1] > size[0]
                 frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_NEAREST)
@@ -148,13 +152,32 @@ def write_annotated(recognition: Recognition, names: list[str], out: Path) -> tu
             raise OrbitLiteError(f"{source}: no frames to annotate")
         writer.release()
         writer = None
+        if not _plays(tmp):  # the encoder reports no failed write (a full disk): the file is read back instead
+            raise write_failure(out, OSError(errno.ENOSPC, "the video encoder could not finish the file"))
         with open(tmp, "ab") as f:  # the mark outputs.py knows our videos by: a later run may replace this file
             f.write(VIDEO_MARK_BOX)
         tmp.chmod(umask_mode(0o666))
         os.replace(tmp, out)
+    except OSError as e:  # a full disk or a read-only file system while the mark is appended or the file renamed
+        if writer is not None:
+            writer.release()
+        tmp.unlink(missing_ok=True)
+        raise write_failure(out, e) from None
     except BaseException:
         if writer is not None:
             writer.release()
         tmp.unlink(missing_ok=True)
         raise
     return written, codec
+
+
+_ROOM = 1 << 20  # less free space than this and no encoder can open its file
+
+
+def _plays(path: Path) -> bool:
+    """Whether the written video opens and holds a frame (a cut-off MP4 has no index and opens as nothing)."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return capture.isOpened() and capture.read()[0]
+    finally:
+        capture.release()
