@@ -232,6 +232,13 @@ def check_structure(path: Path, record: dict[str, Any], kind: str) -> None:
             raise OrbitLiteError(f"{path}: damaged personal recognizer: 'object_names' must list two or more names")
         if not all(isinstance(t, torch.Tensor) for t in record["state"]):
             raise OrbitLiteError(f"{path}: damaged personal recognizer: 'state' must hold tensors only")
+        film = record["film"] or {}
+        pairs = [v for v in film.values() if isinstance(v, (list, tuple)) and len(v) == 2]
+        if len(pairs) != len(film) or not all(isinstance(t, torch.Tensor) for pair in pairs for t in pair):
+            raise OrbitLiteError(f"{path}: damaged personal recognizer: 'film' must map each layer to two tensors")
+        for part in ("backbone", "head"):
+            if not all(isinstance(t, torch.Tensor) for t in record[part].values()):
+                raise OrbitLiteError(f"{path}: damaged personal recognizer: '{part}' must hold tensors only")
         if record["frame_size"] < 1 or record["clip_length"] < 1:
             raise OrbitLiteError(f"{path}: damaged personal recognizer: frame_size and clip_length must be positive")
         clips = record.get("check_clips")  # what `export --check` runs both runtimes on
