@@ -188,20 +188,31 @@ def serve_check(job: Job) -> str:
             "127.0.0.1", "--port", "8000", "--device", "cpu"]  # fmt: skip
     run(job.docker_run("serve", args), 120)
     # The request comes from inside the container (its own 127.0.0.1; the container has no network).
-    request = ("import json, time, urllib.request\n"
+    request = ("import json, time, urllib.error, urllib.request\n"
                "for _ in range(120):\n"
                "    try:\n"
                "        r = urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:8000/api/collections',"
                " method='POST'), timeout=10)\n"
                "        print(r.status, json.dumps(sorted(json.load(r)))); break\n"
-               "    except OSError:\n"
+               "    except urllib.error.HTTPError as e:\n"
+               "        print(e.code, e.read()[:200]); break\n"
+               "    except OSError:\n"  # not listening yet
                "        time.sleep(1)\n")  # fmt: skip
+    watch = RootWatch(container)
     try:
-        answer = run(["docker", "exec", container, "python", "-c", request], 200).stdout.strip()
+        asked = run(["docker", "exec", container, "python", "-c", request], 200, check=False)
     finally:
+        watch.stop()
+        logs = run(["docker", "logs", container], 60, check=False)
         run(["docker", "rm", "-f", container], 60, check=False)
+    job.uids |= watch.uids
+    job.samples += watch.samples
+    answer = asked.stdout.strip()
     if not answer.startswith("201") or "token" not in answer:
-        raise DockerTestError(f"serve in the container did not answer POST /api/collections with 201: {answer!r}")
+        detail = last_line(asked.stderr + logs.stdout + logs.stderr)
+        raise DockerTestError(
+            f"serve in the container did not answer POST /api/collections with 201 ({answer!r}): {detail}"
+        )
     return f"answered: {answer}"
 
 
