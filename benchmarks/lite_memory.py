@@ -61,8 +61,8 @@ def checkpoint_stages(net: torch.nn.Module) -> int:
 def worker(args: argparse.Namespace) -> dict:
     """One training step in this process; returns its measurements."""
     from orbit_lite.config import LiteConfig, ModelConfig
-    from orbit_lite.engine.train import select_device
     from orbit_lite.learners import create_learner
+    from orbit_lite.runtime import select_device
 
     torch.manual_seed(0)
     device = select_device(args.device)

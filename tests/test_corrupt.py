@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from orbit_lite.cli.main import app
 from orbit_lite.data.layout import Video, index_tree
 from orbit_lite.engine.evaluate import evaluate_user, make_protocol
-from orbit_lite.engine.personalize import load_learner, personal_context
+from orbit_lite.engine.model import Checkpoint, open_model
+from orbit_lite.engine.personalize import personal_context
 from orbit_lite.engine.report import check_scored
 from orbit_lite.errors import OrbitLiteError
 
@@ -32,7 +33,7 @@ def spoil(video: Video) -> list[str]:
 def test_an_unreadable_clean_video_leaves_the_user_in_the_evaluation(
     tiny_copy: Path, tiny_checkpoint: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    learner, cfg = load_learner(tiny_checkpoint, CPU)
+    learner, cfg = open_model(Checkpoint(tiny_checkpoint), CPU)
     user = index_tree(tiny_copy).users("test")[0]
     victim = user.objects[0].clean[0]
     names = spoil(victim)  # 12 corrupt frames: more than the 8 redraws that used to drop the whole user
@@ -53,7 +54,7 @@ def test_an_unreadable_clean_video_leaves_the_user_in_the_evaluation(
 
 
 def test_a_corrupt_query_frame_is_left_out_of_its_video_only(tiny_copy: Path, tiny_checkpoint: Path) -> None:
-    learner, cfg = load_learner(tiny_checkpoint, CPU)
+    learner, cfg = open_model(Checkpoint(tiny_checkpoint), CPU)
     user = index_tree(tiny_copy).users("test")[0]
     protocol = make_protocol(cfg, "orbit2021", tasks=1)  # every frame of every clutter video
     before = {s.video: s.n_frames for s in evaluate_user(learner, user, protocol, cfg).scores}
@@ -70,7 +71,7 @@ def test_a_corrupt_query_frame_is_left_out_of_its_video_only(tiny_copy: Path, ti
 
 
 def test_a_user_left_with_one_teachable_object_is_reported_as_dropped(tiny_copy: Path, tiny_checkpoint: Path) -> None:
-    learner, cfg = load_learner(tiny_checkpoint, CPU)
+    learner, cfg = open_model(Checkpoint(tiny_checkpoint), CPU)
     user = index_tree(tiny_copy).users("test")[0]
     for obj in user.objects[:2]:
         for video in obj.clean:
@@ -91,7 +92,7 @@ def test_a_user_left_with_one_teachable_object_is_reported_as_dropped(tiny_copy:
 
 
 def test_personalize_goes_on_without_an_unreadable_clean_video(tiny_copy: Path, tiny_checkpoint: Path) -> None:
-    _, cfg = load_learner(tiny_checkpoint, CPU)
+    _, cfg = open_model(Checkpoint(tiny_checkpoint), CPU)
     user = index_tree(tiny_copy).users("train")[0]
     victim = user.objects[1].clean[0]
     spoil(victim)
@@ -134,7 +135,7 @@ def test_clean_mode_with_no_scorable_video_fails_and_writes_nothing(
 def test_results_json_never_holds_a_bare_nan(tiny_copy: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
     from orbit_lite.engine.report import write_results
 
-    learner, cfg = load_learner(tiny_checkpoint, CPU)
+    learner, cfg = open_model(Checkpoint(tiny_checkpoint), CPU)
     index = index_tree(tiny_copy)
     scored = index.users("test")[0]
     dropped = index.users("validation")[0]
@@ -163,7 +164,7 @@ def test_an_annotation_file_of_another_video_is_named_and_its_video_left_out(
 ) -> None:
     from orbit_lite.data.check import check_tree
 
-    learner, cfg = load_learner(tiny_checkpoint, CPU)
+    learner, cfg = open_model(Checkpoint(tiny_checkpoint), CPU)
     user = index_tree(tiny_copy).users("test")[0]
     clutter = [v for v in user.videos() if v.video_type == "clutter"]
     victim, other = clutter[0], clutter[1]

@@ -14,7 +14,8 @@ from orbit_lite.cli.main import app
 from orbit_lite.data.annotations import expand_filter, valid_frame_positions
 from orbit_lite.data.layout import index_tree
 from orbit_lite.engine.evaluate import evaluate_user, make_protocol
-from orbit_lite.engine.personalize import load_learner, personalize_user
+from orbit_lite.engine.model import Checkpoint, open_model
+from orbit_lite.engine.personalize import personalize_user
 from orbit_lite.engine.recognize import recognize
 from orbit_lite.personal import load_personal, save_personal
 
@@ -72,7 +73,7 @@ def test_evaluate_writes_every_output_in_the_challenge_format(
 
 
 def test_short_query_videos_leave_the_scores_but_not_the_task(tiny_frames: Path, tiny_checkpoint: Path) -> None:
-    learner, cfg = load_learner(tiny_checkpoint, CPU)
+    learner, cfg = open_model(Checkpoint(tiny_checkpoint), CPU)
     user = index_tree(tiny_frames).users("test")[0]
     present = expand_filter(["no_object_not_present_issue"])
     counts = {v.video_id: len(valid_frame_positions(v, present)) for v in user.videos() if v.video_type == "clutter"}
@@ -87,7 +88,7 @@ def test_short_query_videos_leave_the_scores_but_not_the_task(tiny_frames: Path,
 
 
 def test_shared_work_gives_the_same_scores_as_per_task_work(tiny_frames: Path, tiny_checkpoint: Path) -> None:
-    learner, cfg = load_learner(tiny_checkpoint, CPU)
+    learner, cfg = open_model(Checkpoint(tiny_checkpoint), CPU)
     user = index_tree(tiny_frames).users("test")[0]
     protocol = make_protocol(cfg, tasks=4)
     fast = evaluate_user(learner, user, protocol, cfg, seed=3)
@@ -192,7 +193,7 @@ def test_an_undecodable_query_video_is_skipped_and_listed(
 
 
 def test_personalize_save_load_recognize_agree(tiny_frames: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
-    learner, cfg = load_learner(tiny_checkpoint, CPU)
+    learner, cfg = open_model(Checkpoint(tiny_checkpoint), CPU)
     user = index_tree(tiny_frames).users("test")[0]
     model, task = personalize_user(learner, user, cfg)
     assert model.object_names == user.object_names and task.way == len(user.objects)

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from orbit_lite.checkpoint import load_checkpoint
 from orbit_lite.cli.main import app
-from orbit_lite.engine.personalize import load_learner
+from orbit_lite.engine.model import Checkpoint, open_model
 
 TAGS = {
     "efficientnet_b0": "tf_efficientnet_b0",
@@ -220,7 +220,7 @@ def test_imported_checkpoint_gives_the_reference_probabilities(learner, cosine, 
     context, target = _frames(5, seed=1), _frames(4, seed=2)
     # simple_cnaps: class 1 has a single frame, so the reference's one-frame covariance is exercised
     labels = torch.tensor([0, 0, 1, 2, 2]) if head == "mahalanobis" else torch.tensor([0, 1, 2, 0, 1])
-    learner_model, _ = load_learner(tmp_path / "ck.pt", torch.device("cpu"))
+    learner_model, _ = open_model(Checkpoint(tmp_path / "ck.pt"), torch.device("cpu"))
     recognizer = learner_model.personalize(context.unsqueeze(1), labels, 3)
     ours = torch.softmax(recognizer.predict(target.unsqueeze(1)), 1)
     expected = reference_probabilities(state, learner, head, backbone, context, labels, target)

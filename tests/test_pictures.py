@@ -20,10 +20,11 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def personal(tiny_frames: Path, tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from orbit_lite.engine.personalize import load_learner, personalize_user
+    from orbit_lite.engine.model import Checkpoint, open_model
+    from orbit_lite.engine.personalize import personalize_user
     from orbit_lite.personal import save_personal
 
-    learner, cfg = load_learner(tiny_checkpoint, torch.device("cpu"))
+    learner, cfg = open_model(Checkpoint(tiny_checkpoint), torch.device("cpu"))
     model, _ = personalize_user(learner, index_tree(tiny_frames).users("test")[0], cfg)
     path = tmp_path_factory.mktemp("personal") / "me.pt"
     save_personal(path, model)

@@ -31,10 +31,10 @@ def export_command(
     """Export a personal recognizer: uint8 frames in, logits and probabilities out, FiLM folded in."""
     check_file_out(out_file, overwrite, is_onnx_file, "an ONNX model")
     writable_parent(out_file)
+    from orbit_lite.engine.model import open_personal
     from orbit_lite.export import export_onnx, onnx_parity  # torch: only once the options are known to be right
-    from orbit_lite.personal import load_personal
 
-    model = load_personal(model_file)
+    model = open_personal(model_file)
     # Written beside --out (under a name no one else has) and moved there only once checked, so a failed check
     # leaves --out as it was.
     try:

@@ -49,20 +49,20 @@ def personalize_command(
     """Teach a recognizer a user's objects from their clean videos."""
     if (user is None) == (videos is None) or (user is not None and data is None):
         raise OrbitLiteError("give either --user ID with --data ROOT, or --videos DIR")
-    from orbit_lite.engine.personalize import check_model_source  # torch: the model's source is checked by its kind
+    from orbit_lite.engine.model import open_model, parse_source  # torch: a source is checked by its learner's kind
 
-    check_model_source(checkpoint, config, overrides)
+    source = parse_source(checkpoint, config, overrides)
     check_file_out(out_file, overwrite, is_orbit_lite_checkpoint("personal"), "a personal recognizer")
     writable_parent(out_file)
     # the data and the engine (torch) load only once the options are known to be right: mistakes answer at once
     from orbit_lite.data.layout import index_tree, index_user_folder
     from orbit_lite.data.tasks import TaskBuilder
-    from orbit_lite.engine.personalize import open_learner, personalize_user
-    from orbit_lite.engine.train import select_device
+    from orbit_lite.engine.personalize import personalize_user
     from orbit_lite.personal import save_personal
+    from orbit_lite.runtime import select_device
 
     who = index_tree(data).user(user) if user is not None else index_user_folder(videos).users()[0]
-    learner, cfg = open_learner(checkpoint, config, overrides, select_device(device, "--device "))
+    learner, cfg = open_model(source, select_device(device, "--device "))
     model, task = personalize_user(learner, who, cfg)
     save_personal(out_file, model)
     table = Table(title=f"personal recognizer for {escape(who.user_id)}", box=box.SIMPLE_HEAD)
@@ -104,11 +104,11 @@ def recognize_command(
         writable_parent(csv_path)
     check_picture_outs(annotate, plot, inputs)
     from orbit_lite.checkpoint import atomic_write_text
+    from orbit_lite.engine.model import open_personal
     from orbit_lite.engine.recognize import recognize
-    from orbit_lite.engine.train import select_device
-    from orbit_lite.personal import load_personal
+    from orbit_lite.runtime import select_device
 
-    model = load_personal(model_file, select_device(device, "--device "))
+    model = open_personal(model_file, select_device(device, "--device "))
     names = model.object_names
     recognitions = [recognize(model, path, label) for path in inputs]
     if csv_path is not None:

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from orbit_lite.choices import SPLITS
 from orbit_lite.errors import OrbitLiteError
 
-SPLITS = ("train", "validation", "test")
 VIDEO_TYPES = ("clean", "clutter")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")

@@ -14,38 +14,40 @@ features.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import os
 import time
+import typing
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from orbit_lite.config import Config, SamplingConfig
+from orbit_lite.choices import MODES, PROTOCOLS
+from orbit_lite.config import Config, SamplingConfig, to_dict
 from orbit_lite.cost import Measured, count_parameters, measure, task_parameters
-from orbit_lite.data.layout import User
+from orbit_lite.data.layout import User, index_benchmark
 from orbit_lite.data.plan import TaskPlan, VideoPlan
 from orbit_lite.data.tasks import TaskBuilder
+from orbit_lite.engine import distributed
+from orbit_lite.engine.distributed import Dist
+from orbit_lite.engine.model import ModelSource, open_model, source_record
+from orbit_lite.engine.report import check_scored, write_results
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners import FewShotLearner, Personalized
 from orbit_lite.metrics import frame_accuracy, frames_to_recognition, video_accuracy
+from orbit_lite.outputs import claim_out
+from orbit_lite.results import Protocol, UserResult, VideoScore
+from orbit_lite.runtime import select_device
 
 log = logging.getLogger(__name__)
-
-PROTOCOLS = ("orbit2022", "orbit2021")
-MODES = ("clutter", "clean")
-
-
-@dataclass(frozen=True)
-class Protocol:
-    name: str
-    mode: str
-    tasks_per_user: int
-    sampling: SamplingConfig
 
 
 def make_protocol(cfg: Config, name: str = "orbit2022", mode: str = "clutter", tasks: int | None = None) -> Protocol:
@@ -64,36 +66,6 @@ def make_protocol(cfg: Config, name: str = "orbit2022", mode: str = "clutter", t
     if count < 1:
         raise OrbitLiteError(f"--tasks must be >= 1, got {count}")
     return Protocol(name, mode, count, sampling)
-
-
-@dataclass
-class VideoScore:
-    """One (task, video) score: a row of per_video.csv."""
-
-    user: str
-    task: int
-    video: str
-    object: str
-    label: int
-    n_frames: int
-    frame_accuracy: float
-    frames_to_recognition: float
-    video_accuracy: float
-
-
-@dataclass
-class UserResult:
-    user: str
-    scores: list[VideoScore] = field(default_factory=list)
-    tasks: list[dict] = field(default_factory=list)  # results.json entries
-    frames_encoded: dict[str, int] = field(default_factory=lambda: {"context": 0, "target": 0})
-    skipped: list[dict] = field(default_factory=list)  # videos or frames left out (TaskBuilder.skipped)
-    personalizations: int = 0
-    dropped_objects: list[str] = field(default_factory=list)  # objects left out of every task: nothing to teach
-    dropped: str | None = None  # why the whole user was left out, if it was
-    short_videos: int = 0  # videos left out for having too few frames that pass the filter
-    params_base: int = 0  # parameters of the learner (backbone, head, set encoder, FiLM generator)
-    inference: dict[str, float] = field(default_factory=lambda: {"macs": 0, "seconds": 0.0, "frames": 0})
 
 
 def task_seed(seed: int, user_id: str, task: int) -> list[int]:
@@ -266,3 +238,81 @@ def evaluate_users(
         if progress is not None:
             progress(user.user_id)
     return results, time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class EvaluationRequest:
+    """What to evaluate: a model on a split's users of the ORBIT tree ``data``, written to ``out_dir``."""
+
+    data: Path
+    source: ModelSource
+    out_dir: Path
+    protocol: str = "orbit2022"  # one of choices.PROTOCOLS
+    mode: str = "clutter"  # one of choices.MODES
+    split: str = "test"  # one of choices.SPLITS
+    users: tuple[str, ...] | None = None  # None: every user of the split
+    tasks: int | None = None  # None: the protocol's number
+    seed: int = 0
+    device: str = "auto"
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """What a finished evaluation wrote (``metrics`` is metrics.json's content) and how long it took."""
+
+    out_dir: Path
+    protocol: Protocol
+    split: str
+    seconds: float
+    metrics: dict[str, Any]
+
+
+class EvaluationMonitor(typing.Protocol):
+    """Told how many users this process evaluates, then of each one done (a progress bar, a log)."""
+
+    def started(self, users: int) -> None: ...
+
+    def user_done(self, user: str) -> None: ...
+
+
+def run(
+    request: EvaluationRequest, dist: Dist | None = None, monitor: EvaluationMonitor | None = None
+) -> EvaluationReport | None:
+    """Evaluate ``request``: open the model, deal the users out across the ranks (under torchrun), gather their
+    results on rank 0, which holds the output folder and writes every file at once. Returns the report on rank 0
+    and None on the other ranks."""
+    dist = dist if dist is not None else distributed.from_env(os.environ)
+    with claim_out(request.out_dir) if dist.main else contextlib.nullcontext():  # one writer: rank 0
+        return _run(request, dist, monitor)
+
+
+def _run(r: EvaluationRequest, dist: Dist, monitor: EvaluationMonitor | None) -> EvaluationReport | None:
+    device = distributed.setup(dist, select_device(r.device, "--device "))
+    learner, cfg = open_model(r.source, device)
+    protocol = make_protocol(cfg, r.protocol, r.mode, r.tasks)
+    index = index_benchmark(r.data)
+    chosen = index.users(r.split) if r.users is None else tuple(index.user(u, r.split) for u in r.users)
+    if not chosen:
+        raise OrbitLiteError(f"{index.root / r.split}: the {r.split} split holds no users")
+    mine = chosen[dist.rank :: dist.world]
+    try:
+        if monitor is not None:
+            monitor.started(len(mine))
+        progress = monitor.user_done if monitor is not None else None
+        results, seconds = evaluate_users(learner, mine, protocol, cfg, r.seed, progress=progress)
+        gathered = distributed.gather_to_main((results, seconds), dist)
+    finally:
+        distributed.teardown(dist)
+    if gathered is None:
+        return None
+    order = {u.user_id: i for i, u in enumerate(chosen)}
+    results = sorted((res for part, _ in gathered for res in part), key=lambda res: order[res.user])
+    seconds = max(s for _, s in gathered)
+    evaluation = {"protocol": protocol.name, "mode": protocol.mode, "split": r.split,
+                  "tasks_per_user": protocol.tasks_per_user, "seed": r.seed, **source_record(r.source),
+                  "sampling": to_dict(protocol.sampling)}  # fmt: skip
+    check_scored(results, protocol)
+    config = {**to_dict(cfg), "evaluation": evaluation}
+    metrics = write_results(r.out_dir, results, protocol, r.split, seconds, config, r.overwrite)
+    return EvaluationReport(r.out_dir, protocol, r.split, seconds, metrics)

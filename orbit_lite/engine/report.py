@@ -19,10 +19,10 @@ import pandas as pd
 import yaml
 
 from orbit_lite.checkpoint import umask_mode, write_failure
-from orbit_lite.engine.evaluate import Protocol, UserResult
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.metrics import summarize_scores
 from orbit_lite.outputs import RESULTS_MARKER, check_results_out, install_folder, results_marker
+from orbit_lite.results import Protocol, UserResult
 from orbit_lite.visual.evaluation import CONFUSION_FILE, FTR_FILE, confusion_figure, frames_to_recognition_figure
 from orbit_lite.visual.png import new_figure, png_bytes
 

@@ -25,7 +25,7 @@ import yaml
 
 from orbit_lite import runtime
 from orbit_lite.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
-from orbit_lite.config import DEVICES, Config, TrainConfig, from_dict, to_dict
+from orbit_lite.config import Config, TrainConfig, from_dict, to_dict
 from orbit_lite.data.layout import DatasetIndex, index_benchmark
 from orbit_lite.data.tasks import UserTaskDataset, task_loader
 from orbit_lite.engine import distributed
@@ -34,6 +34,7 @@ from orbit_lite.engine.validate import validate
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners import FewShotLearner, create_learner
 from orbit_lite.outputs import RUN_MARKER, check_run_out, mark_run, new_id, run_id_of
+from orbit_lite.runtime import select_device
 from orbit_lite.visual import tensorboard
 from orbit_lite.visual.curves import plot_curves, read_records
 
@@ -57,24 +58,6 @@ class TrainReport:
     steps: int
     best: float | None
     last_validation: dict[str, float] | None
-
-
-def select_device(name: str, option: str = "train.device=") -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then the CPU. ``option`` is how the user gave it (``train.device=`` in a
-    config, ``--device `` on commands that take the flag), so that the fix names what they can change."""
-    if name not in DEVICES:
-        raise OrbitLiteError(f"unknown device {name!r}; expected one of {', '.join(DEVICES)}")
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise OrbitLiteError(f"{option}cuda but no CUDA device is visible; use {option}cpu or {option}auto")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise OrbitLiteError(f"{option}mps but Apple MPS is not available; use {option}cpu or {option}auto")
-    return torch.device(name)
 
 
 def learning_rate(epoch: int, cfg: TrainConfig) -> float:

@@ -35,17 +35,33 @@ from orbit_lite.shapes import run_bucketed
 Film = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
+# Where a learner's model can come from (see ``orbit_lite.engine.model``): a training checkpoint of it, a recipe
+# alone (pretrained backbone weights, nothing meta-trained), or another checkpoint's backbone under it.
+SOURCES = ("checkpoint", "recipe", "backbone")
+
+
 @dataclass(frozen=True)
 class LearnerSpec:
-    """What a learner name means: its head and which parts adapt or learn."""
+    """What a learner name means: its class, its head, which parts adapt or learn, and where its model may come
+    from (a subset of :data:`SOURCES`)."""
 
+    cls: type[FewShotLearner]
     head: str
     film: bool
     learn_backbone: bool
     description: str
+    sources: tuple[str, ...]
     tune_film: bool = False  # FineTuner + FiLM: the FiLM layers' own affines are tuned per task
-    meta_trained: bool = True  # False: nothing to meta-train (personalized by gradient steps from pretrained weights)
-    from_pretrained: bool = False  # may personalize straight from pretrained weights (a recipe, no checkpoint)
+
+    @property
+    def meta_trained(self) -> bool:
+        """Has parts that meta-training learns: only then is there a training checkpoint of it."""
+        return "checkpoint" in self.sources
+
+    @property
+    def from_pretrained(self) -> bool:
+        """May personalize straight from pretrained weights (a recipe, no checkpoint)."""
+        return "recipe" in self.sources
 
 
 @dataclass

@@ -16,7 +16,7 @@ from orbit_lite.visual.png import new_figure, save_png
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from orbit_lite.engine.evaluate import UserResult
+    from orbit_lite.results import UserResult
 
 CONFUSION_FILE = "confusion_matrices.png"
 FTR_FILE = "frames_to_recognition.png"
