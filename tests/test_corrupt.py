@@ -39,9 +39,9 @@ def test_an_unreadable_clean_video_leaves_the_user_in_the_evaluation(
     names = spoil(victim)  # 12 corrupt frames: more than the 8 redraws that used to drop the whole user
     with caplog.at_level(logging.WARNING):
         result = evaluate_user(learner, user, make_protocol(cfg, tasks=2), cfg)
-    assert result.dropped is None and result.dropped_objects == []
+    assert result.dropped is None and result.dropped_objects == ()
     assert {s.object for s in result.scores} == set(user.object_names)  # every object still scored
-    assert result.skipped == [{
+    assert list(result.skipped) == [{
         "video": victim.video_id, "path": str(victim.path),
         "reason": "12 of 12 frames corrupt; too few usable frames left", "frames": names, "whole_video": True,
     }]  # fmt: skip
@@ -64,9 +64,9 @@ def test_a_corrupt_query_frame_is_left_out_of_its_video_only(tiny_copy: Path, ti
     after = {s.video: s.n_frames for s in result.scores}
     assert after == {**before, query.video_id: before[query.video_id] - 1}
     reason = "1 corrupt frame(s) left out"
-    assert result.skipped == [{"video": query.video_id, "path": str(query.path), "reason": reason,
+    assert list(result.skipped) == [{"video": query.video_id, "path": str(query.path), "reason": reason,
                                "frames": [query.frames.name(7)], "whole_video": False}]  # fmt: skip
-    frames = {int(n) for n in result.tasks[0]["task_videos"][query.video_id]}
+    frames = {int(n) for n in result.tasks[0].videos[query.video_id]}
     assert 8 not in frames and len(frames) == before[query.video_id] - 1
 
 
@@ -78,7 +78,7 @@ def test_a_user_left_with_one_teachable_object_is_reported_as_dropped(tiny_copy:
             spoil(video)
     protocol = make_protocol(cfg, tasks=1)
     result = evaluate_user(learner, user, protocol, cfg)
-    assert result.scores == [] and result.dropped_objects == user.object_names[:2]
+    assert result.scores == () and list(result.dropped_objects) == user.object_names[:2]
     assert (
         result.dropped == "1 of its 3 objects has a usable clean video (4 videos left out as corrupt); a task needs two"
     )
@@ -149,7 +149,7 @@ def test_results_json_never_holds_a_bare_nan(tiny_copy: Path, tiny_checkpoint: P
     strict = json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in metrics.json"))
     assert strict["per_user"][dropped.user_id]["frame_accuracy"] == {"mean": None, "ci95": None, "n": 0}
     assert strict["dropped_users"] == [{"user": dropped.user_id, "reason": results[1].dropped}]
-    assert metrics["per_user"][scored.user_id]["frame_accuracy"]["n"] > 0
+    assert metrics.per_user[scored.user_id]["frame_accuracy"].n > 0
 
 
 def test_the_demo_preset_has_clean_videos_long_enough_for_clean_mode() -> None:
@@ -173,7 +173,7 @@ def test_an_annotation_file_of_another_video_is_named_and_its_video_left_out(
         result = evaluate_user(learner, user, make_protocol(cfg, tasks=1), cfg)
     reason = (f"annotation file {victim.annotation_path} names the frames of video {other.video_id}, not of "
               f"{victim.video_id}")  # fmt: skip
-    assert result.skipped == [
+    assert list(result.skipped) == [
         {"video": victim.video_id, "path": str(victim.path), "reason": reason, "whole_video": True}
     ]
     assert victim.video_id not in {s.video for s in result.scores}

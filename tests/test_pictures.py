@@ -145,18 +145,18 @@ def test_smoothing_starts_at_the_first_value_and_skips_gaps() -> None:
 
 
 def test_confusion_counts_frames_by_object_name_across_tasks() -> None:
-    from orbit_lite.engine.evaluate import UserResult, VideoScore
+    from orbit_lite.results import TaskResult, UserResult, VideoScore
     from orbit_lite.visual.evaluation import confusion_of
 
     def score(task: int, video: str, obj: str) -> VideoScore:
         return VideoScore("P1", task, video, obj, 0, 0, 0.0, 0.0, 0.0)
 
-    result = UserResult("P1", scores=[score(0, "a1", "mug"), score(0, "b1", "keys"), score(1, "c1", "cup"),
-                                      score(1, "a1", "mug")])  # fmt: skip
-    result.tasks = [  # task 1 teaches a different subset, so its labels index another list
-        {"task_object_list": ["keys", "mug"], "task_videos": {"a1": {"1": 1, "2": 0}, "b1": {"1": 0}}},
-        {"task_object_list": ["cup", "mug"], "task_videos": {"c1": {"1": 1, "2": 1, "3": 0}, "a1": {"1": 1}}},
-    ]
+    scores = (score(0, "a1", "mug"), score(0, "b1", "keys"), score(1, "c1", "cup"), score(1, "a1", "mug"))
+    tasks = (  # task 1 teaches a different subset, so its labels index another list
+        TaskResult(("keys", "mug"), {"a1": {"1": 1, "2": 0}, "b1": {"1": 0}}),
+        TaskResult(("cup", "mug"), {"c1": {"1": 1, "2": 1, "3": 0}, "a1": {"1": 1}}),
+    )
+    result = UserResult("P1", scores=scores, tasks=tasks)
     c = confusion_of(result)
     assert c.objects == ("cup", "keys", "mug")
     np.testing.assert_array_equal(c.counts, [[1, 0, 2], [0, 1, 0], [0, 1, 2]])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from contextlib import ExitStack
 from enum import Enum
 from pathlib import Path
@@ -16,6 +17,7 @@ from orbit_lite.choices import MODES, PROTOCOLS, SPLITS
 from orbit_lite.cli.common import err, one_line_errors, out, plural, progress_bar
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.outputs import check_results_out, refuse_current_folder
+from orbit_lite.results import METRICS, CostSummary, RunMetrics, Summary
 
 # The choices as the options offer them (the default first); the names are defined once, in orbit_lite.choices.
 Mode = Enum("Mode", {m: m for m in MODES}, type=str)
@@ -23,21 +25,20 @@ Protocol = Enum("Protocol", {p: p for p in PROTOCOLS}, type=str)
 Split = Enum("Split", {s: s for s in sorted(SPLITS, key=lambda s: s != "test")}, type=str)
 
 
-def results_table(metrics: dict, title: str) -> Table:
+def results_table(metrics: RunMetrics, title: str) -> Table:
     table = Table(title=title, box=box.SIMPLE_HEAD)
     for column in ("user", "scores", "frame accuracy", "frames to recognition", "video accuracy"):
         table.add_column(column, justify="left" if column == "user" else "right")
 
-    def cells(m: dict) -> list[str]:
-        return [f"{100 * m[k]['mean']:.2f} ({100 * m[k]['ci95']:.2f})" for k in
-                ("frame_accuracy", "frames_to_recognition", "video_accuracy")]  # fmt: skip
+    def cells(m: Mapping[str, Summary]) -> list[str]:
+        return [f"{100 * m[k].mean:.2f} ({100 * m[k].ci95:.2f})" for k in METRICS]
 
-    for user, m in metrics["per_user"].items():
-        if not m["frame_accuracy"]["n"]:  # nothing scored (a dropped user): said below the table, never a nan row
+    for user, m in metrics.per_user.items():
+        if not m["frame_accuracy"].n:  # nothing scored (a dropped user): said below the table, never a nan row
             continue
-        table.add_row(escape(user), str(m["frame_accuracy"]["n"]), *cells(m))
+        table.add_row(escape(user), str(m["frame_accuracy"].n), *cells(m))
     table.add_section()
-    table.add_row("all", str(metrics["frame_accuracy"]["n"]), *cells(metrics), style="bold")
+    table.add_row("all", str(metrics.scores["frame_accuracy"].n), *cells(metrics.scores), style="bold")
     return table
 
 
@@ -54,15 +55,15 @@ def parse_users(users: str | None) -> list[str] | None:
     return names
 
 
-def cost_line(cost: dict) -> str:
+def cost_line(cost: CostSummary) -> str:
     """The cost summary, as ORBIT reports it: per task to personalise, per frame to recognize."""
-    if not cost["tasks"]:
+    if not cost.tasks:
         return "cost: no task personalized"
-    frame = cost["inference_macs_per_frame"] or 0
-    return (f"cost per task: {cost['task_macs_to_personalise'] / 1e9:,.2f} GMACs and "
-            f"{cost['task_seconds_to_personalise']:.2f} s to personalise, {cost['task_params_added']:,.0f} parameters "
-            f"added to {cost['params_base']:,}; per frame: {frame / 1e9:.3f} GMACs, "
-            f"{1000 * (cost['inference_seconds_per_frame'] or 0):.1f} ms")  # fmt: skip
+    frame = cost.inference_macs_per_frame or 0
+    return (f"cost per task: {(cost.task_macs_to_personalise or 0) / 1e9:,.2f} GMACs and "
+            f"{cost.task_seconds_to_personalise or 0:.2f} s to personalise, {cost.task_params_added or 0:,.0f} "
+            f"parameters added to {cost.params_base:,}; per frame: {frame / 1e9:.3f} GMACs, "
+            f"{1000 * (cost.inference_seconds_per_frame or 0):.1f} ms")  # fmt: skip
 
 
 @one_line_errors
@@ -131,25 +132,24 @@ class _Bar:
         self.advance(1)
 
 
-def _print_summary(metrics: dict, seconds: float, out_dir: Path) -> None:
+def _print_summary(metrics: RunMetrics, seconds: float, out_dir: Path) -> None:
     from orbit_lite.data.tasks import TaskBuilder
 
-    encoded = metrics["frames_encoded"]
-    out.print(f"{encoded['total']:,} frames encoded ({encoded['context']:,} context, {encoded['target']:,} query), "
-              f"{metrics['personalizations']} personalizations, {seconds:.1f} s; results in {out_dir}",
+    encoded = metrics.frames_encoded
+    out.print(f"{encoded.total:,} frames encoded ({encoded.context:,} context, {encoded.target:,} query), "
+              f"{metrics.personalizations} personalizations, {seconds:.1f} s; results in {out_dir}",
               markup=False)  # fmt: skip
-    out.print(cost_line(metrics["cost"]), markup=False)
-    skipped = metrics["skipped_videos"]
+    out.print(cost_line(metrics.cost), markup=False)
+    skipped = metrics.skipped_videos
     if skipped:
-        frames, whole = TaskBuilder.skipped_counts(skipped)
+        frames, whole = TaskBuilder.skipped_counts(list(skipped))
         left = f"{plural(frames, 'corrupt frame')} and {plural(whole, 'whole video')}"
         err.print(f"[yellow]left out {left} (unreadable, too few usable frames or a wrong annotation file; "
                   f"{plural(len(skipped), 'video')} affected); see skipped_videos in metrics.json[/]")  # fmt: skip
-    for d in metrics["dropped_users"]:
-        err.print(f"[yellow]user {escape(d['user'])} left out of the evaluation: {escape(d['reason'])}[/]")
-    dropped = {d["user"] for d in metrics["dropped_users"]}
-    for user in (u for u, m in metrics["per_user"].items() if not m["frame_accuracy"]["n"] and u not in dropped):
+    for user, reason in metrics.dropped_users:
+        err.print(f"[yellow]user {escape(user)} left out of the evaluation: {escape(reason)}[/]")
+    dropped = {user for user, _ in metrics.dropped_users}
+    for user in (u for u, m in metrics.per_user.items() if not m["frame_accuracy"].n and u not in dropped):
         err.print(f"[yellow]user {escape(user)}: no query video could be scored (too short or corrupt)[/]")
-    for d in metrics["dropped_objects"]:
-        err.print(f"[yellow]user {escape(d['user'])}: object {escape(d['object'])!r} left out (no usable clean "
-                  "video)[/]")  # fmt: skip
+    for user, obj in metrics.dropped_objects:
+        err.print(f"[yellow]user {escape(user)}: object {escape(obj)!r} left out (no usable clean video)[/]")

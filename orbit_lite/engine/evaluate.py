@@ -22,7 +22,7 @@ import time
 import typing
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -41,10 +41,10 @@ from orbit_lite.engine.distributed import Dist
 from orbit_lite.engine.model import ModelSource, open_model, source_record
 from orbit_lite.engine.report import check_scored, write_results
 from orbit_lite.errors import OrbitLiteError
-from orbit_lite.learners import FewShotLearner, Personalized
+from orbit_lite.learners import Learner, Personalized
 from orbit_lite.metrics import frame_accuracy, frames_to_recognition, video_accuracy
 from orbit_lite.outputs import claim_out
-from orbit_lite.results import Protocol, UserResult, VideoScore
+from orbit_lite.results import FramesEncoded, Inference, Protocol, TaskCost, TaskResult, UserResult, VideoScore
 from orbit_lite.runtime import select_device
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,22 @@ def make_protocol(cfg: Config, name: str = "orbit2022", mode: str = "clutter", t
     return Protocol(name, mode, count, sampling)
 
 
+@dataclass
+class _Tally:
+    """A user's result while it is being evaluated; :func:`evaluate_user` returns it as a :class:`UserResult`."""
+
+    user: str
+    scores: list[VideoScore] = field(default_factory=list)
+    tasks: list[TaskResult] = field(default_factory=list)
+    context: int = 0  # frames encoded
+    target: int = 0
+    personalizations: int = 0
+    dropped_objects: list[str] = field(default_factory=list)
+    dropped: str | None = None
+    params_base: int = 0
+    inference: Inference = field(default_factory=Inference)
+
+
 def task_seed(seed: int, user_id: str, task: int) -> list[int]:
     """The generator seed of a user's task: independent of which other users are evaluated, or where."""
     return [seed, zlib.crc32(user_id.encode()), task]
@@ -85,12 +101,12 @@ def context_is_deterministic(sampling: SamplingConfig, builder: TaskBuilder, use
     )
 
 
-def _personalize(learner: FewShotLearner, builder: TaskBuilder, user: User, rng, chunk: int, result: UserResult):
+def _personalize(learner: Learner, builder: TaskBuilder, user: User, rng, chunk: int, result: _Tally):
     built = builder.build_with_plan(user, rng, train=False, context_only=True)
     if built is None:
         return None
     plan, task = built
-    result.frames_encoded["context"] += int(task.context_clips.shape[0] * task.context_clips.shape[1])
+    result.context += int(task.context_clips.shape[0] * task.context_clips.shape[1])
     result.personalizations += 1
     result.params_base = count_parameters(learner)
     personal, cost = measure(lambda: learner.personalize(task.context_clips, task.context_labels, task.way, chunk),
@@ -98,16 +114,15 @@ def _personalize(learner: FewShotLearner, builder: TaskBuilder, user: User, rng,
     return plan, personal, cost
 
 
-def _task_cost(personal: Personalized, cost: Measured) -> dict[str, float]:
+def _task_cost(personal: Personalized, cost: Measured) -> TaskCost:
     """results.json's cost keys of a task (the reference's name where it has one). A personalization shared by
     several tasks counts in each: a task's cost is what personalizing it alone costs."""
     tuned = sum(2 * g.numel() for g, _ in (personal.film or {}).values()) + personal.tuned_values
-    return {"task_macs_to_personalise": cost.macs, "task_seconds_to_personalise": round(cost.seconds, 6),
-            "task_params_added": task_parameters(personal.state, tuned)}  # fmt: skip
+    return TaskCost(cost.macs, round(cost.seconds, 6), task_parameters(personal.state, tuned))
 
 
 def _encode_union(
-    personal: Personalized, builder: TaskBuilder, plans: Sequence[TaskPlan], chunk: int, result: UserResult
+    personal: Personalized, builder: TaskBuilder, plans: Sequence[TaskPlan], chunk: int, result: _Tally
 ) -> dict[str, tuple[np.ndarray, torch.Tensor]]:
     """Per query video: the sorted positions any of ``plans`` samples and their frame features ``[U, D]``."""
     wanted: dict[str, list[np.ndarray]] = {}
@@ -125,15 +140,13 @@ def _encode_union(
         positions, frames = read
         features, cost = measure(partial(personal.frame_features, frames, chunk), personal.logits_device())
         out[video_id] = (positions, features)
-        result.frames_encoded["target"] += len(positions)
-        result.inference["macs"] += cost.macs
-        result.inference["seconds"] += cost.seconds
-        result.inference["frames"] += len(positions)
+        result.target += len(positions)
+        result.inference += Inference(cost.macs, cost.seconds, len(positions))
     return out
 
 
-def _score_plan(personal: Personalized, plan: TaskPlan, index: int, features: dict, result: UserResult,
-                cost: dict[str, float] | None = None) -> None:  # fmt: skip
+def _score_plan(personal: Personalized, plan: TaskPlan, index: int, features: dict, result: _Tally,
+                cost: TaskCost | None = None) -> None:  # fmt: skip
     videos: dict[str, dict[str, int]] = {}
     for vp in plan.target:
         if vp.video.video_id not in features:
@@ -152,24 +165,24 @@ def _score_plan(personal: Personalized, plan: TaskPlan, index: int, features: di
             frame_accuracy(predictions, vp.label), frames_to_recognition(predictions, vp.label),
             video_accuracy(predictions, vp.label, len(plan.object_names)),
         ))  # fmt: skip
-    result.tasks.append({"task_object_list": list(plan.object_names), "task_videos": videos, **(cost or {})})
+    result.tasks.append(TaskResult(tuple(plan.object_names), videos, cost))
 
 
 def evaluate_user(
-    learner: FewShotLearner, user: User, protocol: Protocol, cfg: Config, seed: int = 0, share_work: bool = True
+    learner: Learner, user: User, protocol: Protocol, cfg: Config, seed: int = 0, share_work: bool = True
 ) -> UserResult:
     """All tasks of one user. ``share_work=False`` personalizes and encodes every task on its own (the reference
     code's way; for comparison): the same draws, the same scores, more work. Undecodable videos are skipped with a
     warning and listed in the result."""
     builder = TaskBuilder(protocol.sampling, cfg.data)
-    result = UserResult(user.user_id)
-    _evaluate(learner, builder, user, protocol, cfg, seed, share_work, result)
-    result.skipped = builder.skipped()
-    result.short_videos = len(builder.short_videos)
-    return result
+    tally = _Tally(user.user_id)
+    _evaluate(learner, builder, user, protocol, cfg, seed, share_work, tally)
+    return UserResult(tally.user, tuple(tally.scores), tuple(tally.tasks), FramesEncoded(tally.context, tally.target),
+                      tuple(builder.skipped()), tally.personalizations, tuple(tally.dropped_objects), tally.dropped,
+                      len(builder.short_videos), tally.params_base, tally.inference)  # fmt: skip
 
 
-def _note_unteachable(builder: TaskBuilder, user: User, result: UserResult) -> None:
+def _note_unteachable(builder: TaskBuilder, user: User, result: _Tally) -> None:
     """Objects without a usable clean video cannot be taught, so no task includes them: warn and record, once."""
     for c in builder.candidates(user):
         if not c.context and c.name not in result.dropped_objects:
@@ -177,7 +190,7 @@ def _note_unteachable(builder: TaskBuilder, user: User, result: UserResult) -> N
             result.dropped_objects.append(c.name)
 
 
-def _drop_user(builder: TaskBuilder, user: User, result: UserResult) -> None:
+def _drop_user(builder: TaskBuilder, user: User, result: _Tally) -> None:
     # Tasks stop at the first object too few: the clean videos no task drew are still unread. Read them now, so the
     # reason counts what is really teachable and every corrupt video is listed.
     builder.probe_context(user)
@@ -191,8 +204,8 @@ def _drop_user(builder: TaskBuilder, user: User, result: UserResult) -> None:
     log.warning("user %s: left out of the evaluation: %s", user.user_id, result.dropped)
 
 
-def _evaluate(learner: FewShotLearner, builder: TaskBuilder, user: User, protocol: Protocol, cfg: Config,
-              seed: int, share_work: bool, result: UserResult) -> None:  # fmt: skip
+def _evaluate(learner: Learner, builder: TaskBuilder, user: User, protocol: Protocol, cfg: Config,
+              seed: int, share_work: bool, result: _Tally) -> None:  # fmt: skip
     chunk = cfg.lite.chunk_size
     _note_unteachable(builder, user, result)
     rngs = [np.random.default_rng(task_seed(seed, user.user_id, t)) for t in range(protocol.tasks_per_user)]
@@ -222,7 +235,7 @@ def _evaluate(learner: FewShotLearner, builder: TaskBuilder, user: User, protoco
 
 
 def evaluate_users(
-    learner: FewShotLearner,
+    learner: Learner,
     users: Sequence[User],
     protocol: Protocol,
     cfg: Config,

@@ -29,7 +29,7 @@ from orbit_lite import runtime
 from orbit_lite.checkpoint import load_checkpoint
 from orbit_lite.config import Config, apply_overrides, from_dict, load_config, to_dict
 from orbit_lite.errors import OrbitLiteError
-from orbit_lite.learners import LEARNERS, FewShotLearner, create_learner, learners_from
+from orbit_lite.learners import LEARNERS, Learner, create_learner, learners_from
 from orbit_lite.personal import PersonalModel, load_personal
 
 
@@ -69,7 +69,7 @@ ModelSource = Checkpoint | Recipe | CheckpointBackbone
 class OpenedModel(NamedTuple):
     """A learner in eval mode on its device, prepared for it, and the config it runs under."""
 
-    learner: FewShotLearner
+    learner: Learner
     config: Config
 
 
@@ -169,7 +169,7 @@ def _config_of(path: Path, record: dict[str, Any]) -> Config:
         raise OrbitLiteError(f"{path}: damaged training checkpoint: its config cannot be read ({e})") from None
 
 
-def _trained(source: Checkpoint) -> tuple[FewShotLearner, Config]:
+def _trained(source: Checkpoint) -> tuple[Learner, Config]:
     record = load_checkpoint(source.path, "training")
     cfg = _config_of(source.path, record)
     model = dataclasses.replace(cfg.model, weights="none")  # the checkpoint has the weights: never download
@@ -183,7 +183,7 @@ def _trained(source: Checkpoint) -> tuple[FewShotLearner, Config]:
     return learner, cfg
 
 
-def _from_recipe(source: Recipe) -> tuple[FewShotLearner, Config]:
+def _from_recipe(source: Recipe) -> tuple[Learner, Config]:
     cfg = load_config([str(p) for p in source.paths], list(source.settings))
     if cfg.model.learner in LEARNERS and not LEARNERS[cfg.model.learner].from_pretrained:
         raise OrbitLiteError(
@@ -193,7 +193,7 @@ def _from_recipe(source: Recipe) -> tuple[FewShotLearner, Config]:
     return create_learner(cfg.model, cfg.data.frame_size, cfg.finetune), cfg
 
 
-def _reused_backbone(source: CheckpointBackbone) -> tuple[FewShotLearner, Config]:
+def _reused_backbone(source: CheckpointBackbone) -> tuple[Learner, Config]:
     record = load_checkpoint(source.path, "training")
     _config_of(source.path, record)  # a damaged config is named as such before any setting is applied to it
     settings = [*source.settings, f"model.learner={source.learner}"]

@@ -11,7 +11,7 @@ from orbit_lite.config import Config, SamplingConfig, to_dict
 from orbit_lite.data.layout import User
 from orbit_lite.data.tasks import Task, TaskBuilder
 from orbit_lite.errors import OrbitLiteError
-from orbit_lite.learners import FewShotLearner
+from orbit_lite.learners import Learner
 from orbit_lite.personal import PersonalModel
 
 
@@ -56,7 +56,7 @@ def check_clips(task: Task) -> torch.Tensor:
     return task.context_clips[first].cpu().contiguous()
 
 
-def personalize_user(learner: FewShotLearner, user: User, cfg: Config, seed: int = 0) -> tuple[PersonalModel, Task]:
+def personalize_user(learner: Learner, user: User, cfg: Config, seed: int = 0) -> tuple[PersonalModel, Task]:
     """Personalize ``learner`` to ``user``; returns the recognizer and the context task it was built from. What was
     left out as corrupt is recorded in the recognizer's config (``skipped``)."""
     skipped: list = []

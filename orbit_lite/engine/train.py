@@ -34,6 +34,7 @@ from orbit_lite.engine.validate import validate
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners import FewShotLearner, create_learner
 from orbit_lite.outputs import RUN_MARKER, check_run_out, mark_run, new_id, run_id_of
+from orbit_lite.results import TrainProgress
 from orbit_lite.runtime import select_device
 from orbit_lite.visual import tensorboard
 from orbit_lite.visual.curves import plot_curves, read_records
@@ -227,11 +228,11 @@ class _Loop:
         self.learner.bf16 = tc.bf16
         self.runtime = runtime.prepare(self.learner, cfg, self.device)  # buckets, channels-last, cuDNN, compile
         self.optimizer = build_optimizer(self.learner, tc)
-        self.progress: dict[str, Any] = {"epoch": 0, "position": 0, "step": 0, "best": None, "metrics_bytes": 0}
+        self.progress = TrainProgress()
         if record is not None:
             self.learner.load_state_dict(record["model"])
             self.optimizer.load_state_dict(record["optimizer"])
-            self.progress = dict(record["progress"])
+            self.progress = TrainProgress.from_json(record["progress"])
         distributed.broadcast_parameters(self.learner, dist)
         self.dataset = UserTaskDataset(index.users("train"), cfg.train_sampling, cfg.data, train=True,
                                        tasks_per_user=tc.tasks_per_user, seed=tc.seed)  # fmt: skip
@@ -245,9 +246,9 @@ class _Loop:
     def save(self, path: Path) -> None:
         if not self.dist.main:  # one writer: rank 0
             return
-        self.progress["metrics_bytes"] = self.run.metrics_size()
+        self.progress = dataclasses.replace(self.progress, metrics_bytes=self.run.metrics_size())
         payload = {"config": to_dict(self.cfg), "model": self.learner.state_dict(),
-                   "optimizer": self.optimizer.state_dict(), "progress": self.progress,
+                   "optimizer": self.optimizer.state_dict(), "progress": self.progress.to_json(),
                    "run_id": self.run.id}  # fmt: skip
         save_checkpoint(path, payload, "training")
 
@@ -264,27 +265,27 @@ class _Loop:
             torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.progress["step"] += 1
-        self.progress["position"] += group
-        last_of_epoch = self.progress["position"] >= len(self.dataset)
-        if self.progress["step"] % tc.log_every == 0 or last_of_epoch:
+        p = self.progress
+        self.progress = dataclasses.replace(p, step=p.step + 1, position=p.position + group)
+        last_of_epoch = self.progress.position >= len(self.dataset)
+        if self.progress.step % tc.log_every == 0 or last_of_epoch:
             sums = [sum(w[0] for w in window), sum(w[1] for w in window), float(len(window))]
             loss, accuracy, tasks = distributed.all_sum(sums, self.dist, self.device)  # every rank's tasks
             if tasks:
                 seconds = max(time.perf_counter() - started, 1e-9)
                 lr = self.optimizer.param_groups[0]["lr"]
-                self.log({"type": "train", "epoch": epoch, "step": self.progress["step"], "tasks": int(tasks),
+                self.log({"type": "train", "epoch": epoch, "step": self.progress.step, "tasks": int(tasks),
                           "loss": loss / tasks, "accuracy": accuracy / tasks, "lr": lr, "tasks_per_s": tasks / seconds,
                           "memory_mb": round(_memory_mb(self.device), 1)})  # fmt: skip
             window.clear()
-        if tc.checkpoint_every and self.progress["step"] % tc.checkpoint_every == 0 and not last_of_epoch:
+        if tc.checkpoint_every and self.progress.step % tc.checkpoint_every == 0 and not last_of_epoch:
             self.save(self.run.last)  # at a step boundary nothing is pending: a resume from here is exact
 
     def epoch(self, epoch: int) -> None:
         tc, learner = self.cfg.train, self.learner
         _set_lr(self.optimizer, learning_rate(epoch, tc))
         sampler = self.loader.sampler
-        sampler.set_epoch(epoch, self.progress["position"])
+        sampler.set_epoch(epoch, self.progress.position)
         self.monitor.start_epoch(epoch, tc.epochs, len(sampler))
         tasks = iter(self.loader)
         window: list[tuple[float, float]] = []
@@ -304,12 +305,12 @@ class _Loop:
             self.step(epoch, group, window, started)
             if logged_before and not window:
                 started = time.perf_counter()
-        self.progress.update(epoch=epoch + 1, position=0)
+        self.progress = dataclasses.replace(self.progress, epoch=epoch + 1, position=0)
 
     def validate_and_save(self, epoch: int) -> dict[str, Any]:
         tc = self.cfg.train
         spread = distributed.replica_spread(self.learner.parameters(), self.dist, self.device)
-        record: dict[str, Any] = {"type": "epoch", "epoch": epoch, "step": self.progress["step"]}
+        record: dict[str, Any] = {"type": "epoch", "epoch": epoch, "step": self.progress.step}
         if self.dist.active:
             record["replica_spread"] = spread  # 0.0: every rank holds the same weights
         due = self.val_users and ((epoch + 1) % tc.val_every == 0 or epoch + 1 == tc.epochs)
@@ -318,8 +319,8 @@ class _Loop:
                               tc.val_tasks_per_user, tc.seed + 1)  # fmt: skip
             record.update(result)
             score = result["frame_accuracy"]
-            if math.isfinite(score) and (self.progress["best"] is None or score > self.progress["best"]):
-                self.progress["best"] = score
+            if math.isfinite(score) and (self.progress.best is None or score > self.progress.best):
+                self.progress = dataclasses.replace(self.progress, best=score)
                 self.save(self.run.best)
         elif not self.val_users:
             self.save(self.run.best)
@@ -363,7 +364,7 @@ def train(
     loop.learner.train()
     validation = None
     try:
-        for epoch in range(loop.progress["epoch"], cfg.train.epochs):
+        for epoch in range(loop.progress.epoch, cfg.train.epochs):
             loop.epoch(epoch)
             record_epoch = loop.validate_and_save(epoch)
             keys = ("frame_accuracy", "ci95", "videos", "chance")
@@ -376,4 +377,4 @@ def train(
         if run.tensorboard is not None:
             run.tensorboard.close()
         distributed.teardown(dist)
-    return TrainReport(run.dir, cfg.train.epochs, loop.progress["step"], loop.progress["best"], validation or None)
+    return TrainReport(run.dir, cfg.train.epochs, loop.progress.step, loop.progress.best, validation or None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from orbit_lite.config import FinetuneConfig, ModelConfig
 from orbit_lite.errors import OrbitLiteError
-from orbit_lite.learners.base import SOURCES, FewShotLearner, LearnerSpec, Personalized, TaskStats
+from orbit_lite.learners.base import SOURCES, FewShotLearner, Learner, LearnerSpec, Personalized, TaskStats
 from orbit_lite.learners.finetune import FineTuner, why_nothing_to_meta_train
 
 LEARNERS: dict[str, LearnerSpec] = {
@@ -58,7 +58,7 @@ def learners_from(source: str) -> list[str]:
     return [name for name, spec in LEARNERS.items() if source in spec.sources]
 
 
-def create_learner(model: ModelConfig, frame_size: int, finetune: FinetuneConfig | None = None) -> FewShotLearner:
+def create_learner(model: ModelConfig, frame_size: int, finetune: FinetuneConfig | None = None) -> Learner:
     """Build the learner ``model.learner``; an unknown name lists the available ones. ``finetune`` configures the
     FineTuner learners (default: the reference's settings)."""
     if model.learner not in LEARNERS:
@@ -85,6 +85,7 @@ __all__ = [
     "SOURCES",
     "FewShotLearner",
     "FineTuner",
+    "Learner",
     "LearnerSpec",
     "Personalized",
     "TaskStats",

@@ -25,8 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from orbit_lite.config import FinetuneConfig, ModelConfig
-from orbit_lite.errors import OrbitLiteError
-from orbit_lite.learners.base import FewShotLearner, LearnerSpec, Personalized, TaskStats
+from orbit_lite.learners.base import Learner, LearnerSpec, Personalized
 from orbit_lite.lite import lite_forward
 
 
@@ -48,7 +47,7 @@ def make_optimizer(
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-class FineTuner(FewShotLearner):
+class FineTuner(Learner):
     """A frozen backbone, a per-task linear head and (``tune_film``) per-task norm-layer affines, tuned by gradient.
 
     Args:
@@ -66,17 +65,11 @@ class FineTuner(FewShotLearner):
         self.style = model.style
         self.seed = 0  # of LITE's draws: a personalization is reproducible
 
-    def head_has_parameters(self) -> bool:
-        return True  # its parameters are made per task
-
     def tuned_names(self) -> list[str]:
         """Names (inside the backbone's network) of the parameters tuned per task: FiLM layers' weight and bias."""
         if not self.tune_film:
             return []
         return [f"{layer}.{p}" for layer, _ in self.backbone.film_layers for p in ("weight", "bias")]
-
-    def train_task(self, *args, **kwargs) -> TaskStats:
-        raise OrbitLiteError(why_nothing_to_meta_train("finetuner_film" if self.tune_film else "finetuner"))
 
     # -- personalization ---------------------------------------------------------------------------------------
     def personalize(self, clips: torch.Tensor, labels: torch.Tensor, way: int, chunk_size: int = 256) -> Personalized:

@@ -43,12 +43,12 @@ def confusion_of(result: UserResult) -> Confusion:
 
     Tasks may teach different subsets of the user's objects; rows and columns are the union, by name."""
     truth = {s.video: s.object for s in result.scores}  # a video shows one object, whichever task scores it
-    objects = sorted({name for task in result.tasks for name in task["task_object_list"]})
+    objects = sorted({name for task in result.tasks for name in task.object_names})
     index = {name: i for i, name in enumerate(objects)}
     counts = np.zeros((len(objects), len(objects)), dtype=np.int64)
     for task in result.tasks:
-        names = task["task_object_list"]
-        for video, frames in task["task_videos"].items():
+        names = task.object_names
+        for video, frames in task.videos.items():
             true = truth.get(video)
             if true is None:
                 continue
