@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,12 +16,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from orbit_lite.checkpoint import umask_mode, write_failure
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.models.backbones import Backbone
 from orbit_lite.models.film import film_affine
 from orbit_lite.outputs import ONNX_MARKER, new_id
 from orbit_lite.personal import PersonalModel
+from orbit_lite.publish import publish_file
 
 log = logging.getLogger(__name__)
 
@@ -107,27 +105,18 @@ def export_onnx(model: PersonalModel, path: Path | str, opset: int = 18) -> Path
     module = ExportedRecognizer(model).eval()
     path = Path(path)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    tmp: Path | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # a fresh name
-        os.close(fd)
-        tmp = Path(name)
-        torch.onnx.export(module, (example_input(model),), str(tmp), input_names=["frames"],
-                          output_names=["logits", "probabilities"], dynamic_shapes=({0: batch},), opset_version=opset,
-                          dynamo=True, external_data=False, verbose=False)  # fmt: skip
-        graph = onnx.load(str(tmp))
-        # the proof that orbit-lite wrote this file: only such a file is ever replaced by a later export
-        onnx.helper.set_model_props(graph, {ONNX_MARKER: new_id(), "orbit_lite_objects": ",".join(model.object_names)})
-        data = graph.SerializeToString()
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, umask_mode(0o666))
-        tmp.replace(path)
-    except OSError as e:
-        raise write_failure(path, e, tmp.stat().st_size if tmp is not None and tmp.exists() else None) from None
+        with publish_file(path) as tmp:
+            torch.onnx.export(module, (example_input(model),), str(tmp), input_names=["frames"],
+                              output_names=["logits", "probabilities"], dynamic_shapes=({0: batch},),
+                              opset_version=opset, dynamo=True, external_data=False, verbose=False)  # fmt: skip
+            graph = onnx.load(str(tmp))
+            # the proof that orbit-lite wrote this file: only such a file is ever replaced by a later export
+            props = {ONNX_MARKER: new_id(), "orbit_lite_objects": ",".join(model.object_names)}
+            onnx.helper.set_model_props(graph, props)
+            tmp.write_bytes(graph.SerializeToString())
+    except OrbitLiteError:
+        raise
     except ImportError:  # onnxscript, which the exporter imports itself
         raise OrbitLiteError("ONNX export needs the onnx packages: pip install 'orbit-lite[export]'") from None
     except Exception as exc:  # the exporter fails in many types (dynamo, torch.export, onnxscript); all mean "cannot"
@@ -138,9 +127,6 @@ def export_onnx(model: PersonalModel, path: Path | str, opset: int = 18) -> Path
             f"with `orbit-lite recognize`, or train with a backbone that exports (`orbit-lite backbones NAME --onnx` "
             "checks one)"
         ) from None
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
     return path
 
 
@@ -176,7 +162,7 @@ def check_inputs(model: PersonalModel) -> tuple[torch.Tensor, str]:
     if model.check_clips is not None and len(model.check_clips):
         clips, source = model.check_clips, "context clips from the personal file"
     else:
-        from orbit_lite.data.synth import object_frames
+        from orbit_lite.data.synth_render import object_frames
 
         frames = object_frames(2 * max(len(model.object_names), 2) * model.clip_length, model.frame_size)
         clips, source = frames.view(-1, model.clip_length, *frames.shape[1:]), "rendered object frames"

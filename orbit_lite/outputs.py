@@ -175,7 +175,7 @@ def check_run_out(run_dir: Path) -> str | None:
 
 def mark_run(run_dir: Path, run_id: str) -> None:
     """Write ``run_dir``'s marker (before any other file of the run)."""
-    from orbit_lite.checkpoint import atomic_write_text
+    from orbit_lite.publish import atomic_write_text
 
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / RUN_MARKER, json.dumps({"orbit_lite": _RUN_KIND, "id": run_id}) + "\n")

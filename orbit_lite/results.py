@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orbit_lite.config import SamplingConfig
+
+if TYPE_CHECKING:  # numpy loads only with the values: the command line imports this module to answer at once
+    import numpy as np
 
 METRICS = ("frame_accuracy", "frames_to_recognition", "video_accuracy")
 
@@ -197,3 +200,43 @@ class TrainProgress:
     @classmethod
     def from_json(cls, values: Mapping[str, Any]) -> TrainProgress:
         return cls(**{f: values[f] for f in ("epoch", "position", "step", "best", "metrics_bytes")})
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """What the recognizer saw in one input.
+
+    Attributes:
+        source: the input's path.
+        frame_numbers: ``[F]`` 1-based frame numbers in temporal order.
+        predictions: ``[F]`` predicted labels.
+        probabilities: ``[F, K]`` softmax over the user's objects.
+        video_prediction: the most frequent prediction (ties: lowest label).
+        label: the true label when one was given, else None.
+    """
+
+    source: str
+    frame_numbers: np.ndarray
+    predictions: np.ndarray
+    probabilities: np.ndarray
+    video_prediction: int
+    label: int | None = None
+    macs: int = 0  # multiply-accumulates of the recognizer over all frames (orbit_lite.cost)
+    seconds: float = 0.0  # wall time of the recognizer over all frames, decoding excluded
+
+    def cost_per_frame(self) -> dict[str, float]:
+        """Inference MACs and seconds per frame, as ORBIT reports them."""
+        n = max(len(self.predictions), 1)
+        return {"inference_macs_per_frame": self.macs / n, "inference_seconds_per_frame": self.seconds / n}
+
+    def scores(self, way: int) -> dict[str, float]:
+        """Frame accuracy, frames-to-recognition and video accuracy (needs ``label``)."""
+        if self.label is None:
+            return {}
+        from orbit_lite.metrics import frame_accuracy, frames_to_recognition, video_accuracy  # numpy: on use
+
+        return {
+            "frame_accuracy": frame_accuracy(self.predictions, self.label),
+            "frames_to_recognition": frames_to_recognition(self.predictions, self.label),
+            "video_accuracy": video_accuracy(self.predictions, self.label, way),
+        }

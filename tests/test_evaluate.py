@@ -11,13 +11,14 @@ import torch
 from typer.testing import CliRunner
 
 from orbit_lite.cli.main import app
-from orbit_lite.data.annotations import expand_filter, valid_frame_positions
+from orbit_lite.data.annotations import valid_frame_positions
 from orbit_lite.data.layout import index_tree
 from orbit_lite.engine.evaluate import evaluate_user, make_protocol
 from orbit_lite.engine.model import Checkpoint, open_model
 from orbit_lite.engine.personalize import personalize_user
 from orbit_lite.engine.recognize import recognize
 from orbit_lite.personal import load_personal, save_personal
+from orbit_lite.tags import expand_filter
 
 runner = CliRunner()
 CPU = torch.device("cpu")
@@ -273,7 +274,7 @@ def test_recognize_is_causal_over_clips(tmp_path: Path) -> None:
     from PIL import Image
 
     from orbit_lite.config import ModelConfig
-    from orbit_lite.data.synth import object_frames
+    from orbit_lite.data.synth_render import object_frames
     from orbit_lite.learners import create_learner
     from orbit_lite.personal import PersonalModel
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from orbit_lite.config import ModelConfig
-from orbit_lite.data.synth import object_frames
+from orbit_lite.data.synth_render import object_frames
 from orbit_lite.learners import create_learner
 from orbit_lite.learners.base import Personalized
 from orbit_lite.personal import PersonalModel, load_personal, save_personal

@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from orbit_lite.config import DataConfig, evaluation_sampling, training_sampling
-from orbit_lite.data.annotations import expand_filter, valid_frame_positions
+from orbit_lite.data.annotations import valid_frame_positions
 from orbit_lite.data.layout import index_tree
+from orbit_lite.data.loader import UserTaskDataset, task_loader
 from orbit_lite.data.plan import plan_task
-from orbit_lite.data.tasks import TaskBuilder, UserTaskDataset, task_loader
+from orbit_lite.data.tasks import TaskBuilder
+from orbit_lite.tags import expand_filter
 
 DATA = DataConfig(frame_size=32, num_workers=0)
 

@@ -103,9 +103,9 @@ def recognize_command(
         check_file_out(csv_path, True, is_predictions_csv, "a predictions CSV", has_overwrite_flag=False)
         writable_parent(csv_path)
     check_picture_outs(annotate, plot, inputs)
-    from orbit_lite.checkpoint import atomic_write_text
     from orbit_lite.engine.model import open_personal
     from orbit_lite.engine.recognize import recognize
+    from orbit_lite.publish import atomic_write_text
     from orbit_lite.runtime import select_device
 
     model = open_personal(model_file, select_device(device, "--device "))

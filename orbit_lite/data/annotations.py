@@ -19,35 +19,7 @@ import numpy as np
 from orbit_lite.data.layout import Video, parse_frame_number
 from orbit_lite.errors import CorruptMediaError, OrbitLiteError
 
-ISSUES = (
-    "object_not_present_issue",
-    "framing_issue",
-    "viewpoint_issue",
-    "blur_issue",
-    "occlusion_issue",
-    "overexposed_issue",
-    "underexposed_issue",
-)
-FILTER_TAGS = frozenset(ISSUES) | {f"no_{k}" for k in ISSUES} | {"no_issues", "mixed_issues"}
-OBJECT_PRESENT = "no_object_not_present_issue"
-
 FrameAnnotations = dict[int, dict]  # frame number -> annotation dict
-
-
-def expand_filter(tags: Iterable[str]) -> frozenset[str]:
-    """Validate filter tags and expand ``no_issues`` / ``mixed_issues``."""
-    out: set[str] = set()
-    for tag in tags:
-        if tag not in FILTER_TAGS:
-            valid = ", ".join(sorted(FILTER_TAGS))
-            raise OrbitLiteError(f"unknown annotation filter {tag!r}; valid filters: {valid}")
-        if tag == "no_issues":
-            out.update(f"no_{k}" for k in ISSUES)
-        elif tag == "mixed_issues":
-            out.update(ISSUES)
-        else:
-            out.add(tag)
-    return frozenset(out)
 
 
 def frame_tags(annotation: Mapping[str, object]) -> set[str]:

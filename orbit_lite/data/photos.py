@@ -20,8 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from orbit_lite.data.annotations import ISSUES
 from orbit_lite.errors import OrbitLiteError
+from orbit_lite.tags import ISSUES
 
 PACKAGE = "scikit-image"
 ORIGINAL_SIZE = 1080  # annotation boxes are in the coordinates of ORBIT's 1080x1080 originals

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -18,10 +16,10 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from orbit_lite.checkpoint import umask_mode, write_failure
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.metrics import summarize_scores
 from orbit_lite.outputs import RESULTS_MARKER, check_results_out, install_folder, results_marker
+from orbit_lite.publish import publish_folder
 from orbit_lite.results import METRICS, CostSummary, FramesEncoded, Inference, Protocol, RunMetrics, Summary, UserResult
 from orbit_lite.visual.evaluation import CONFUSION_FILE, FTR_FILE, confusion_figure, frames_to_recognition_figure
 from orbit_lite.visual.png import new_figure, png_bytes
@@ -171,21 +169,9 @@ def write_results(
         CONFUSION_FILE: png_bytes(confusion_figure(results, title)),
         FTR_FILE: png_bytes(frames_to_recognition_figure(videos["frames_to_recognition"].to_numpy(), title)),
     }
-    tmp: Path | None = None
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-        tmp.chmod(umask_mode(0o777))  # mkdtemp's folder is private; results get the mode mkdir would give
+    needed = sum(len(d) for d in files.values())
+    with publish_folder(out, install=install_folder, needed=lambda _: needed) as tmp:
         for name, data in files.items():
             (tmp / name).write_bytes(data)
         (tmp / RESULTS_MARKER).write_text(results_marker(tmp))  # last: the proof covers every file written
-        install_folder(tmp, out)
-    except OSError as e:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise write_failure(out, e, sum(len(d) for d in files.values())) from None
-    except BaseException:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return metrics

@@ -24,16 +24,17 @@ import torch
 import yaml
 
 from orbit_lite import runtime
-from orbit_lite.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from orbit_lite.checkpoint import load_checkpoint, save_checkpoint
 from orbit_lite.config import Config, TrainConfig, from_dict, to_dict
 from orbit_lite.data.layout import DatasetIndex, index_benchmark
-from orbit_lite.data.tasks import UserTaskDataset, task_loader
+from orbit_lite.data.loader import UserTaskDataset, task_loader
 from orbit_lite.engine import distributed
 from orbit_lite.engine.distributed import Dist
 from orbit_lite.engine.validate import validate
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners import FewShotLearner, create_learner
 from orbit_lite.outputs import RUN_MARKER, check_run_out, mark_run, new_id, run_id_of
+from orbit_lite.publish import atomic_write_text
 from orbit_lite.results import TrainProgress
 from orbit_lite.runtime import select_device
 from orbit_lite.visual import tensorboard

@@ -12,7 +12,7 @@ import numpy as np
 from orbit_lite.visual.png import new_figure, save_png
 
 if TYPE_CHECKING:
-    from orbit_lite.engine.recognize import Recognition
+    from orbit_lite.results import Recognition
 
 WIDTH, ROW_HEIGHT = 10.0, 3.2  # inches per figure, per input
 
