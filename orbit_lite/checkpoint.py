@@ -112,10 +112,21 @@ def load_checkpoint(path: Path | str, kind: str | None = None) -> dict[str, Any]
 # naming what is wrong instead of a KeyError or IndexError deep in the code that uses it.
 SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
     "training": {"config": (dict,), "model": (dict,)},
-    "personal": {"user": (str,), "object_names": (list,), "frame_size": (int,), "clip_length": (int,),
-                 "backbone_name": (str,), "head_name": (str,), "learn_scale": (bool,), "backbone": (dict,),
-                 "head": (dict,), "film": (dict, type(None)), "state": (list,), "config": (dict,)},
-}  # fmt: skip
+    "personal": {
+        "user": (str,),
+        "object_names": (list,),
+        "frame_size": (int,),
+        "clip_length": (int,),
+        "backbone_name": (str,),
+        "head_name": (str,),
+        "learn_scale": (bool,),
+        "backbone": (dict,),
+        "head": (dict,),
+        "film": (dict, type(None)),
+        "state": (list,),
+        "config": (dict,),
+    },
+}
 
 
 def check_structure(path: Path, record: dict[str, Any], kind: str) -> None:
@@ -126,8 +137,9 @@ def check_structure(path: Path, record: dict[str, Any], kind: str) -> None:
         value = record[key]
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             wanted = " or ".join("None" if t is type(None) else t.__name__ for t in types)
-            raise OrbitLiteError(f"{path}: damaged orbit-lite {kind} file: '{key}' is a {type(value).__name__}, "
-                                 f"expected {wanted}")  # fmt: skip
+            raise OrbitLiteError(
+                f"{path}: damaged orbit-lite {kind} file: '{key}' is a {type(value).__name__}, expected {wanted}"
+            )
     if kind == "personal":
         names = record["object_names"]
         if len(names) < 2 or not all(isinstance(n, str) for n in names):

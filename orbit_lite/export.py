@@ -107,9 +107,18 @@ def export_onnx(model: PersonalModel, path: Path | str, opset: int = 18) -> Path
     batch = torch.export.Dim("batch", min=1, max=4096)
     try:
         with publish_file(path) as tmp:
-            torch.onnx.export(module, (example_input(model),), str(tmp), input_names=["frames"],
-                              output_names=["logits", "probabilities"], dynamic_shapes=({0: batch},),
-                              opset_version=opset, dynamo=True, external_data=False, verbose=False)  # fmt: skip
+            torch.onnx.export(
+                module,
+                (example_input(model),),
+                str(tmp),
+                input_names=["frames"],
+                output_names=["logits", "probabilities"],
+                dynamic_shapes=({0: batch},),
+                opset_version=opset,
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
             graph = onnx.load(str(tmp))
             # the proof that orbit-lite wrote this file: only such a file is ever replaced by a later export
             props = {ONNX_MARKER: new_id(), "orbit_lite_objects": ",".join(model.object_names)}
@@ -150,9 +159,11 @@ class Parity:
         return within and self.argmax_changed == 0
 
     def summary(self) -> str:
-        return (f"on {self.inputs} {self.source}: max |probability difference| {self.probability_diff:.2e} "
-                f"(tolerance {PROBABILITY_TOLERANCE:.0e}), max relative logit difference {self.logit_diff:.2e} "
-                f"(tolerance {LOGIT_TOLERANCE:.0e}), top object changed on {self.argmax_changed}")  # fmt: skip
+        return (
+            f"on {self.inputs} {self.source}: max |probability difference| {self.probability_diff:.2e} "
+            f"(tolerance {PROBABILITY_TOLERANCE:.0e}), max relative logit difference {self.logit_diff:.2e} "
+            f"(tolerance {LOGIT_TOLERANCE:.0e}), top object changed on {self.argmax_changed}"
+        )
 
 
 def check_inputs(model: PersonalModel) -> tuple[torch.Tensor, str]:

@@ -58,8 +58,14 @@ class ReferenceModel:
 
     def model_config(self) -> ModelConfig:
         """The orbit-lite model that computes what this reference model computes."""
-        return ModelConfig(learner=self.learner, backbone=BACKBONES[self.backbone], weights="pretrained",
-                           head=self.head, logit_scale=LOGIT_SCALES[self.head], style="reference")  # fmt: skip
+        return ModelConfig(
+            learner=self.learner,
+            backbone=BACKBONES[self.backbone],
+            weights="pretrained",
+            head=self.head,
+            logit_scale=LOGIT_SCALES[self.head],
+            style="reference",
+        )
 
 
 def resolve(
@@ -80,9 +86,11 @@ def resolve(
             f"_224_lite.pth); fix: give --learner ({', '.join(HEADS)}) and --backbone ({', '.join(BACKBONES)})"
         )
     if learner not in HEADS or backbone not in BACKBONES:
-        raise OrbitLiteError(f"unknown reference model {learner} on {backbone}; fix: --learner one of "
-                             f"{', '.join(HEADS)}, --backbone one of {', '.join(BACKBONES)} "
-                             f"(or {', '.join(BACKBONES.values())})")  # fmt: skip
+        raise OrbitLiteError(
+            f"unknown reference model {learner} on {backbone}; fix: --learner one of "
+            f"{', '.join(HEADS)}, --backbone one of {', '.join(BACKBONES)} "
+            f"(or {', '.join(BACKBONES.values())})"
+        )
     head = head or HEADS[learner][0]
     if head not in HEADS[learner]:
         raise OrbitLiteError(
@@ -165,8 +173,11 @@ def check_state(state: dict[str, Tensor], mapping: dict[str, str], expected: dic
     keys = set(state) - _STRAY
     unexpected = sorted(keys - set(mapping))
     missing = sorted(set(mapping) - keys)
-    shapes = [f"{k} {list(state[k].shape)} (expected {list(expected[mapping[k]].shape)})"
-              for k in sorted(keys & set(mapping)) if state[k].shape != expected[mapping[k]].shape]  # fmt: skip
+    shapes = [
+        f"{k} {list(state[k].shape)} (expected {list(expected[mapping[k]].shape)})"
+        for k in sorted(keys & set(mapping))
+        if state[k].shape != expected[mapping[k]].shape
+    ]
     if not (unexpected or missing or shapes):
         return
     problems = []

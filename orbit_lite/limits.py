@@ -52,8 +52,10 @@ class Limit:
         low = None if self.low is None else f"{'>' if self.low_open else '>='} {_number(self.low)}"
         high = None if self.high is None else f"{'<' if self.high_open else '<='} {_number(self.high)}"
         if low and high:
-            return (f"in {'(' if self.low_open else '['}{_number(self.low)}, {_number(self.high)}"
-                    f"{')' if self.high_open else ']'}")  # fmt: skip
+            return (
+                f"in {'(' if self.low_open else '['}{_number(self.low)}, {_number(self.high)}"
+                f"{')' if self.high_open else ']'}"
+            )
         return low or high or ""
 
 
@@ -230,6 +232,11 @@ def _describe(hint: Any, limit: Limit) -> str:
         return "true, false or null (the learner's default)"
     if limit.choices:
         return limit.describe()
-    kind = {int: "an integer", float: "a number", bool: "true or false", str: "text", Switch: "one of " +
-            ", ".join(SWITCHES)}.get(hint, str(hint))  # fmt: skip
+    kind = {
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        str: "text",
+        Switch: "one of " + ", ".join(SWITCHES),
+    }.get(hint, str(hint))
     return f"{kind} {limit.describe()}".rstrip()

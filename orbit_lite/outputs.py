@@ -97,10 +97,15 @@ def check_results_out(out: Path, overwrite: bool) -> None:
     why = results_ownership(out)
     if why is not None:
         legacy = (out / RESULTS_MARKER).is_file() or (out / "metrics.json").is_file()
-        fix = (f"if it holds results of an older orbit-lite, move it aside (mv {out} {out}.old) or choose a new --out"
-               if legacy else "choose a new or empty --out")  # fmt: skip
-        raise OrbitLiteError(f"{out} is not a results folder orbit-lite can prove it wrote ({why}); it is never "
-                             f"replaced, even with --overwrite: {fix}")  # fmt: skip
+        fix = (
+            f"if it holds results of an older orbit-lite, move it aside (mv {out} {out}.old) or choose a new --out"
+            if legacy
+            else "choose a new or empty --out"
+        )
+        raise OrbitLiteError(
+            f"{out} is not a results folder orbit-lite can prove it wrote ({why}); it is never "
+            f"replaced, even with --overwrite: {fix}"
+        )
     if not overwrite:
         raise OrbitLiteError(f"{out} already holds results; pass --overwrite to replace them or choose a new --out")
 
@@ -111,8 +116,10 @@ def refuse_current_folder(out: Path) -> None:
     here = Path.cwd().resolve()
     target = out.resolve()
     if (target == here or target in here.parents) and out.is_dir() and any(out.iterdir()):
-        raise OrbitLiteError(f"--out {out} is the current folder (or holds it) and is not empty; orbit-lite writes "
-                             "results into a new or empty folder: choose one, e.g. --out results")  # fmt: skip
+        raise OrbitLiteError(
+            f"--out {out} is the current folder (or holds it) and is not empty; orbit-lite writes "
+            "results into a new or empty folder: choose one, e.g. --out results"
+        )
 
 
 def install_folder(tmp: Path, out: Path) -> None:
@@ -160,16 +167,23 @@ def check_run_out(run_dir: Path) -> str | None:
         return None
     run_id = run_id_of(run_dir)
     if run_id is None:
-        raise OrbitLiteError(f"{run_dir} is not an orbit-lite training run (no {RUN_MARKER} marker, whatever files it "
-                             "holds); it is never written into: choose a new or empty --out")  # fmt: skip
+        raise OrbitLiteError(
+            f"{run_dir} is not an orbit-lite training run (no {RUN_MARKER} marker, whatever files it "
+            "holds); it is never written into: choose a new or empty --out"
+        )
     foreign = sorted({p.name for p in run_dir.iterdir()} - RUN_FILES)
     checkpoints = run_dir / "checkpoints"
     if checkpoints.is_dir():  # last.pt, best.pt and the temporaries of their atomic writes (after a kill)
-        foreign += [f"checkpoints/{p.name}" for p in sorted(checkpoints.iterdir())
-                    if not re.fullmatch(r"(last|best)\.pt|\.(last|best)\.pt\..+\.tmp", p.name)]  # fmt: skip
+        foreign += [
+            f"checkpoints/{p.name}"
+            for p in sorted(checkpoints.iterdir())
+            if not re.fullmatch(r"(last|best)\.pt|\.(last|best)\.pt\..+\.tmp", p.name)
+        ]
     if foreign:
-        raise OrbitLiteError(f"{run_dir} holds {foreign[0]}, which is not part of an orbit-lite training run; it is "
-                             "never written into: choose a new or empty --out")  # fmt: skip
+        raise OrbitLiteError(
+            f"{run_dir} holds {foreign[0]}, which is not part of an orbit-lite training run; it is "
+            "never written into: choose a new or empty --out"
+        )
     return run_id
 
 
@@ -371,8 +385,9 @@ def _lock_holder(lock: Path) -> str:
     if pid is None and _just_created(lock):  # another run created it a moment ago and is writing its pid
         return "a run that is starting"
     if pid is None or lines[1:2] != [_LOCK_TAG]:
-        raise OrbitLiteError(f"{lock} exists and was not written by orbit-lite; it is never removed: choose another "
-                             "--out") from None  # fmt: skip
+        raise OrbitLiteError(
+            f"{lock} exists and was not written by orbit-lite; it is never removed: choose another --out"
+        ) from None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

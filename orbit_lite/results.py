@@ -50,8 +50,11 @@ class TaskCost:
 
     def to_json(self) -> dict[str, Any]:
         """results.json's cost keys (the ORBIT reference's names)."""
-        return {"task_macs_to_personalise": self.macs, "task_seconds_to_personalise": self.seconds,
-                "task_params_added": self.params_added}  # fmt: skip
+        return {
+            "task_macs_to_personalise": self.macs,
+            "task_seconds_to_personalise": self.seconds,
+            "task_params_added": self.params_added,
+        }
 
 
 @dataclass(frozen=True)
@@ -168,8 +171,13 @@ class RunMetrics:
     dropped_objects: tuple[tuple[str, str], ...] = ()  # (user, object)
 
     def to_json(self) -> dict[str, Any]:
-        head = {"protocol": self.protocol, "mode": self.mode, "split": self.split,
-                "tasks_per_user": self.tasks_per_user, "users": self.users}  # fmt: skip
+        head = {
+            "protocol": self.protocol,
+            "mode": self.mode,
+            "split": self.split,
+            "tasks_per_user": self.tasks_per_user,
+            "users": self.users,
+        }
         return {
             **head,
             **{m: self.scores[m].to_json() for m in METRICS},

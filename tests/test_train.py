@@ -3,6 +3,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from typer.testing import CliRunner
 from orbit_lite.checkpoint import load_checkpoint
 from orbit_lite.cli.main import app
 from orbit_lite.config import Config, TrainConfig, from_dict
-from orbit_lite.engine.train import Monitor, learning_rate, train
+from orbit_lite.engine.schedule import learning_rate
+from orbit_lite.engine.train import Monitor, train
 from tests.conftest import TINY_RECIPE
 
 runner = CliRunner()
@@ -257,6 +259,16 @@ def test_default_schedule_is_the_spec_table() -> None:
     # 40 epochs, decay every 10, no warm-up: milestones 10, 20, 30, each one epoch early (stepped with epoch + 1)
     lrs = [learning_rate(e, TrainConfig(epochs=40, decay_epochs=10, warmup_epochs=0, lr=1.0)) for e in range(40)]
     assert lrs == pytest.approx([1.0] * 9 + [0.5] * 10 + [0.25] * 10 + [0.125] * 11, rel=1e-12)
+
+
+@pytest.mark.parametrize("warmup", [0, 3])
+def test_cosine_schedule_is_the_half_cosine_after_the_warm_up(warmup: int) -> None:
+    cfg = TrainConfig(scheduler="cosine", warmup_epochs=warmup, epochs=12, lr=1e-3, warmup_lr=1e-5, min_lr=1e-6)
+    span = cfg.epochs - warmup
+    expected = [cfg.warmup_lr + e * (cfg.lr - cfg.warmup_lr) / warmup for e in range(warmup)] + [
+        cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t / span)) for t in range(span)
+    ]
+    assert [learning_rate(e, cfg) for e in range(cfg.epochs)] == pytest.approx(expected, rel=1e-12)
 
 
 def test_cosine_schedule_falls_towards_min_lr() -> None:

@@ -60,10 +60,12 @@ def cost_line(cost: CostSummary) -> str:
     if not cost.tasks:
         return "cost: no task personalized"
     frame = cost.inference_macs_per_frame or 0
-    return (f"cost per task: {(cost.task_macs_to_personalise or 0) / 1e9:,.2f} GMACs and "
-            f"{cost.task_seconds_to_personalise or 0:.2f} s to personalise, {cost.task_params_added or 0:,.0f} "
-            f"parameters added to {cost.params_base:,}; per frame: {frame / 1e9:.3f} GMACs, "
-            f"{1000 * (cost.inference_seconds_per_frame or 0):.1f} ms")  # fmt: skip
+    return (
+        f"cost per task: {(cost.task_macs_to_personalise or 0) / 1e9:,.2f} GMACs and "
+        f"{cost.task_seconds_to_personalise or 0:.2f} s to personalise, {cost.task_params_added or 0:,.0f} "
+        f"parameters added to {cost.params_base:,}; per frame: {frame / 1e9:.3f} GMACs, "
+        f"{1000 * (cost.inference_seconds_per_frame or 0):.1f} ms"
+    )
 
 
 @one_line_errors
@@ -103,8 +105,19 @@ def evaluate_command(
     wanted = parse_users(users)
     from orbit_lite.engine.evaluate import EvaluationRequest, run
 
-    request = EvaluationRequest(data, source, out_dir, protocol.value, mode.value, split.value,
-                                None if wanted is None else tuple(wanted), tasks, seed, device, overwrite)  # fmt: skip
+    request = EvaluationRequest(
+        data,
+        source,
+        out_dir,
+        protocol.value,
+        mode.value,
+        split.value,
+        None if wanted is None else tuple(wanted),
+        tasks,
+        seed,
+        device,
+        overwrite,
+    )
     with ExitStack() as bars:
         report = run(request, monitor=_Bar(bars))
     if report is None:  # another rank: rank 0 reports
@@ -136,16 +149,20 @@ def _print_summary(metrics: RunMetrics, seconds: float, out_dir: Path) -> None:
     from orbit_lite.data.tasks import TaskBuilder
 
     encoded = metrics.frames_encoded
-    out.print(f"{encoded.total:,} frames encoded ({encoded.context:,} context, {encoded.target:,} query), "
-              f"{metrics.personalizations} personalizations, {seconds:.1f} s; results in {out_dir}",
-              markup=False)  # fmt: skip
+    out.print(
+        f"{encoded.total:,} frames encoded ({encoded.context:,} context, {encoded.target:,} query), "
+        f"{metrics.personalizations} personalizations, {seconds:.1f} s; results in {out_dir}",
+        markup=False,
+    )
     out.print(cost_line(metrics.cost), markup=False)
     skipped = metrics.skipped_videos
     if skipped:
         frames, whole = TaskBuilder.skipped_counts(list(skipped))
         left = f"{plural(frames, 'corrupt frame')} and {plural(whole, 'whole video')}"
-        err.print(f"[yellow]left out {left} (unreadable, too few usable frames or a wrong annotation file; "
-                  f"{plural(len(skipped), 'video')} affected); see skipped_videos in metrics.json[/]")  # fmt: skip
+        err.print(
+            f"[yellow]left out {left} (unreadable, too few usable frames or a wrong annotation file; "
+            f"{plural(len(skipped), 'video')} affected); see skipped_videos in metrics.json[/]"
+        )
     for user, reason in metrics.dropped_users:
         err.print(f"[yellow]user {escape(user)} left out of the evaluation: {escape(reason)}[/]")
     dropped = {user for user, _ in metrics.dropped_users}

@@ -45,11 +45,15 @@ def export_command(
                     "--check needs onnxruntime: pip install 'orbit-lite[export]' (or --no-check)"
                 ) from None
             if not parity.ok:
-                raise OrbitLiteError(f"onnxruntime's output differs from PyTorch's {parity.summary()}; "
-                                     f"{out_file} was not written")  # fmt: skip
+                raise OrbitLiteError(
+                    f"onnxruntime's output differs from PyTorch's {parity.summary()}; {out_file} was not written"
+                )
             out.print(f"check: onnxruntime agrees with PyTorch {parity.summary()}", markup=False)
     path = out_file
     clip = f"{model.clip_length}, " if model.clip_length > 1 else ""
     side = model.frame_size
-    out.print(f"wrote {path}: input 'frames' uint8 [batch, {clip}3, {side}, {side}], outputs 'logits', "
-              f"'probabilities' over {', '.join(model.object_names)}", markup=False)  # fmt: skip
+    out.print(
+        f"wrote {path}: input 'frames' uint8 [batch, {clip}3, {side}, {side}], outputs 'logits', "
+        f"'probabilities' over {', '.join(model.object_names)}",
+        markup=False,
+    )

@@ -117,18 +117,26 @@ def recognize_command(
         writer.writerow(["input", "frame", "prediction", "probability", *[f"p_{n}" for n in names]])
         for r in recognitions:
             for number, pred, probs in zip(r.frame_numbers, r.predictions, r.probabilities, strict=True):
-                writer.writerow([r.source, int(number), names[pred], f"{probs[pred]:.4f}",
-                                 *[f"{p:.4f}" for p in probs]])  # fmt: skip
+                writer.writerow(
+                    [r.source, int(number), names[pred], f"{probs[pred]:.4f}", *[f"{p:.4f}" for p in probs]]
+                )
         atomic_write_text(csv_path, buffer.getvalue())
     write_pictures(recognitions, names, annotate, plot)
     summary = [
-        {"input": r.source, "frames": len(r.predictions), "prediction": names[r.video_prediction],
-         "confidence": float(r.probabilities[:, r.video_prediction].mean()), **r.scores(len(names)),
-         **r.cost_per_frame(),
-         "per_frame": [{"frame": int(n), "prediction": names[p], "probability": float(q[p])}
-                       for n, p, q in zip(r.frame_numbers, r.predictions, r.probabilities, strict=True)]}
+        {
+            "input": r.source,
+            "frames": len(r.predictions),
+            "prediction": names[r.video_prediction],
+            "confidence": float(r.probabilities[:, r.video_prediction].mean()),
+            **r.scores(len(names)),
+            **r.cost_per_frame(),
+            "per_frame": [
+                {"frame": int(n), "prediction": names[p], "probability": float(q[p])}
+                for n, p, q in zip(r.frame_numbers, r.predictions, r.probabilities, strict=True)
+            ],
+        }
         for r in recognitions
-    ]  # fmt: skip
+    ]
     if as_json:
         out.print_json(json.dumps({"objects": names, "label": label, "inputs": summary}))
         return

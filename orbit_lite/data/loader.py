@@ -25,9 +25,15 @@ class UserTaskSampler(Sampler[tuple[int, int]]):
     """
 
     def __init__(
-        self, num_users: int, tasks_per_user: int, shuffle: bool, seed: int = 0, rank: int = 0, world: int = 1,
+        self,
+        num_users: int,
+        tasks_per_user: int,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
         group: int = 1,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.num_items = num_users * tasks_per_user
         self.shuffle = shuffle
         self.seed = seed
@@ -104,9 +110,16 @@ def _keep(task: Task | None) -> Task | None:
 
 
 def task_loader(
-    dataset: UserTaskDataset, *, shuffle: bool, num_workers: int = 0, seed: int = 0, rank: int = 0, world: int = 1,
-    group: int = 1, pin_memory: bool = False,
-) -> DataLoader:  # fmt: skip
+    dataset: UserTaskDataset,
+    *,
+    shuffle: bool,
+    num_workers: int = 0,
+    seed: int = 0,
+    rank: int = 0,
+    world: int = 1,
+    group: int = 1,
+    pin_memory: bool = False,
+) -> DataLoader:
     """One task per item; ``num_workers`` processes decode upcoming tasks while the current one is computed.
 
     ``loader.sampler.set_epoch(e)`` before each epoch gives a fresh, reproducible task order and draw; ``rank``,

@@ -121,8 +121,10 @@ def synthesize(
     # Written beside ``out`` and renamed into place: an interrupted run leaves no tree that looks complete (``make
     # demo`` trusts any tree it finds), only a hidden ``.<out>.partial.*`` folder, removed unless the process is killed.
     for left in sorted(out.parent.glob(f".{glob.escape(out.name)}.partial.*")) if out.parent.is_dir() else ():
-        log.warning("%s was left by an interrupted `data synth` (synthetic frames only); remove it when no synth is "
-                    "running", left)  # fmt: skip
+        log.warning(
+            "%s was left by an interrupted `data synth` (synthetic frames only); remove it when no synth is running",
+            left,
+        )
     with publish_folder(out, name=(".partial.", "")) as tmp:  # the tree gets the mode mkdir would give
         videos, frames = _write_tree(tmp, spec, side, fmt, seed, progress)
     return SynthSummary(out, dict(spec.users), videos, frames)
@@ -186,10 +188,13 @@ def _user_objects(
         return [(name, partial(photos.clean, name), partial(photos.clutter, name, names)) for name in names]
     looks = user_looks(rng, k)
     return [
-        (look.name, partial(render_clean, look, side=side),
-         partial(render_clutter, look, [other for other in looks if other is not look], side=side))
+        (
+            look.name,
+            partial(render_clean, look, side=side),
+            partial(render_clutter, look, [other for other in looks if other is not look], side=side),
+        )
         for look in looks
-    ]  # fmt: skip
+    ]
 
 
 def expected_videos(preset: str) -> int:

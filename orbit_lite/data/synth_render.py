@@ -19,10 +19,19 @@ if TYPE_CHECKING:
 
 SHAPES = ("circle", "square", "triangle", "star", "hexagon", "cross", "diamond", "ring")
 COLOURS = {
-    "red": (200, 40, 40), "green": (40, 160, 60), "blue": (40, 70, 200), "yellow": (225, 200, 40),
-    "purple": (130, 50, 170), "orange": (235, 130, 30), "teal": (30, 150, 150), "pink": (230, 120, 170),
-    "white": (235, 235, 235), "black": (30, 30, 30), "brown": (120, 75, 40), "grey": (128, 128, 128),
-}  # fmt: skip
+    "red": (200, 40, 40),
+    "green": (40, 160, 60),
+    "blue": (40, 70, 200),
+    "yellow": (225, 200, 40),
+    "purple": (130, 50, 170),
+    "orange": (235, 130, 30),
+    "teal": (30, 150, 150),
+    "pink": (230, 120, 170),
+    "white": (235, 235, 235),
+    "black": (30, 30, 30),
+    "brown": (120, 75, 40),
+    "grey": (128, 128, 128),
+}
 TEXTURES = ("solid", "stripes", "dots", "checker")
 KINDS = ("mug", "keys", "wallet", "remote", "bottle", "headphones", "cane", "phone", "glasses", "bag", "book", "hat")
 ORIGINAL_SIZE = 1080  # annotation boxes are in the coordinates of ORBIT's 1080x1080 originals
@@ -182,10 +191,15 @@ def render_clutter(
     x = width / 2
     picks = rng.permutation(len(others))[: int(rng.integers(2, 5))] if others else []
     distractors = [
-        (_sprite(others[i], _SPRITE), rng.uniform(0.1, 0.9) * width, side * rng.uniform(0.2, 0.8),
-         side * rng.uniform(0.2, 0.32), rng.uniform(-30, 30))
+        (
+            _sprite(others[i], _SPRITE),
+            rng.uniform(0.1, 0.9) * width,
+            side * rng.uniform(0.2, 0.8),
+            side * rng.uniform(0.2, 0.32),
+            rng.uniform(-30, 30),
+        )
         for i in picks
-    ]  # fmt: skip
+    ]
     target = (_sprite(look, _SPRITE), x, side * rng.uniform(0.35, 0.65), side * rng.uniform(0.35, 0.5), 0.0)
     sway, phase = side * rng.uniform(0.15, 0.85), rng.uniform(0, 2 * np.pi)
     for t in range(n):

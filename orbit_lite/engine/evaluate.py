@@ -58,8 +58,9 @@ def make_protocol(cfg: Config, name: str = "orbit2022", mode: str = "clutter", t
         raise OrbitLiteError(f"unknown mode {mode!r}; available: {', '.join(MODES)}")
     sampling = cfg.test_sampling
     if name == "orbit2021":  # random context per task; every frame of every query video; no annotation filter
-        sampling = dataclasses.replace(sampling, context_clip_method="random", target_clip_method="max",
-                                       target_filter=())  # fmt: skip
+        sampling = dataclasses.replace(
+            sampling, context_clip_method="random", target_clip_method="max", target_filter=()
+        )
     if mode == "clean":  # the clean/clean split: the first clean videos teach, the others test
         sampling = dataclasses.replace(sampling, target_video_type="clean", target_filter=())
     count = tasks if tasks is not None else (50 if name == "orbit2022" else 5)
@@ -109,8 +110,9 @@ def _personalize(learner: Learner, builder: TaskBuilder, user: User, rng, chunk:
     result.context += int(task.context_clips.shape[0] * task.context_clips.shape[1])
     result.personalizations += 1
     result.params_base = count_parameters(learner)
-    personal, cost = measure(lambda: learner.personalize(task.context_clips, task.context_labels, task.way, chunk),
-                             learner.device)  # fmt: skip
+    personal, cost = measure(
+        lambda: learner.personalize(task.context_clips, task.context_labels, task.way, chunk), learner.device
+    )
     return plan, personal, cost
 
 
@@ -145,8 +147,9 @@ def _encode_union(
     return out
 
 
-def _score_plan(personal: Personalized, plan: TaskPlan, index: int, features: dict, result: _Tally,
-                cost: TaskCost | None = None) -> None:  # fmt: skip
+def _score_plan(
+    personal: Personalized, plan: TaskPlan, index: int, features: dict, result: _Tally, cost: TaskCost | None = None
+) -> None:
     videos: dict[str, dict[str, int]] = {}
     for vp in plan.target:
         if vp.video.video_id not in features:
@@ -160,11 +163,19 @@ def _score_plan(personal: Personalized, plan: TaskPlan, index: int, features: di
         predictions = personal.logits(clip_features).argmax(1).cpu().numpy()
         numbers = vp.frame_numbers[readable]
         videos[vp.video.video_id] = {str(int(n)): int(p) for n, p in zip(numbers, predictions, strict=True)}
-        result.scores.append(VideoScore(
-            plan.user_id, index, vp.video.video_id, plan.object_names[vp.label], vp.label, len(predictions),
-            frame_accuracy(predictions, vp.label), frames_to_recognition(predictions, vp.label),
-            video_accuracy(predictions, vp.label, len(plan.object_names)),
-        ))  # fmt: skip
+        result.scores.append(
+            VideoScore(
+                plan.user_id,
+                index,
+                vp.video.video_id,
+                plan.object_names[vp.label],
+                vp.label,
+                len(predictions),
+                frame_accuracy(predictions, vp.label),
+                frames_to_recognition(predictions, vp.label),
+                video_accuracy(predictions, vp.label, len(plan.object_names)),
+            )
+        )
     result.tasks.append(TaskResult(tuple(plan.object_names), videos, cost))
 
 
@@ -177,9 +188,19 @@ def evaluate_user(
     builder = TaskBuilder(protocol.sampling, cfg.data)
     tally = _Tally(user.user_id)
     _evaluate(learner, builder, user, protocol, cfg, seed, share_work, tally)
-    return UserResult(tally.user, tuple(tally.scores), tuple(tally.tasks), FramesEncoded(tally.context, tally.target),
-                      tuple(builder.skipped()), tally.personalizations, tuple(tally.dropped_objects), tally.dropped,
-                      len(builder.short_videos), tally.params_base, tally.inference)  # fmt: skip
+    return UserResult(
+        tally.user,
+        tuple(tally.scores),
+        tuple(tally.tasks),
+        FramesEncoded(tally.context, tally.target),
+        tuple(builder.skipped()),
+        tally.personalizations,
+        tuple(tally.dropped_objects),
+        tally.dropped,
+        len(builder.short_videos),
+        tally.params_base,
+        tally.inference,
+    )
 
 
 def _note_unteachable(builder: TaskBuilder, user: User, result: _Tally) -> None:
@@ -204,15 +225,24 @@ def _drop_user(builder: TaskBuilder, user: User, result: _Tally) -> None:
     log.warning("user %s: left out of the evaluation: %s", user.user_id, result.dropped)
 
 
-def _evaluate(learner: Learner, builder: TaskBuilder, user: User, protocol: Protocol, cfg: Config,
-              seed: int, share_work: bool, result: _Tally) -> None:  # fmt: skip
+def _evaluate(
+    learner: Learner,
+    builder: TaskBuilder,
+    user: User,
+    protocol: Protocol,
+    cfg: Config,
+    seed: int,
+    share_work: bool,
+    result: _Tally,
+) -> None:
     chunk = cfg.lite.chunk_size
     _note_unteachable(builder, user, result)
     rngs = [np.random.default_rng(task_seed(seed, user.user_id, t)) for t in range(protocol.tasks_per_user)]
     once = share_work and context_is_deterministic(protocol.sampling, builder, user)
     if once:  # draw task 0 first (it may discover corrupt files), then every task's plan from its own seed
-        first = _personalize(learner, builder, user, np.random.default_rng(task_seed(seed, user.user_id, 0)),
-                             chunk, result)  # fmt: skip
+        first = _personalize(
+            learner, builder, user, np.random.default_rng(task_seed(seed, user.user_id, 0)), chunk, result
+        )
         _note_unteachable(builder, user, result)  # task 0 may have found more corrupt files
         if first is None:
             _drop_user(builder, user, result)
@@ -322,9 +352,15 @@ def _run(r: EvaluationRequest, dist: Dist, monitor: EvaluationMonitor | None) ->
     order = {u.user_id: i for i, u in enumerate(chosen)}
     results = sorted((res for part, _ in gathered for res in part), key=lambda res: order[res.user])
     seconds = max(s for _, s in gathered)
-    evaluation = {"protocol": protocol.name, "mode": protocol.mode, "split": r.split,
-                  "tasks_per_user": protocol.tasks_per_user, "seed": r.seed, **source_record(r.source),
-                  "sampling": to_dict(protocol.sampling)}  # fmt: skip
+    evaluation = {
+        "protocol": protocol.name,
+        "mode": protocol.mode,
+        "split": r.split,
+        "tasks_per_user": protocol.tasks_per_user,
+        "seed": r.seed,
+        **source_record(r.source),
+        "sampling": to_dict(protocol.sampling),
+    }
     check_scored(results, protocol)
     config = {**to_dict(cfg), "evaluation": evaluation}
     metrics = write_results(r.out_dir, results, protocol, r.split, seconds, config, r.overwrite)

@@ -17,20 +17,25 @@ from orbit_lite.personal import PersonalModel
 
 def context_sampling(cfg: Config, objects: int) -> SamplingConfig:
     """The test protocol's context sampling (all clean videos, uniform frames) over every object of the user."""
-    return dataclasses.replace(cfg.test_sampling, way_method="max", object_cap=max(objects, 1),
-                               drop_objects_without_target=False)  # fmt: skip
+    return dataclasses.replace(
+        cfg.test_sampling, way_method="max", object_cap=max(objects, 1), drop_objects_without_target=False
+    )
 
 
 def check_user(user: User, builder: TaskBuilder) -> None:
     """A recognizer needs two objects, each with at least one usable clean video."""
     if len(user.objects) < 2:
         names = ", ".join(user.object_names) or "none"
-        raise OrbitLiteError(f"user {user.user_id} has {len(user.objects)} object ({names}); a recognizer needs at "
-                             "least two: add clean videos of another object")  # fmt: skip
+        raise OrbitLiteError(
+            f"user {user.user_id} has {len(user.objects)} object ({names}); a recognizer needs at "
+            "least two: add clean videos of another object"
+        )
     missing = [c.name for c in builder.candidates(user) if not c.context]
     if missing:
-        raise OrbitLiteError(f"user {user.user_id}: no usable clean video for {', '.join(repr(m) for m in missing)}; "
-                             "film at least one clean video of each object (or remove the object)")  # fmt: skip
+        raise OrbitLiteError(
+            f"user {user.user_id}: no usable clean video for {', '.join(repr(m) for m in missing)}; "
+            "film at least one clean video of each object (or remove the object)"
+        )
 
 
 def personal_context(user: User, cfg: Config, seed: int = 0, skipped: list | None = None) -> Task:
@@ -43,8 +48,10 @@ def personal_context(user: User, cfg: Config, seed: int = 0, skipped: list | Non
     if task is None or task.way != len(user.objects):
         builder.probe_context(user)  # name every object left without a readable clean video, not the first ones
         lost = [c.name for c in builder.candidates(user) if not c.context]
-        raise OrbitLiteError(f"user {user.user_id}: no readable clean video left for {', '.join(map(repr, lost))}; "
-                             "run `orbit-lite data check` on the data")  # fmt: skip
+        raise OrbitLiteError(
+            f"user {user.user_id}: no readable clean video left for {', '.join(map(repr, lost))}; "
+            "run `orbit-lite data check` on the data"
+        )
     if skipped is not None:
         skipped.extend(builder.skipped())
     return task
@@ -62,8 +69,19 @@ def personalize_user(learner: Learner, user: User, cfg: Config, seed: int = 0) -
     skipped: list = []
     task = personal_context(user, cfg, seed, skipped)
     recognizer = learner.personalize(task.context_clips, task.context_labels, task.way, cfg.lite.chunk_size)
-    config = {"model": to_dict(cfg.model), "data": to_dict(cfg.data),
-              "context_sampling": to_dict(context_sampling(cfg, len(user.objects))), "skipped": skipped}  # fmt: skip
-    model = PersonalModel(recognizer, task.object_names, user.user_id, cfg.data.frame_size,
-                          cfg.test_sampling.clip_length, config, check_clips(task))  # fmt: skip
+    config = {
+        "model": to_dict(cfg.model),
+        "data": to_dict(cfg.data),
+        "context_sampling": to_dict(context_sampling(cfg, len(user.objects))),
+        "skipped": skipped,
+    }
+    model = PersonalModel(
+        recognizer,
+        task.object_names,
+        user.user_id,
+        cfg.data.frame_size,
+        cfg.test_sampling.clip_length,
+        config,
+        check_clips(task),
+    )
     return model, task

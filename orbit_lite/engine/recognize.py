@@ -53,5 +53,6 @@ def recognize(model: PersonalModel, path: Path | str, label: str | None = None, 
     probs = torch.cat(probabilities).numpy()
     predictions = probs.argmax(1)
     true = names.index(label) if label is not None else None
-    return Recognition(str(path), numbers, predictions, probs, video_prediction(predictions, len(names)), true,
-                       macs, seconds)  # fmt: skip
+    return Recognition(
+        str(path), numbers, predictions, probs, video_prediction(predictions, len(names)), true, macs, seconds
+    )

@@ -103,16 +103,20 @@ def check_scored(results: Sequence[UserResult], protocol: Protocol) -> None:
     if short:
         kind = "held-out clean" if protocol.mode == "clean" else "clutter"
         need = protocol.sampling.min_target_frames
-        why.append(f"{short} {kind} videos have fewer than the {need} usable frames a query video needs "
-                   "(test_sampling.min_target_frames)")  # fmt: skip
+        why.append(
+            f"{short} {kind} videos have fewer than the {need} usable frames a query video needs "
+            "(test_sampling.min_target_frames)"
+        )
     skipped = sum(len(r.skipped) for r in results)
     if skipped:
         why.append(f"{skipped} videos had corrupt files")
     dropped = [r.user for r in results if r.dropped]
     if dropped:
         why.append(f"users {', '.join(dropped)} had fewer than two teachable objects")
-    raise OrbitLiteError(f"no video could be scored ({protocol.name}, {protocol.mode} mode): "
-                         f"{'; '.join(why) or 'no query videos'}; nothing written")  # fmt: skip
+    raise OrbitLiteError(
+        f"no video could be scored ({protocol.name}, {protocol.mode} mode): "
+        f"{'; '.join(why) or 'no query videos'}; nothing written"
+    )
 
 
 def json_safe(value: Any) -> Any:
@@ -131,8 +135,13 @@ def plot_per_user(per_user: pd.DataFrame, title: str) -> bytes:
     fig = new_figure(max(4.0, 0.5 * len(per_user) + 2), 3.5, layout="constrained")
     ax = fig.subplots()
     if len(per_user):
-        ax.bar(per_user["user"], 100 * per_user["frame_accuracy"], yerr=100 * per_user["frame_accuracy_ci95"],
-               capsize=3, color="#4C72B0")  # fmt: skip
+        ax.bar(
+            per_user["user"],
+            100 * per_user["frame_accuracy"],
+            yerr=100 * per_user["frame_accuracy_ci95"],
+            capsize=3,
+            color="#4C72B0",
+        )
     ax.set_ylabel("frame accuracy (%)")
     ax.set_ylim(0, 100)
     ax.set_title(title)

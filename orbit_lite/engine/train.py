@@ -7,7 +7,6 @@ boundary) continues exactly as if it had never stopped.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import json
 import logging
@@ -25,11 +24,12 @@ import yaml
 
 from orbit_lite import runtime
 from orbit_lite.checkpoint import load_checkpoint, save_checkpoint
-from orbit_lite.config import Config, TrainConfig, from_dict, to_dict
+from orbit_lite.config import Config, from_dict, to_dict
 from orbit_lite.data.layout import DatasetIndex, index_benchmark
 from orbit_lite.data.loader import UserTaskDataset, task_loader
 from orbit_lite.engine import distributed
 from orbit_lite.engine.distributed import Dist
+from orbit_lite.engine.schedule import build_optimizer, learning_rate, set_lr
 from orbit_lite.engine.validate import validate
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners import FewShotLearner, create_learner
@@ -60,47 +60,6 @@ class TrainReport:
     steps: int
     best: float | None
     last_validation: dict[str, float] | None
-
-
-def learning_rate(epoch: int, cfg: TrainConfig) -> float:
-    """The schedule, per epoch: linear warm-up from ``warmup_lr``, then constant, multi-step or cosine decay."""
-    if epoch < cfg.warmup_epochs:
-        return cfg.warmup_lr + epoch * (cfg.lr - cfg.warmup_lr) / cfg.warmup_epochs
-    if cfg.scheduler == "multistep":
-        return cfg.lr * cfg.decay_rate ** _decays_by(epoch, cfg)
-    if cfg.scheduler == "cosine":
-        span = max(cfg.epochs - cfg.warmup_epochs, 1)
-        return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * (epoch - cfg.warmup_epochs) / span))
-    return cfg.lr
-
-
-def decay_milestones(cfg: TrainConfig) -> list[int]:
-    """The reference's multistep milestones: every ``decay_epochs`` strictly inside the run (none if it is longer)."""
-    return list(range(cfg.decay_epochs, cfg.epochs, cfg.decay_epochs))
-
-
-def _decays_by(epoch: int, cfg: TrainConfig) -> int:
-    # The reference's timm scheduler counts the milestones <= t + 1 and is stepped with t = epoch + 1 after each
-    # epoch, so epoch e >= 1 runs at the count for e + 1; epoch 0 runs at the lr the optimizer was built with.
-    if epoch == 0:
-        return 0
-    return bisect.bisect_right(decay_milestones(cfg), epoch + 1)
-
-
-def build_optimizer(learner: FewShotLearner, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Two groups: the backbone (``lr * backbone_lr_scale``) and everything else; frozen parameters are left out."""
-    backbone = [p for p in learner.backbone.parameters() if p.requires_grad]
-    ids = {id(p) for p in backbone}
-    rest = [p for p in learner.parameters() if p.requires_grad and id(p) not in ids]
-    groups = [{"params": rest, "lr_scale": 1.0}, {"params": backbone, "lr_scale": cfg.backbone_lr_scale}]
-    groups = [g for g in groups if g["params"]]
-    kind = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return kind(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
-
-
-def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr * group["lr_scale"]
 
 
 def _memory_mb(device: torch.device) -> float:
@@ -141,9 +100,12 @@ def _check_resumable(saved: Config, cfg: Config, path: Path) -> dict[str, dict[s
             f"{path} holds a different model (model.{key}={a[key]!r}, the config says {b[key]!r}); "
             "resume with the run's own config or start a new --out"
         )
-    changed = {f"{s}.{k}": {"was": to_dict(getattr(saved, s))[k], "now": v}
-               for s in ("data", "train_sampling", "test_sampling", "lite", "train")
-               for k, v in to_dict(getattr(cfg, s)).items() if to_dict(getattr(saved, s))[k] != v}  # fmt: skip
+    changed = {
+        f"{s}.{k}": {"was": to_dict(getattr(saved, s))[k], "now": v}
+        for s in ("data", "train_sampling", "test_sampling", "lite", "train")
+        for k, v in to_dict(getattr(cfg, s)).items()
+        if to_dict(getattr(saved, s))[k] != v
+    }
     if changed:
         log.warning("resuming with changed settings: %s", ", ".join(changed))
     return changed
@@ -189,17 +151,21 @@ def _prepare(cfg: Config, data_root: Path, run: _Run, resume: bool) -> tuple[Dat
     """Check --out before any work: only a run orbit-lite marked as its own is resumed or started again."""
     record = None
     if resume and run.dir.is_dir() and run_id_of(run.dir) is None and run.last.is_file():
-        raise OrbitLiteError(f"{run.dir} has no {RUN_MARKER} marker (a run of an older orbit-lite, or not "
-                             "orbit-lite's), so it is not resumed; to go on from its weights, start a new run with "
-                             f"--out NEW --set train.init={run.last}")  # fmt: skip
+        raise OrbitLiteError(
+            f"{run.dir} has no {RUN_MARKER} marker (a run of an older orbit-lite, or not "
+            "orbit-lite's), so it is not resumed; to go on from its weights, start a new run with "
+            f"--out NEW --set train.init={run.last}"
+        )
     owned = check_run_out(run.dir)  # the run's id when it is a marked run; refuses any other non-empty folder
     if resume:
         if owned is None or not run.last.exists():
             raise OrbitLiteError(f"{run.dir}: nothing to resume (no checkpoints/last.pt); drop --resume to start")
         record = load_checkpoint(run.last, "training")
         if record.get("run_id") != owned:
-            raise OrbitLiteError(f"{run.last} was not written by the run marked in {run.dir / RUN_MARKER}; it is not "
-                                 "resumed: start a new run with --out NEW")  # fmt: skip
+            raise OrbitLiteError(
+                f"{run.last} was not written by the run marked in {run.dir / RUN_MARKER}; it is not "
+                "resumed: start a new run with --out NEW"
+            )
         record["changed"] = _check_resumable(from_dict(Config, record["config"]), cfg, run.last)
     elif run.last.exists():
         raise OrbitLiteError(f"{run.dir} already holds a training run; pass --resume to continue it or use a new --out")
@@ -235,11 +201,24 @@ class _Loop:
             self.optimizer.load_state_dict(record["optimizer"])
             self.progress = TrainProgress.from_json(record["progress"])
         distributed.broadcast_parameters(self.learner, dist)
-        self.dataset = UserTaskDataset(index.users("train"), cfg.train_sampling, cfg.data, train=True,
-                                       tasks_per_user=tc.tasks_per_user, seed=tc.seed)  # fmt: skip
-        self.loader = task_loader(self.dataset, shuffle=True, num_workers=cfg.data.num_workers, seed=tc.seed,
-                                  rank=dist.rank, world=dist.world, group=tc.tasks_per_batch,
-                                  pin_memory=self.runtime.pin_memory)  # fmt: skip
+        self.dataset = UserTaskDataset(
+            index.users("train"),
+            cfg.train_sampling,
+            cfg.data,
+            train=True,
+            tasks_per_user=tc.tasks_per_user,
+            seed=tc.seed,
+        )
+        self.loader = task_loader(
+            self.dataset,
+            shuffle=True,
+            num_workers=cfg.data.num_workers,
+            seed=tc.seed,
+            rank=dist.rank,
+            world=dist.world,
+            group=tc.tasks_per_batch,
+            pin_memory=self.runtime.pin_memory,
+        )
         self.val_users = index.splits.get("validation", ())
         if not self.val_users and dist.main:
             log.warning("no validation users in %s: best.pt will follow the last epoch", index.root)
@@ -248,9 +227,13 @@ class _Loop:
         if not self.dist.main:  # one writer: rank 0
             return
         self.progress = dataclasses.replace(self.progress, metrics_bytes=self.run.metrics_size())
-        payload = {"config": to_dict(self.cfg), "model": self.learner.state_dict(),
-                   "optimizer": self.optimizer.state_dict(), "progress": self.progress.to_json(),
-                   "run_id": self.run.id}  # fmt: skip
+        payload = {
+            "config": to_dict(self.cfg),
+            "model": self.learner.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "progress": self.progress.to_json(),
+            "run_id": self.run.id,
+        }
         save_checkpoint(path, payload, "training")
 
     def log(self, record: dict[str, Any]) -> None:
@@ -275,16 +258,26 @@ class _Loop:
             if tasks:
                 seconds = max(time.perf_counter() - started, 1e-9)
                 lr = self.optimizer.param_groups[0]["lr"]
-                self.log({"type": "train", "epoch": epoch, "step": self.progress.step, "tasks": int(tasks),
-                          "loss": loss / tasks, "accuracy": accuracy / tasks, "lr": lr, "tasks_per_s": tasks / seconds,
-                          "memory_mb": round(_memory_mb(self.device), 1)})  # fmt: skip
+                self.log(
+                    {
+                        "type": "train",
+                        "epoch": epoch,
+                        "step": self.progress.step,
+                        "tasks": int(tasks),
+                        "loss": loss / tasks,
+                        "accuracy": accuracy / tasks,
+                        "lr": lr,
+                        "tasks_per_s": tasks / seconds,
+                        "memory_mb": round(_memory_mb(self.device), 1),
+                    }
+                )
             window.clear()
         if tc.checkpoint_every and self.progress.step % tc.checkpoint_every == 0 and not last_of_epoch:
             self.save(self.run.last)  # at a step boundary nothing is pending: a resume from here is exact
 
     def epoch(self, epoch: int) -> None:
         tc, learner = self.cfg.train, self.learner
-        _set_lr(self.optimizer, learning_rate(epoch, tc))
+        set_lr(self.optimizer, learning_rate(epoch, tc))
         sampler = self.loader.sampler
         sampler.set_epoch(epoch, self.progress.position)
         self.monitor.start_epoch(epoch, tc.epochs, len(sampler))
@@ -297,9 +290,15 @@ class _Loop:
                 if task is None:
                     continue
                 stats = learner.train_task(
-                    task.context_clips, task.context_labels, task.target_clips, task.target_labels, task.way,
-                    self.cfg.lite, _task_generator(tc.seed, task.key), loss_weight=1.0 / tc.tasks_per_batch,
-                )  # fmt: skip
+                    task.context_clips,
+                    task.context_labels,
+                    task.target_clips,
+                    task.target_labels,
+                    task.way,
+                    self.cfg.lite,
+                    _task_generator(tc.seed, task.key),
+                    loss_weight=1.0 / tc.tasks_per_batch,
+                )
                 window.append((stats.loss, stats.accuracy))
                 self.monitor.task_done(stats.loss, stats.accuracy, _memory_mb(self.device))
             logged_before = len(window)
@@ -316,8 +315,15 @@ class _Loop:
             record["replica_spread"] = spread  # 0.0: every rank holds the same weights
         due = self.val_users and ((epoch + 1) % tc.val_every == 0 or epoch + 1 == tc.epochs)
         if due and self.dist.main:  # validation is small: rank 0 runs it while the others wait
-            result = validate(self.learner, self.val_users, self.cfg.test_sampling, self.cfg.data, self.cfg.lite,
-                              tc.val_tasks_per_user, tc.seed + 1)  # fmt: skip
+            result = validate(
+                self.learner,
+                self.val_users,
+                self.cfg.test_sampling,
+                self.cfg.data,
+                self.cfg.lite,
+                tc.val_tasks_per_user,
+                tc.seed + 1,
+            )
             record.update(result)
             score = result["frame_accuracy"]
             if math.isfinite(score) and (self.progress.best is None or score > self.progress.best):
@@ -358,8 +364,14 @@ def train(
         if record is None:
             atomic_write_text(run.dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
         elif record["changed"]:  # config.yaml keeps what the run started with; the change is logged where it happened
-            run.log({"type": "resume", "epoch": record["progress"]["epoch"], "step": record["progress"]["step"],
-                     "changed": record["changed"]})  # fmt: skip
+            run.log(
+                {
+                    "type": "resume",
+                    "epoch": record["progress"]["epoch"],
+                    "step": record["progress"]["step"],
+                    "changed": record["changed"],
+                }
+            )
         if events:
             run.tensorboard = tensorboard.TensorBoardLog(run.dir, record["progress"]["step"] if record else None)
     loop.learner.train()

@@ -108,8 +108,9 @@ class Learner(nn.Module):
         self.backbone.requires_grad_(False)
         self._build_adaptation(model, spec)  # between backbone and head: the order parameters are registered in
         scale = model.logit_scale or None
-        self.head = create_head(model.head or spec.head, self.backbone.feature_dim, scale, model.learn_scale,
-                                style=model.style)  # fmt: skip
+        self.head = create_head(
+            model.head or spec.head, self.backbone.feature_dim, scale, model.learn_scale, style=model.style
+        )
         self.bf16 = False
 
     def _build_adaptation(self, model: ModelConfig, spec: LearnerSpec) -> None:
@@ -143,8 +144,9 @@ class FewShotLearner(Learner):
             frames = self.backbone.spec
             mean, std = (frames.mean, frames.std) if model.style == "reference" else ((0.5,) * 3, (0.5,) * 3)
             self.set_encoder = SetEncoder(model.set_encoder_width, style=model.style, mean=mean, std=std)
-            self.film = FilmGenerator(self.backbone.film_layers, model.set_encoder_width,
-                                      scale_only=self.backbone.film_scale_only)  # fmt: skip
+            self.film = FilmGenerator(
+                self.backbone.film_layers, model.set_encoder_width, scale_only=self.backbone.film_scale_only
+            )
         self.film_reg_weight = model.film_reg_weight
 
     def head_has_parameters(self) -> bool:

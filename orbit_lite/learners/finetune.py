@@ -119,8 +119,9 @@ class FineTuner(Learner):
         clips, else the exact gradient in chunks of ``finetune.batch_size`` clips, each weighted by its share."""
         n, cfg = len(clips), self.finetune
         if cfg.lite and cfg.h < n:
-            features = lite_forward(lambda c: self.tuned_clip_features(c, tuned), clips, h=cfg.h,
-                                    chunk_size=chunk, generator=generator)  # fmt: skip
+            features = lite_forward(
+                lambda c: self.tuned_clip_features(c, tuned), clips, h=cfg.h, chunk_size=chunk, generator=generator
+            )
             F.cross_entropy(self.head.logits(features, head), labels).backward()
             return
         for start in range(0, n, cfg.batch_size):

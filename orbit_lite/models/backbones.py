@@ -90,8 +90,9 @@ class Backbone(nn.Module):
         self.film_layers = _find_film_layers(spec, net)
         self._film_channels = dict(self.film_layers)
         # Norm layers without a bias (RMSNorm, LayerNorm(bias=False)): FiLM scales them and cannot shift them.
-        self.film_scale_only = frozenset(n for n, _ in self.film_layers if getattr(net.get_submodule(n), "bias", None)
-                                         is None)  # fmt: skip
+        self.film_scale_only = frozenset(
+            n for n, _ in self.film_layers if getattr(net.get_submodule(n), "bias", None) is None
+        )
         self.buckets = Buckets()  # which batch sizes the network sees (orbit_lite.shapes); set from the config
         self.channels_last = False
         self._features = self._eager_features

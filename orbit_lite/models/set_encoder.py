@@ -56,8 +56,9 @@ class SetEncoder(nn.Module):
         self.width = width
         self.style = style
         self.register_buffer("input_scale", 1.0 / torch.tensor(std).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("input_shift", -torch.tensor(mean).view(1, 3, 1, 1) / torch.tensor(std).view(1, 3, 1, 1),
-                             persistent=False)  # fmt: skip
+        self.register_buffer(
+            "input_shift", -torch.tensor(mean).view(1, 3, 1, 1) / torch.tensor(std).view(1, 3, 1, 1), persistent=False
+        )
         self.train()
 
     def train(self, mode: bool = True) -> SetEncoder:

@@ -87,13 +87,22 @@ def draw_answer(frame: np.ndarray, name: str, probability: float, right: bool | 
     thickness = max(1, round(band / 18))
     baseline = round(band * 0.72)
     margin = max(3, round(0.02 * w))
-    cv2.putText(out, f"{ascii_text(name)} {probability:.0%}", (margin, baseline), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                WHITE, thickness, cv2.LINE_AA)  # fmt: skip
+    cv2.putText(
+        out,
+        f"{ascii_text(name)} {probability:.0%}",
+        (margin, baseline),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        WHITE,
+        thickness,
+        cv2.LINE_AA,
+    )
     if right is not None:
         verdict, colour = ("right", GREEN) if right else ("wrong", RED)
         (tw, _), _ = cv2.getTextSize(verdict, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-        cv2.putText(out, verdict, (w - tw - margin, baseline), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness,
-                    cv2.LINE_AA)  # fmt: skip
+        cv2.putText(
+            out, verdict, (w - tw - margin, baseline), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA
+        )
         cv2.rectangle(out, (0, 0), (w - 1, h - 1), colour, max(2, round(0.01 * w)))  # a frame seen from afar
     return out
 
@@ -105,8 +114,10 @@ def _open_writer(path: Path, fps: float, size: tuple[int, int]) -> tuple[cv2.Vid
         if writer.isOpened():
             return writer, codec
         writer.release()
-    raise OrbitLiteError(f"this OpenCV build can write {path.suffix} video with none of {', '.join(CODECS)}; "
-                         "install opencv-python-headless from PyPI")  # fmt: skip
+    raise OrbitLiteError(
+        f"this OpenCV build can write {path.suffix} video with none of {', '.join(CODECS)}; "
+        "install opencv-python-headless from PyPI"
+    )
 
 
 def output_size(width: int, height: int) -> tuple[int, int]:

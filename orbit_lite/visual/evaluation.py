@@ -91,8 +91,9 @@ def confusion_figure(results: Sequence[UserResult], title: str) -> Figure:
         for i in range(k):
             for j in range(k):
                 dark = fractions[i, j] > 0.6
-                ax.text(j, i, str(c.counts[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if dark else "black")  # fmt: skip
+                ax.text(
+                    j, i, str(c.counts[i, j]), ha="center", va="center", fontsize=7, color="white" if dark else "black"
+                )
         labels = [_label(n) for n in c.objects]
         ax.set_xticks(range(k), labels, rotation=90, fontsize=6)
         ax.set_yticks(range(k), labels, fontsize=6)

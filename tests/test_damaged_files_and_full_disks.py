@@ -1,4 +1,5 @@
-"""What the second fault trial (issue 14) found beyond folder ownership: each case failed before its fix."""
+"""Damaged, foreign or unsafe files and full or read-only disks: each is one line naming the file, and nothing is
+left half-written or removed that orbit-lite did not write."""
 
 from __future__ import annotations
 
