@@ -1,12 +1,12 @@
-"""The ORBIT reference code's published checkpoints as orbit-lite training checkpoints (spec/orbit-checkpoints.md).
+"""The ORBIT reference code's published checkpoints as orbit-lite training checkpoints.
 
 A published file is the reference model's bare ``state_dict``: backbone (``feature_extractor.*``) and, for the CNAPs
 family, set encoder, FiLM generator and Versa networks. This module says which orbit-lite model it is (from the file
 name or the caller), maps every reference key onto that model's own key, checks that every key is used and every
 shape is right, and returns the payload of an orbit-lite training checkpoint. The model is built in the ``reference``
-style (``model.style``), so it computes what the reference computes; what the file does not hold comes from the spec:
-the logit scale (32 for cosine ProtoNets, else 1) and the FiLM base values (the backbone's own norm parameters, which
-the frozen CNAPs-family backbones never changed).
+style (``model.style``), so it computes what the reference computes; what the file does not hold comes from the
+reference code: the logit scale (32 for cosine ProtoNets, else 1) and the FiLM base values (the backbone's own norm
+parameters, which the frozen CNAPs-family backbones never changed).
 
 Reading never runs code: ``torch.load(weights_only=True)``, and a pickle that asks for more is refused.
 """
@@ -206,7 +206,7 @@ def import_reference(path: Path, ref: ReferenceModel) -> tuple[dict[str, Any], i
     check_state(state, mapping, ours, f"{ref.describe()} ({LEARNERS[ref.learner].description})")
     converted = {mapping[k]: v for k, v in state.items() if k in mapping}
     left = set(ours) - set(converted)
-    converted.update({k: ours[k] for k in left})  # only the head's scale buffer, set from the spec
+    converted.update({k: ours[k] for k in left})  # only the head's scale buffer, set from the reference code
     assert left <= {"head.scale"}, f"key map misses {sorted(left)}"
     learner.load_state_dict(converted)
     source = {"file": path.name, "learner": ref.learner, "backbone": ref.backbone, "head": ref.head}

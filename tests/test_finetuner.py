@@ -30,7 +30,7 @@ def coloured(way: int, per_class: int, seed: int, size: int = SIZE, length: int 
 
 
 def reference_probabilities(net: nn.Module, tuned_names: set[str], mean, std, clips, labels, query, batch_size: int):
-    """The reference's per-task loop (spec orbit.md 3.6), written from the spec: frozen extractor except the named
+    """The reference's per-task loop, written from the reference's behaviour: frozen extractor except the named
     parameters (``unfreeze_film``), zero linear head, Adam (0.9, 0.999, eps 1e-8, no decay) at 1e-3 over two groups
     (head; extractor with an ``lr_scale`` key), 50 steps, each the sum over chunks of CE x chunk/N; BN in eval."""
     net.eval()
@@ -84,7 +84,7 @@ def timm_net(tag: str, size: int, seed: int, frames: torch.Tensor, norm: tuple) 
 
 
 def film_names(tag: str, net: nn.Module) -> set[str]:
-    """The reference's FiLM tags (spec orbit.md 3.3), from the spec's rule, not from orbit-lite's code."""
+    """The reference's FiLM tags, from the reference's rule, not from orbit-lite's code."""
     if tag.startswith("vit_"):
         layers = [f"blocks.{i}.{k}" for i in range(len(net.blocks)) for k in ("norm1", "norm2")] + ["norm"]
     else:

@@ -1,6 +1,6 @@
 """`orbit-lite import-orbit`: reference checkpoints in the published layout give the reference model's probabilities.
 
-The reference side is written here from the spec (spec/orbit-checkpoints.md), not from orbit-lite's modules: the file
+The reference side is written here from the reference's published layout, not from orbit-lite's modules: the file
 is built from timm and hand-made tensors under the reference's key names, and its predictions are computed with
 torch.nn.functional (set encoder, FiLM generators and formula, heads) around timm's own forward.
 """
@@ -40,7 +40,7 @@ runner = CliRunner()
 
 
 def _film_layers(backbone: str, net: torch.nn.Module) -> list[str]:
-    """The reference's FiLM tags, written out from the spec's list (3.3)."""
+    """The reference's FiLM tags, written out from the reference's list."""
     if backbone.startswith("vit"):  # the CLIP ViT's norm_pre is left out
         return [f"blocks.{i}.{n}" for i in range(12) for n in ("norm1", "norm2")] + ["norm"]
     assert backbone == "efficientnet_b0"  # no published FiLM-ed layout has another EfficientNet
@@ -197,7 +197,7 @@ CASES = [
     ("simple_cnaps", "", "efficientnet_b0", "mahalanobis"),
     ("cnaps", "", "efficientnet_b0", "versa"),
     ("protonets", "", "vit_b_32", "proto"),
-    # Of the 12 published layouts (spec orbit-checkpoints.md), these 8 cover every backbone, every learner and head,
+    # Of the 12 published layouts, these 8 cover every backbone, every learner and head,
     # and FiLM on both a CNN and a ViT; the larger networks are slow at 224 px on a CPU.
     pytest.param(
         "protonets", "_cosine", "efficientnet_v2_s", "proto_cosine", marks=(pytest.mark.slow, pytest.mark.heavy)

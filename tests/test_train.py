@@ -190,7 +190,7 @@ def test_resume_from_the_middle_of_an_epoch(tiny_frames: Path, tmp_path: Path) -
 
 
 def _reference_multistep(cfg: TrainConfig) -> list[float]:
-    # Written from spec orbit.md 5, not from learning_rate: timm's multistep scheduler counts the milestones
+    # Written from the reference's set-up, not from learning_rate: timm's multistep scheduler counts the milestones
     # range(decay_epochs, epochs, decay_epochs) that are <= t + 1, warms up linearly for t < warmup_t, and the
     # reference steps it with epoch + 1 after each epoch; epoch 0 runs at the lr the scheduler was built with.
     milestones = list(range(cfg.decay_epochs, cfg.epochs, cfg.decay_epochs))
@@ -252,8 +252,9 @@ def test_multistep_schedule_matches_the_reference_at_every_epoch(changes: dict) 
     assert ours == pytest.approx(_timm_multistep(cfg), rel=1e-12)
 
 
-def test_default_schedule_is_the_spec_table() -> None:
-    # spec orbit.md 5: 1.0, 1.8, 2.6, 3.4, 4.2e-6 during warm-up, 5e-6 for epochs 5-13, 2.5e-6 from epoch 14 to the end
+def test_default_schedule_is_the_reference_table() -> None:
+    # the reference's default schedule: 1.0, 1.8, 2.6, 3.4, 4.2e-6 during warm-up, 5e-6 for epochs 5-13, 2.5e-6 from
+    # epoch 14 to the end
     lrs = [learning_rate(e, TrainConfig()) for e in range(30)]
     assert lrs == pytest.approx([1.0e-6, 1.8e-6, 2.6e-6, 3.4e-6, 4.2e-6] + [5e-6] * 9 + [2.5e-6] * 16, rel=1e-12)
     # 40 epochs, decay every 10, no warm-up: milestones 10, 20, 30, each one epoch early (stepped with epoch + 1)

@@ -6,7 +6,7 @@ a video with fewer than 50 valid frames left out, and up to 200 random frames pe
 per (task, video). ``orbit2021`` (the dataset paper's): 5 tasks per user, a random context per task, every frame of
 every clutter video (up to ``frame_cap``), and frames-to-recognition and video accuracy besides frame accuracy.
 
-The work is shared where the draws allow (spec orbit.md 10.8): when the context sampling is deterministic (uniform
+The work is shared where the draws allow: when the context sampling is deterministic (uniform
 frames of every video of every object, as in orbit2022) the user is personalized once, not once per task; and each
 query video's frames that *any* task samples are decoded and encoded once, then every task is scored from those
 features.

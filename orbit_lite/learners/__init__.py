@@ -1,4 +1,4 @@
-"""Learners by name: each is a backbone, an adaptation scheme and a head (spec orbit.md 3, lite.md 3)."""
+"""Learners by name: each is a backbone, an adaptation scheme and a head."""
 
 from __future__ import annotations
 

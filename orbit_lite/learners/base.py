@@ -12,7 +12,7 @@ and a bounded-memory, exact pass over the query set:
 3. one backward pass from the head state and FiLM parameters into the support path with those collected gradients.
 
 By the chain rule this is the gradient of the whole task's loss (mean cross-entropy over every query clip), with
-the LITE estimate on the support path and the exact gradient on the query path (spec/lite.md 9.5).
+the LITE estimate on the support path and the exact gradient on the query path.
 """
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ class FewShotLearner(Learner):
                 if leaf.grad is not None:
                     outputs.append(t)
                     grads.append(leaf.grad)
-        if self.film is not None:  # once per task, not divided by tasks_per_batch (spec/lite.md 3.6)
+        if self.film is not None:  # once per task, not divided by tasks_per_batch
             outputs.append(self.film.regularizer() * self.film_reg_weight)
             grads.append(torch.ones((), device=self.device))
         if outputs:

@@ -163,7 +163,7 @@ def _fit_vit_positions(state: StateDict, net: nn.Module) -> StateDict:
 
 
 _BN, _LN, _HALF = (nn.BatchNorm2d,), (nn.LayerNorm,), (0.5, 0.5, 0.5)
-# The reference's per-backbone frame normalization (spec/orbit-checkpoints.md 2): "imagenet", "imagenet_inception",
+# The reference's per-backbone frame normalization: "imagenet", "imagenet_inception",
 # "openai_clip"; each equals its timm weights' own pretrained config.
 _IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 _CLIP = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))

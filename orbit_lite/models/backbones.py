@@ -1,16 +1,15 @@
 """Registry of feature extractors: frames ``[B, 3, S, S]`` -> features ``[B, D]``, with FiLM-able norm layers.
 
 Each :class:`BackboneSpec` carries what belongs to the model (timm's "pretrained configs travel with the model"):
-input normalization, the weight source, the size rule, and which norm layers FiLM adapts (spec/lite.md 3.2,
-spec/orbit.md 3.3). :class:`Backbone` turns uint8 frames into features and applies FiLM by swapping the adapted
-layers' affine parameters for the FiLM-ed ones (:func:`orbit_lite.models.film.film_affine`, in the backbone's FiLM
-style) inside :func:`torch.func.functional_call`, without touching the module tree.
+input normalization, the weight source, the size rule, and which norm layers FiLM adapts
+(:mod:`orbit_lite.models.backbone_specs`). :class:`Backbone` turns uint8 frames into features and applies FiLM by
+swapping the adapted layers' affine parameters for the FiLM-ed ones (:func:`orbit_lite.models.film.film_affine`, in
+the backbone's FiLM style) inside :func:`torch.func.functional_call`, without touching the module tree.
 
 Two registered families: torchvision's ImageNet models, and the ORBIT reference code's timm models
 (``tf_efficientnet_b0``, ``tf_efficientnetv2_s_in21k``, ``vit_b_32_in21k``, ``vit_b_32_clip_laion2b``), with the
-reference's own weights, normalization and FiLM layers, so that its checkpoints load into them
-(spec/orbit-checkpoints.md 2). Besides them, any timm image model by name, ``timm/<model>[.<tag>]``, with what timm
-says about it and orbit-lite's generic FiLM rule (:mod:`orbit_lite.models.timm_any`).
+reference's own weights, normalization and FiLM layers, so that its checkpoints load into them. Besides
+them, any timm image model by name, ``timm/<model>[.<tag>]``, with what timm says about it and orbit-lite's generic FiLM rule (:mod:`orbit_lite.models.timm_any`).
 
 Normalization statistics are frozen: BatchNorm always uses its running statistics and dropout / stochastic depth are
 off, even in ``train()`` mode, so a frame's features never depend on the other frames in its batch. LITE relies on
@@ -34,6 +33,7 @@ from orbit_lite.checkpoint import read_torch_file
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.models import timm_any, timm_backbones
 from orbit_lite.models.backbone_specs import (
+    BACKBONES,
     BackboneSpec,
     StateDict,
     available_backbones,
@@ -325,6 +325,7 @@ def _load_state(spec: BackboneSpec, net: nn.Module, state: StateDict, source: st
 
 
 __all__ = [  # the registry lives in backbone_specs; kept importable from here
+    "BACKBONES",
     "PRETRAINED",
     "Backbone",
     "BackboneSpec",

@@ -3,7 +3,7 @@
 A head is split in two so that a personalized model is a value: :meth:`Head.fit` maps context features ``[N, D]`` and
 labels ``[N]`` to a :data:`HeadState` (a tuple of tensors), and :meth:`Head.logits` scores query features ``[M, D]``
 against that state, giving ``[M, way]``. The state stays on the autograd graph: the reference code wrapped it in
-``nn.Parameter``, which detaches it, so no gradient reached the context path (spec orbit.md 3.5); here it is never
+``nn.Parameter``, which detaches it, so no gradient reached the context path; here it is never
 wrapped, detached or read through ``.data``.
 
 All head maths runs in at least float32 with autocast switched off: the cost is small (``K`` is at most ~15), and the
@@ -196,7 +196,7 @@ class MahalanobisHead(Head):
 
     A class with one context example has a zero scatter matrix. orbit-lite gives it a zero class covariance; the
     ``reference`` style reproduces the reference code, whose covariance of a single vector is the (unbiased) variance of
-    its D entries added to every matrix entry (spec/lite.md 3.5), so that its checkpoints give its predictions.
+    its D entries added to every matrix entry, so that its checkpoints give its predictions.
     """
 
     name = "mahalanobis"
@@ -244,8 +244,8 @@ class VersaHead(Head):
 
     ``w_c = mu_c + f_w(mu_c)`` (residual MLP ``D -> D``), ``b_c = f_b(mu_c)`` (MLP ``D -> 1``, no residual), and
     ``logits = scale * (x W^T + b)``. State: ``(W [K, D], b [K])``. Unlike the reference code, ``f_w`` and ``f_b``
-    receive gradients (spec orbit.md 3.5). ``f_b``'s hidden width is ``D``; the ``reference`` style's is 1, as in the
-    reference code (``D -> 1 -> 1 -> 1``; spec/orbit-checkpoints.md 3.2).
+    receive gradients. ``f_b``'s hidden width is ``D``; the ``reference`` style's is 1, as in the
+    reference code (``D -> 1 -> 1 -> 1``).
     """
 
     name = "versa"
