@@ -9,7 +9,8 @@ the backbone's FiLM style) inside :func:`torch.func.functional_call`, without to
 Two registered families: torchvision's ImageNet models, and the ORBIT reference code's timm models
 (``tf_efficientnet_b0``, ``tf_efficientnetv2_s_in21k``, ``vit_b_32_in21k``, ``vit_b_32_clip_laion2b``), with the
 reference's own weights, normalization and FiLM layers, so that its checkpoints load into them. Besides
-them, any timm image model by name, ``timm/<model>[.<tag>]``, with what timm says about it and orbit-lite's generic FiLM rule (:mod:`orbit_lite.models.timm_any`).
+them, any timm image model by name, ``timm/<model>[.<tag>]``, with what timm says about it and orbit-lite's
+generic FiLM rule (:mod:`orbit_lite.models.timm_any`).
 
 Normalization statistics are frozen: BatchNorm always uses its running statistics and dropout / stochastic depth are
 off, even in ``train()`` mode, so a frame's features never depend on the other frames in its batch. LITE relies on
