@@ -263,26 +263,16 @@ def is_predictions_csv(path: Path) -> bool:
 
 
 PNG_SOFTWARE = "orbit-lite"  # the Software text chunk of every PNG orbit-lite writes starts with this
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def is_orbit_lite_png(path: Path) -> bool:
-    """A PNG written by orbit-lite: its Software text chunk (before the image data) names orbit-lite."""
+    """A PNG written by orbit-lite: its Software text chunk (read before the image data) names orbit-lite."""
+    from PIL import Image  # only when a PNG is checked: the command line starts without it
+
     try:
-        with open(path, "rb") as f:
-            if f.read(8) != _PNG_SIGNATURE:
-                return False
-            while True:
-                head = f.read(8)
-                if len(head) < 8:
-                    return False
-                size, kind = int.from_bytes(head[:4], "big"), head[4:]
-                if kind in (b"IDAT", b"IEND") or size > 2**20:  # text chunks come first; past them, none is ours
-                    return False
-                data = f.read(size + 4)[:size]  # the chunk and its CRC
-                if kind == b"tEXt" and data.startswith(b"Software\x00" + PNG_SOFTWARE.encode()):
-                    return True
-    except OSError:
+        with Image.open(path, formats=["PNG"]) as image:
+            return str(image.info.get("Software", "")).startswith(PNG_SOFTWARE)
+    except (OSError, ValueError, Image.DecompressionBombError):  # not a PNG (UnidentifiedImageError), unreadable
         return False
 
 
