@@ -67,8 +67,7 @@ def worker(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     device = select_device(args.device)
     model = ModelConfig(learner=args.learner, backbone=args.backbone, weights="none")
-    learner = create_learner(model, args.frame_size).to(device)
-    learner.bf16 = args.bf16
+    learner = create_learner(model, args.frame_size, bf16=args.bf16).to(device)
     if args.mode == "checkpoint":
         checkpoint_stages(learner.backbone.net)
     optimizer = torch.optim.Adam([p for p in learner.parameters() if p.requires_grad], lr=1e-5)

@@ -58,9 +58,11 @@ def learners_from(source: str) -> list[str]:
     return [name for name, spec in LEARNERS.items() if source in spec.sources]
 
 
-def create_learner(model: ModelConfig, frame_size: int, finetune: FinetuneConfig | None = None) -> Learner:
+def create_learner(
+    model: ModelConfig, frame_size: int, finetune: FinetuneConfig | None = None, bf16: bool = False
+) -> Learner:
     """Build the learner ``model.learner``; an unknown name lists the available ones. ``finetune`` configures the
-    FineTuner learners (default: the reference's settings)."""
+    FineTuner learners (default: the reference's settings); ``bf16`` runs the networks under bf16 autocast."""
     if model.learner not in LEARNERS:
         raise OrbitLiteError(f"unknown learner {model.learner!r}; available: {', '.join(LEARNERS)}")
     spec = LEARNERS[model.learner]
@@ -70,8 +72,8 @@ def create_learner(model: ModelConfig, frame_size: int, finetune: FinetuneConfig
             "steps (learners finetuner, finetuner_film); fix: leave model.head empty"
         )
     if not spec.meta_trained:  # tuned per task: the finetune section says how
-        return spec.cls(model, spec, frame_size, finetune or FinetuneConfig())
-    learner = spec.cls(model, spec, frame_size)
+        return spec.cls(model, spec, frame_size, finetune or FinetuneConfig(), bf16)
+    learner = spec.cls(model, spec, frame_size, bf16)
     if not learner.learn_backbone and not learner.film_enabled and not learner.head_has_parameters():
         raise OrbitLiteError(
             f"learner {model.learner!r} with model.learn_backbone=false and model.film=false has nothing to train; "

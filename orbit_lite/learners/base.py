@@ -100,9 +100,10 @@ class Learner(nn.Module):
         model: the model section of the config; empty fields take ``spec``'s values.
         spec: the learner's registry entry.
         frame_size: input frame side (some backbones are built for one size).
+        bf16: run the networks under bf16 autocast.
     """
 
-    def __init__(self, model: ModelConfig, spec: LearnerSpec, frame_size: int) -> None:
+    def __init__(self, model: ModelConfig, spec: LearnerSpec, frame_size: int, bf16: bool = False) -> None:
         super().__init__()
         self.backbone = create_backbone(model.backbone, model.weights, frame_size, film_style=model.style)
         self.backbone.requires_grad_(False)
@@ -111,7 +112,7 @@ class Learner(nn.Module):
         self.head = create_head(
             model.head or spec.head, self.backbone.feature_dim, scale, model.learn_scale, style=model.style
         )
-        self.bf16 = False
+        self.bf16 = bf16  # bf16 autocast of the backbone and set encoder
 
     def _build_adaptation(self, model: ModelConfig, spec: LearnerSpec) -> None:
         """The parts that adapt the backbone to a task (none here)."""

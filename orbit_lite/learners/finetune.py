@@ -55,15 +55,25 @@ class FineTuner(Learner):
         spec: the learner's registry entry.
         frame_size: input frame side.
         finetune: steps, optimizer and LITE settings of personalization.
+        bf16: run the backbone under bf16 autocast.
+        seed: of the LITE draws of each personalization.
     """
 
-    def __init__(self, model: ModelConfig, spec: LearnerSpec, frame_size: int, finetune: FinetuneConfig) -> None:
+    def __init__(
+        self,
+        model: ModelConfig,
+        spec: LearnerSpec,
+        frame_size: int,
+        finetune: FinetuneConfig,
+        bf16: bool = False,
+        seed: int = 0,
+    ) -> None:
         model = dataclasses.replace(model, film=False, learn_backbone=False)
-        super().__init__(model, spec, frame_size)
+        super().__init__(model, spec, frame_size, bf16)
         self.tune_film = spec.tune_film
         self.finetune = finetune
         self.style = model.style
-        self.seed = 0  # of LITE's draws: a personalization is reproducible
+        self.seed = seed  # of LITE's draws: a personalization is reproducible
 
     def tuned_names(self) -> list[str]:
         """Names (inside the backbone's network) of the parameters tuned per task: FiLM layers' weight and bias."""
