@@ -5,7 +5,7 @@ layout is decided here and nowhere else."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,35 @@ class VideoScore:
     frame_accuracy: float
     frames_to_recognition: float
     video_accuracy: float
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """One video with something left out: the whole video (``whole_video``) or the corrupt ``frames`` named."""
+
+    video: str
+    path: str
+    reason: str
+    whole_video: bool
+    frames: tuple[str, ...] | None = None  # names of the corrupt frames of a frame folder
+
+    def to_json(self) -> dict[str, Any]:
+        """An entry of metrics.json's ``skipped_videos`` (and of a personal recognizer's config)."""
+        entry: dict[str, Any] = {"video": self.video, "path": self.path, "reason": self.reason,
+                                 "whole_video": self.whole_video}  # fmt: skip
+        return entry if self.frames is None else {**entry, "frames": list(self.frames)}
+
+    @classmethod
+    def from_json(cls, entry: Mapping[str, Any]) -> Skipped:
+        """An entry as written by :meth:`to_json` (older files may lack ``whole_video``: frames mean it was not)."""
+        frames = entry.get("frames")
+        whole = entry.get("whole_video", frames is None)
+        return cls(entry["video"], entry["path"], entry["reason"], whole, None if frames is None else tuple(frames))
+
+
+def skipped_counts(skipped: Sequence[Skipped]) -> tuple[int, int]:
+    """(corrupt frames, whole videos) left out."""
+    return sum(len(s.frames or ()) for s in skipped), sum(1 for s in skipped if s.whole_video)
 
 
 @dataclass(frozen=True)
@@ -109,7 +138,7 @@ class UserResult:
     scores: tuple[VideoScore, ...] = ()
     tasks: tuple[TaskResult, ...] = ()
     frames_encoded: FramesEncoded = FramesEncoded()
-    skipped: tuple[dict[str, Any], ...] = ()  # videos or frames left out (TaskBuilder.skipped)
+    skipped: tuple[Skipped, ...] = ()  # videos or frames left out as corrupt
     personalizations: int = 0
     dropped_objects: tuple[str, ...] = ()  # objects left out of every task: nothing to teach
     dropped: str | None = None  # why the whole user was left out, if it was
@@ -166,7 +195,7 @@ class RunMetrics:
     personalizations: int
     cost: CostSummary
     wall_seconds: float
-    skipped_videos: tuple[dict[str, Any], ...] = ()
+    skipped_videos: tuple[Skipped, ...] = ()
     dropped_users: tuple[tuple[str, str], ...] = ()  # (user, reason)
     dropped_objects: tuple[tuple[str, str], ...] = ()  # (user, object)
 
@@ -186,7 +215,7 @@ class RunMetrics:
             "personalizations": self.personalizations,
             "cost": self.cost.to_json(),
             "wall_seconds": self.wall_seconds,
-            "skipped_videos": list(self.skipped_videos),
+            "skipped_videos": [s.to_json() for s in self.skipped_videos],
             "dropped_users": [{"user": u, "reason": r} for u, r in self.dropped_users],
             "dropped_objects": [{"user": u, "object": o} for u, o in self.dropped_objects],
         }

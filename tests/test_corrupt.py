@@ -41,7 +41,7 @@ def test_an_unreadable_clean_video_leaves_the_user_in_the_evaluation(
         result = evaluate_user(learner, user, make_protocol(cfg, tasks=2), cfg)
     assert result.dropped is None and result.dropped_objects == ()
     assert {s.object for s in result.scores} == set(user.object_names)  # every object still scored
-    assert list(result.skipped) == [{
+    assert [s.to_json() for s in result.skipped] == [{
         "video": victim.video_id, "path": str(victim.path),
         "reason": "12 of 12 frames corrupt; too few usable frames left", "frames": names, "whole_video": True,
     }]  # fmt: skip
@@ -64,8 +64,9 @@ def test_a_corrupt_query_frame_is_left_out_of_its_video_only(tiny_copy: Path, ti
     after = {s.video: s.n_frames for s in result.scores}
     assert after == {**before, query.video_id: before[query.video_id] - 1}
     reason = "1 corrupt frame(s) left out"
-    assert list(result.skipped) == [{"video": query.video_id, "path": str(query.path), "reason": reason,
-                               "frames": [query.frames.name(7)], "whole_video": False}]  # fmt: skip
+    expected = {"video": query.video_id, "path": str(query.path), "reason": reason, "frames": [query.frames.name(7)],
+                "whole_video": False}  # fmt: skip
+    assert [s.to_json() for s in result.skipped] == [expected]
     frames = {int(n) for n in result.tasks[0].videos[query.video_id]}
     assert 8 not in frames and len(frames) == before[query.video_id] - 1
 
@@ -173,7 +174,7 @@ def test_an_annotation_file_of_another_video_is_named_and_its_video_left_out(
         result = evaluate_user(learner, user, make_protocol(cfg, tasks=1), cfg)
     reason = (f"annotation file {victim.annotation_path} names the frames of video {other.video_id}, not of "
               f"{victim.video_id}")  # fmt: skip
-    assert list(result.skipped) == [
+    assert [s.to_json() for s in result.skipped] == [
         {"video": victim.video_id, "path": str(victim.path), "reason": reason, "whole_video": True}
     ]
     assert victim.video_id not in {s.video for s in result.scores}

@@ -135,7 +135,7 @@ def test_corrupt_video_file_is_skipped(tiny_videos: Path, tmp_path: Path, caplog
     with caplog.at_level(logging.WARNING):
         task = builder.build(user, rng(), train=True)
     assert task is not None and broken.video_id not in task.context_video_ids
-    assert str(broken.path) in builder.bad_videos
+    assert str(broken.path) in builder.skips.videos
 
 
 def test_loader_gives_the_same_tasks_with_and_without_workers(tiny_frames: Path) -> None:

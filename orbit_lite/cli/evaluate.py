@@ -146,7 +146,7 @@ class _Bar:
 
 
 def _print_summary(metrics: RunMetrics, seconds: float, out_dir: Path) -> None:
-    from orbit_lite.data.tasks import TaskBuilder
+    from orbit_lite.results import skipped_counts
 
     encoded = metrics.frames_encoded
     out.print(
@@ -157,7 +157,7 @@ def _print_summary(metrics: RunMetrics, seconds: float, out_dir: Path) -> None:
     out.print(cost_line(metrics.cost), markup=False)
     skipped = metrics.skipped_videos
     if skipped:
-        frames, whole = TaskBuilder.skipped_counts(list(skipped))
+        frames, whole = skipped_counts(skipped)
         left = f"{plural(frames, 'corrupt frame')} and {plural(whole, 'whole video')}"
         err.print(
             f"[yellow]left out {left} (unreadable, too few usable frames or a wrong annotation file; "

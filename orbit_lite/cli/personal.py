@@ -56,9 +56,9 @@ def personalize_command(
     writable_parent(out_file)
     # the data and the engine (torch) load only once the options are known to be right: mistakes answer at once
     from orbit_lite.data.layout import index_tree, index_user_folder
-    from orbit_lite.data.tasks import TaskBuilder
     from orbit_lite.engine.personalize import personalize_user
     from orbit_lite.personal import save_personal
+    from orbit_lite.results import Skipped, skipped_counts
     from orbit_lite.runtime import select_device
 
     who = index_tree(data).user(user) if user is not None else index_user_folder(videos).users()[0]
@@ -73,11 +73,11 @@ def personalize_command(
         frames = int((task.context_labels == label).sum()) * task.clip_length
         table.add_row(str(label), escape(name), str(len(ids)), str(frames))  # user text is never markup
     out.print(table)
-    skipped = model.config.get("skipped", [])
+    skipped = [Skipped.from_json(s) for s in model.config.get("skipped", [])]
     if skipped:
-        frames, whole = TaskBuilder.skipped_counts(skipped)
+        frames, whole = skipped_counts(skipped)
         left = f"{plural(frames, 'corrupt frame')} and {plural(whole, 'whole video')}"
-        names = ", ".join(s["video"] for s in skipped)
+        names = ", ".join(s.video for s in skipped)
         err.print(f"left out {left} (unreadable or too few usable frames): {names}", markup=False, soft_wrap=True)
     out.print(f"saved to {out_file}", markup=False)
 

@@ -22,8 +22,10 @@ from orbit_lite.data.annotations import valid_frame_positions
 from orbit_lite.data.layout import User, Video
 from orbit_lite.data.plan import CandidateObject, TaskPlan, UsableVideo, VideoPlan, plan_task
 from orbit_lite.data.sampling import clean_clean_split
+from orbit_lite.data.skips import SkipLog
 from orbit_lite.data.video import FrameReader, as_frames
 from orbit_lite.errors import CorruptMediaError
+from orbit_lite.results import Skipped
 from orbit_lite.tags import expand_filter
 
 log = logging.getLogger(__name__)
@@ -104,9 +106,7 @@ class TaskBuilder:
         self._context_tags = expand_filter(sampling.context_filter)
         self._target_tags = expand_filter(sampling.target_filter)
         self._candidates: dict[str, list[CandidateObject]] = {}
-        self.bad_videos: dict[str, str] = {}  # video path -> reason it was left out, for reports
-        self.bad_frames: dict[str, dict[int, str]] = {}  # frame-folder path -> {position of a corrupt frame: reason}
-        self._videos: dict[str, Video] = {}  # path -> video, for every video named above
+        self.skips = SkipLog()  # what was left out as corrupt, for reports
         self.short_videos: set[str] = set()  # paths of readable videos with too few frames that pass the filter
 
     def candidates(self, user: User) -> list[CandidateObject]:
@@ -130,14 +130,14 @@ class TaskBuilder:
     def _usable(self, videos: Sequence[Video], tags: frozenset[str], min_frames: int) -> tuple[UsableVideo, ...]:
         out = []
         for video in videos:
-            if str(video.path) in self.bad_videos:
+            if str(video.path) in self.skips.videos:
                 continue
             try:
                 valid = valid_frame_positions(video, tags, self.sampling.require_annotations)
             except CorruptMediaError as e:
                 self._mark_bad(video, e)
                 continue
-            corrupt = np.array(sorted(self.bad_frames.get(str(video.path), ())), dtype=np.int64)
+            corrupt = np.array(sorted(self.skips.frames.get(str(video.path), ())), dtype=np.int64)
             readable = valid[~np.isin(valid, corrupt)]
             if len(readable) >= min_frames:
                 out.append(UsableVideo(video, readable, corrupt))
@@ -146,7 +146,7 @@ class TaskBuilder:
             else:  # usable but for its corrupt frames: say so, once
                 reason = f"{len(corrupt)} of {video.num_frames} frames corrupt; too few usable frames left"
                 log.warning("skipping video %s: %s", video.path, reason)
-                self.bad_videos[str(video.path)] = reason
+                self.skips.leave_out_video(video, reason)
         return tuple(out)
 
     def _mark_bad(self, video: Video, error: CorruptMediaError) -> None:
@@ -154,17 +154,16 @@ class TaskBuilder:
         failed = Path(str(error.path))
         in_folder = video.frames is not None and failed.parent == video.path
         position = video.frames.position_of(failed.name) if in_folder else None
-        self._videos[str(video.path)] = video
         if position is not None:
             found = self._probe_frames(video)
             found.setdefault(position, error.reason)
-            self.bad_frames.setdefault(str(video.path), {}).update(found)
+            self.skips.leave_out_frames(video, found)
             names = [f"{video.frames.name(p)} ({found[p]})" for p in sorted(found)[:_SHOWN_FRAMES]]
             more = f" and {len(found) - _SHOWN_FRAMES} more" if len(found) > _SHOWN_FRAMES else ""
             log.warning("skipping %d corrupt frame(s) of %s: %s%s", len(found), video.path, ", ".join(names), more)
         else:
             log.warning("skipping video %s: %s", video.path, error.reason)
-            self.bad_videos[str(video.path)] = error.reason
+            self.skips.leave_out_video(video, error.reason)
         self._candidates.pop(video.user, None)
 
     def _probe_frames(self, video: Video) -> dict[int, str]:
@@ -181,7 +180,7 @@ class TaskBuilder:
     def read_available(self, video: Video, positions: np.ndarray) -> tuple[np.ndarray, torch.Tensor] | None:
         """Frames at ``positions`` without the corrupt ones: (positions read, ``[U, 3, S, S]``); None when the whole
         video is unreadable. What is left out is recorded as in task building."""
-        known = np.array(sorted(self.bad_frames.get(str(video.path), ())), dtype=np.int64)
+        known = np.array(sorted(self.skips.frames.get(str(video.path), ())), dtype=np.int64)
         positions = positions[~np.isin(positions, known)]
         for _ in range(2):  # a failed frame makes one probe of the whole folder; a second failure is the video's
             if not len(positions):
@@ -190,9 +189,9 @@ class TaskBuilder:
                 return positions, self.reader.read(video, positions)
             except CorruptMediaError as e:
                 self._mark_bad(video, e)
-            if str(video.path) in self.bad_videos:
+            if str(video.path) in self.skips.videos:
                 return None
-            positions = positions[~np.isin(positions, np.array(sorted(self.bad_frames[str(video.path)])))]
+            positions = positions[~np.isin(positions, np.array(sorted(self.skips.frames[str(video.path)])))]
         return None
 
     def probe_context(self, user: User, chunk: int = 64) -> None:
@@ -204,31 +203,14 @@ class TaskBuilder:
                 for start in range(0, len(usable.valid), chunk):  # in chunks: a long video never sits in memory
                     if (
                         self.read_available(usable.video, usable.valid[start : start + chunk]) is None
-                        and str(usable.video.path) in self.bad_videos
+                        and str(usable.video.path) in self.skips.videos
                     ):
                         break
         self._candidates.pop(user.user_id, None)  # recomputed from what was found
 
-    def skipped(self) -> list[dict]:
-        """What was left out, one entry per video: ``video``, ``path``, ``reason`` and any corrupt ``frames``."""
-        out = []
-        for path in sorted(set(self.bad_videos) | set(self.bad_frames)):
-            video = self._videos.get(path)
-            entry = {"video": video.video_id if video else Path(path).name, "path": path}
-            frames = self.bad_frames.get(path, {})
-            entry["reason"] = self.bad_videos.get(path, f"{len(frames)} corrupt frame(s) left out")
-            entry["whole_video"] = path in self.bad_videos  # left out entirely (not only some of its frames)
-            if frames and video is not None and video.frames is not None:
-                entry["frames"] = [video.frames.name(p) for p in sorted(frames)]
-            out.append(entry)
-        return out
-
-    @staticmethod
-    def skipped_counts(skipped: Sequence[dict]) -> tuple[int, int]:
-        """(corrupt frames, whole videos) left out, from :meth:`skipped` entries."""
-        frames = sum(len(s.get("frames", ())) for s in skipped)
-        whole = sum(1 for s in skipped if s.get("whole_video", "frames" not in s))
-        return frames, whole
+    def skipped(self) -> list[Skipped]:
+        """What was left out so far, one entry per video."""
+        return self.skips.entries()
 
     def plan(self, user: User, rng: np.random.Generator, train: bool) -> TaskPlan | None:
         """A task plan for ``user``, or None (with a warning) when it has fewer than two usable objects."""

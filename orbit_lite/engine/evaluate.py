@@ -218,7 +218,7 @@ def _drop_user(builder: TaskBuilder, user: User, result: _Tally) -> None:
     _note_unteachable(builder, user, result)
     candidates = builder.candidates(user)
     teachable = sum(1 for c in candidates if c.context)
-    corrupt = sum(1 for s in builder.skipped() if s["whole_video"])
+    corrupt = sum(1 for s in builder.skipped() if s.whole_video)
     objects = f"{teachable} of its {len(candidates)} objects {'has' if teachable == 1 else 'have'}"
     videos = f"{corrupt} video{'' if corrupt == 1 else 's'}"
     result.dropped = f"{objects} a usable clean video ({videos} left out as corrupt); a task needs two"

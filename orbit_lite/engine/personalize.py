@@ -13,6 +13,7 @@ from orbit_lite.data.tasks import Task, TaskBuilder
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners import Learner
 from orbit_lite.personal import PersonalModel
+from orbit_lite.results import Skipped
 
 
 def context_sampling(cfg: Config, objects: int) -> SamplingConfig:
@@ -38,7 +39,7 @@ def check_user(user: User, builder: TaskBuilder) -> None:
         )
 
 
-def personal_context(user: User, cfg: Config, seed: int = 0, skipped: list | None = None) -> Task:
+def personal_context(user: User, cfg: Config, seed: int = 0, skipped: list[Skipped] | None = None) -> Task:
     """The user's context set: decoded clips of every object's clean videos. Corrupt frames and videos are left out
     (and appended to ``skipped`` as in ``TaskBuilder.skipped``); an object left with no readable clean video is an
     error that names it."""
@@ -66,14 +67,14 @@ def check_clips(task: Task) -> torch.Tensor:
 def personalize_user(learner: Learner, user: User, cfg: Config, seed: int = 0) -> tuple[PersonalModel, Task]:
     """Personalize ``learner`` to ``user``; returns the recognizer and the context task it was built from. What was
     left out as corrupt is recorded in the recognizer's config (``skipped``)."""
-    skipped: list = []
+    skipped: list[Skipped] = []
     task = personal_context(user, cfg, seed, skipped)
     recognizer = learner.personalize(task.context_clips, task.context_labels, task.way, cfg.lite.chunk_size)
     config = {
         "model": to_dict(cfg.model),
         "data": to_dict(cfg.data),
         "context_sampling": to_dict(context_sampling(cfg, len(user.objects))),
-        "skipped": skipped,
+        "skipped": [s.to_json() for s in skipped],
     }
     model = PersonalModel(
         recognizer,
