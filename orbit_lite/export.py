@@ -46,38 +46,8 @@ class ExportedRecognizer(nn.Module):
         super().__init__()
         r = model.recognizer
         self.backbone = _fold_film(r.backbone, r.film)
-        self.kind = r.head.name
+        self.head = r.head.exportable(r.state)
         self.clip_length = model.clip_length
-        scale = float(r.head.temperature())
-        state = [t.detach().cpu().float() for t in r.state]
-        self.register_buffer("scale", torch.tensor(scale))
-        if self.kind in ("proto", "proto_cosine"):
-            self.register_buffer("means", state[0])
-        elif self.kind == "mahalanobis":
-            means, chol = state
-            precision = torch.cholesky_inverse(chol.double()).float()  # (L L^T)^-1, [K, D, D]
-            self.register_buffer("means", means)
-            self.register_buffer("precision", precision)
-            self.register_buffer("q_means", torch.einsum("kde,ke->kd", precision, means))  # Q_k mu_k
-            self.register_buffer("mu_q_mu", (means * self.q_means).sum(1))  # mu_k^T Q_k mu_k
-        elif self.kind in ("versa", "linear"):  # FineTuners' tuned norm layers are in the backbone's own weights
-            self.register_buffer("weight", state[0])
-            self.register_buffer("bias", state[1])
-        else:
-            raise OrbitLiteError(f"no ONNX export for the {self.kind!r} head")
-
-    def _head(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kind == "proto":  # -||x - mu||^2 expanded into products
-            return self.scale * (2 * x @ self.means.T - (self.means**2).sum(1) - (x**2).sum(1, keepdim=True))
-        if self.kind == "proto_cosine":
-            xn = x / x.norm(dim=1, keepdim=True).clamp_min(1e-8)
-            mn = self.means / self.means.norm(dim=1, keepdim=True).clamp_min(1e-8)
-            return self.scale * xn @ mn.T
-        if self.kind == "mahalanobis":  # -(x - mu)^T Q (x - mu) = -(x^T Q x - 2 x^T Q mu + mu^T Q mu)
-            xq = torch.einsum("nd,kde->nke", x, self.precision)
-            quad = (xq * x[:, None, :]).sum(2)
-            return -self.scale * (quad - 2 * x @ self.q_means.T + self.mu_q_mu)
-        return self.scale * (x @ self.weight.T + self.bias)
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.clip_length == 1:
@@ -85,7 +55,7 @@ class ExportedRecognizer(nn.Module):
         else:
             b = frames.shape[0]
             features = self.backbone(frames.flatten(0, 1)).view(b, self.clip_length, -1).mean(1)
-        logits = self._head(features.float())
+        logits = self.head(features.float())
         return logits, torch.softmax(logits, dim=1)
 
 

@@ -35,7 +35,6 @@ BACKBONES = {
     "vit_b_32_clip": "vit_b_32_clip_laion2b",
 }
 HEADS = {"protonets": ("proto", "proto_cosine"), "simple_cnaps": ("mahalanobis",), "cnaps": ("versa",)}
-LOGIT_SCALES = {"proto": 1.0, "proto_cosine": 32.0, "mahalanobis": 1.0, "versa": 1.0}  # not in the files (spec 1)
 FRAME_SIZE = 224
 # Per-task head state that the reference resets after every task; a file may still carry it (spec 1).
 _STRAY = {f"classifier.{k}" for k in ("weight", "bias", "means", "precisions", "task_mean", "task_precision")}
@@ -58,12 +57,14 @@ class ReferenceModel:
 
     def model_config(self) -> ModelConfig:
         """The orbit-lite model that computes what this reference model computes."""
+        from orbit_lite.models.heads import HEADS as HEAD_TYPES  # torch: only once a model is built
+
         return ModelConfig(
             learner=self.learner,
             backbone=BACKBONES[self.backbone],
             weights="pretrained",
             head=self.head,
-            logit_scale=LOGIT_SCALES[self.head],
+            logit_scale=HEAD_TYPES[self.head].default_scale,  # not in the files: the reference's own
             style="reference",
         )
 
@@ -142,11 +143,7 @@ def key_map(learner: FewShotLearner) -> dict[str, str]:
             for k in film.gamma[key].state_dict():  # block.0 Linear, block.1 LayerNorm, block.3 Linear
                 mapping[f"film_generator.generators.{i}.block.{k}"] = f"film.{ours}.{key}.{k}"
             mapping[f"film_generator.regularizers.{i}"] = f"film.r_{ours}.{key}"
-    if learner.head.name == "versa":
-        for ref, ours in (("weight_processor", "f_w"), ("bias_processor", "f_b")):
-            for j in range(3):  # linear1..3 are the Sequential's 0, 2, 4 (ELUs between)
-                for p in ("weight", "bias"):
-                    mapping[f"classifier.{ref}.linear{j + 1}.{p}"] = f"head.{ours}.{2 * j}.{p}"
+    mapping.update({ref: f"head.{ours}" for ref, ours in learner.head.reference_keys().items()})
     return mapping
 
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from orbit_lite.errors import OrbitLiteError
+from orbit_lite.models.head_export import CosineLogits, LinearLogits, MahalanobisLogits, ProtoLogits
 
 HeadState = tuple[Tensor, ...]
 
@@ -129,6 +130,15 @@ class Head(nn.Module):
         """Same as :meth:`logits`, so that module hooks see the call."""
         return self.logits(query, state)
 
+    def exportable(self, state: HeadState) -> nn.Module:
+        """The logits of this head with ``state`` as a standalone module (features ``[B, D]`` -> logits ``[B, K]``,
+        on the CPU, float32), in operations an ONNX export keeps."""
+        raise OrbitLiteError(f"no ONNX export for the {self.name!r} head")
+
+    def reference_keys(self) -> dict[str, str]:
+        """The ORBIT reference code's state_dict keys of this head's own parameters -> this head's keys."""
+        return {}
+
     def extra_repr(self) -> str:
         with torch.no_grad():
             scale = self.temperature().item()
@@ -146,6 +156,9 @@ class ProtoHead(Head):
         with _no_autocast(features):
             return (class_means(features.to(_compute_dtype(features)), labels, way),)
 
+    def exportable(self, state: HeadState) -> nn.Module:
+        return ProtoLogits(float(self.temperature()), means=state[0])
+
     def logits(self, query: Tensor, state: HeadState) -> Tensor:
         self._check(query, "query features")
         (means,) = state
@@ -162,6 +175,9 @@ class CosineProtoHead(ProtoHead):
 
     name = "proto_cosine"
     default_scale = 32.0
+
+    def exportable(self, state: HeadState) -> nn.Module:
+        return CosineLogits(float(self.temperature()), means=state[0])
 
     def logits(self, query: Tensor, state: HeadState) -> Tensor:
         self._check(query, "query features")
@@ -223,6 +239,9 @@ class MahalanobisHead(Head):
             sigma = lam * class_cov + (1 - lam) * task_cov + eye  # + I keeps every Sigma'_c positive definite
             return means, torch.linalg.cholesky(sigma)
 
+    def exportable(self, state: HeadState) -> nn.Module:
+        return MahalanobisLogits(float(self.temperature()), state[0], state[1])
+
     def logits(self, query: Tensor, state: HeadState) -> Tensor:
         self._check(query, "query features")
         means, chol = state
@@ -264,6 +283,18 @@ class VersaHead(Head):
             means = class_means(features.to(self.f_w[0].weight.dtype), labels, way)
             return means + self.f_w(means), self.f_b(means).squeeze(1)
 
+    def exportable(self, state: HeadState) -> nn.Module:
+        return LinearLogits(float(self.temperature()), weight=state[0], bias=state[1])
+
+    def reference_keys(self) -> dict[str, str]:
+        # the reference's linear1..3 are the Sequential's 0, 2, 4 (ELUs between)
+        return {
+            f"classifier.{ref}.linear{j + 1}.{p}": f"{ours}.{2 * j}.{p}"
+            for ref, ours in (("weight_processor", "f_w"), ("bias_processor", "f_b"))
+            for j in range(3)
+            for p in ("weight", "bias")
+        }
+
     def logits(self, query: Tensor, state: HeadState) -> Tensor:
         self._check(query, "query features")
         weight, bias = state
@@ -286,6 +317,9 @@ class LinearHead(Head):
         _class_counts(labels, way)
         dtype = _compute_dtype(features)
         return features.new_zeros(way, self.feature_dim, dtype=dtype), features.new_zeros(way, dtype=dtype)
+
+    def exportable(self, state: HeadState) -> nn.Module:  # a FineTuner's tuned norm layers are in its backbone
+        return LinearLogits(float(self.temperature()), weight=state[0], bias=state[1])
 
     def logits(self, query: Tensor, state: HeadState) -> Tensor:
         self._check(query, "query features")
