@@ -52,8 +52,12 @@ class Skipped:
 
     def to_json(self) -> dict[str, Any]:
         """An entry of metrics.json's ``skipped_videos`` (and of a personal recognizer's config)."""
-        entry: dict[str, Any] = {"video": self.video, "path": self.path, "reason": self.reason,
-                                 "whole_video": self.whole_video}  # fmt: skip
+        entry: dict[str, Any] = {
+            "video": self.video,
+            "path": self.path,
+            "reason": self.reason,
+            "whole_video": self.whole_video,
+        }
         return entry if self.frames is None else {**entry, "frames": list(self.frames)}
 
     @classmethod
