@@ -55,8 +55,11 @@ class ExportedRecognizer(nn.Module):
         else:
             b = frames.shape[0]
             features = self.backbone(frames.flatten(0, 1)).view(b, self.clip_length, -1).mean(1)
-        logits = self.head(features.float())
+        logits = self._head(features.float())
         return logits, torch.softmax(logits, dim=1)
+
+    def _head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
 
 
 def example_input(model: PersonalModel, batch: int = 2, seed: int = 0) -> torch.Tensor:
