@@ -40,7 +40,7 @@ def personal(
     learner = create_learner(model, 32)
     frames = object_frames(12 * clip_length, 32)
     _calibrate_norms(learner.backbone, frames)
-    if learner.film is not None:
+    if getattr(learner, "film", None) is not None:  # a meta-learner with a FiLM generator (a FineTuner has none)
         with torch.no_grad():
             for gate in [*learner.film.r_gamma.values(), *learner.film.r_beta.values()]:
                 gate.normal_(0, 0.5)  # FiLM far from the identity, so folding it is really tested
