@@ -25,7 +25,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -44,7 +43,16 @@ from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners import Learner, Personalized
 from orbit_lite.metrics import frame_accuracy, frames_to_recognition, video_accuracy
 from orbit_lite.outputs import claim_out
-from orbit_lite.results import FramesEncoded, Inference, Protocol, TaskCost, TaskResult, UserResult, VideoScore
+from orbit_lite.results import (
+    FramesEncoded,
+    Inference,
+    Protocol,
+    RunMetrics,
+    TaskCost,
+    TaskResult,
+    UserResult,
+    VideoScore,
+)
 from orbit_lite.runtime import select_device
 
 log = logging.getLogger(__name__)
@@ -302,13 +310,13 @@ class EvaluationRequest:
 
 @dataclass(frozen=True)
 class EvaluationReport:
-    """What a finished evaluation wrote (``metrics`` is metrics.json's content) and how long it took."""
+    """What a finished evaluation wrote (``metrics``: metrics.json, as a typed value) and how long it took."""
 
     out_dir: Path
     protocol: Protocol
     split: str
     seconds: float
-    metrics: dict[str, Any]
+    metrics: RunMetrics
 
 
 class EvaluationMonitor(typing.Protocol):
