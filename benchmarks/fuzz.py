@@ -71,7 +71,8 @@ def make_seeds(folder: Path) -> Seeds:
     from orbit_lite.config import Config, from_dict
     from orbit_lite.data.layout import index_tree
     from orbit_lite.data.synth import synthesize
-    from orbit_lite.engine.personalize import open_learner, personalize_user
+    from orbit_lite.engine.model import open_model, parse_source
+    from orbit_lite.engine.personalize import personalize_user
     from orbit_lite.engine.train import train
     from orbit_lite.personal import save_personal
 
@@ -79,7 +80,7 @@ def make_seeds(folder: Path) -> Seeds:
     train(from_dict(Config, RECIPE), tree, folder / "run")
     checkpoint = folder / "run" / "checkpoints" / "best.pt"
     user = index_tree(tree).users("test")[0]
-    learner, cfg = open_learner(checkpoint, [], [], torch.device("cpu"))
+    learner, cfg = open_model(parse_source(checkpoint, [], []), torch.device("cpu"))
     model, _ = personalize_user(learner, user, cfg)
     save_personal(folder / "personal.pt", model)
     return from_files(tree, checkpoint, folder / "personal.pt")
@@ -248,18 +249,18 @@ def run_case(target: str, data: bytes, seeds: Seeds, work: Path, command: bool) 
                 user = index_tree(seeds.tree).users("test")[0].user_id
                 return _cli(["personalize", "--checkpoint", str(path), "--data", str(seeds.tree), "--user", user,
                              "--out", str(work / "me.pt"), "--device", "cpu"])  # fmt: skip
-            from orbit_lite.engine.personalize import open_learner
+            from orbit_lite.engine.model import open_model, parse_source
 
-            open_learner(path, [], [], torch.device("cpu"))
+            open_model(parse_source(path, [], []), torch.device("cpu"))
         elif target == "personal":
             path = work / "in.pt"
             path.write_bytes(data)
             if command:
                 return _cli(["recognize", "--model", str(path), str(seeds.frame), "--device", "cpu", "--csv",
                              str(work / "out.csv")])  # fmt: skip
-            from orbit_lite.personal import load_personal
+            from orbit_lite.engine.model import open_personal
 
-            load_personal(path)
+            open_personal(path)
         elif target == "config":
             path = work / "in.yaml"
             path.write_bytes(data)
