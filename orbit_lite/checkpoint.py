@@ -162,6 +162,8 @@ def check_structure(path: Path, record: dict[str, Any], kind: str) -> None:
             raise OrbitLiteError(f"{path}: damaged personal recognizer: 'object_names' must list two or more names")
         if not all(isinstance(t, torch.Tensor) for t in record["state"]):
             raise OrbitLiteError(f"{path}: damaged personal recognizer: 'state' must hold tensors only")
+        if not isinstance(record.get("style", ""), str):  # optional: files from before styles existed lack it
+            raise OrbitLiteError(f"{path}: damaged personal recognizer: 'style' must be a name")
         film = record["film"] or {}
         pairs = [v for v in film.values() if isinstance(v, (list, tuple)) and len(v) == 2]
         if len(pairs) != len(film) or not all(isinstance(t, torch.Tensor) for pair in pairs for t in pair):

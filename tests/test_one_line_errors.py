@@ -133,3 +133,16 @@ def test_a_full_disk_while_annotating_is_one_line(
     monkeypatch.setattr(annotate.cv2, "VideoWriter", Silent)
     _one_line(runner.invoke(app, args), str(out), "could not finish")
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("field", "value"), [("style", torch.zeros(4, 2, dtype=torch.bool)), ("film", {"a": None})])
+def test_a_personal_file_with_a_wrong_field_is_one_line(personal: Path, tmp_path: Path, field: str, value) -> None:
+    """Found by the fuzzer: a tensor where a name belongs gave a message of many lines, a None where FiLM's pair
+    belongs a TypeError."""
+    record = load_checkpoint(personal, "personal")
+    payload = {k: v for k, v in record.items() if k not in ("format", "version", "kind")}
+    payload[field] = value
+    damaged = tmp_path / "damaged.pt"
+    save_checkpoint(damaged, payload, "personal")
+    result = runner.invoke(app, ["recognize", "--model", str(damaged), str(tmp_path / "x.jpg"), "--device", "cpu"])
+    _one_line(result, str(damaged), f"'{field}'")
