@@ -184,7 +184,7 @@ def check_picture_outs(annotate: Path | None, plot: Path | None, inputs: list[Pa
         if plot.suffix.lower() != ".png":
             raise OrbitLiteError(f"--plot {plot}: the plot is written as PNG; give a name ending in .png")
         outside_other_outputs(plot, "--plot")  # evaluate's and train's pictures are theirs
-        check_file_out(plot, True, is_recognize_plot, "a plot of `orbit-lite recognize`", has_overwrite_flag=False)
+        check_file_out(plot, True, is_recognize_plot, "an orbit-lite plot", has_overwrite_flag=False)  # recognize's own
         writable_parent(plot, "--plot")
 
 
