@@ -56,6 +56,13 @@ MUTATIONS = (
              "        atomic_write_bytes(self.metrics, self._lines)\n        if self.tensorboard",
              "        with open(self.metrics, 'ab') as f:\n            f.write((json.dumps(record) + '\\n').encode())\n"
              "        if self.tensorboard",
+             ("tests/test_links_and_paths.py::test_a_hard_link_taken_while_a_run_logs_keeps_its_lines",)),
+    Mutation("metrics_truncated_in_place", "orbit_lite/engine/train.py",
+             "        self._lines = self.metrics.read_bytes()[:size] if self.metrics.exists() else b\"\"\n"
+             "        atomic_write_bytes(self.metrics, self._lines)\n",
+             "        self._lines = self.metrics.read_bytes()[:size] if self.metrics.exists() else b\"\"\n"
+             "        self.metrics.touch()\n"
+             "        with open(self.metrics, 'r+b') as f:\n            f.truncate(size)\n",
              ("tests/test_links_and_paths.py::test_resuming_a_hard_linked_copy_leaves_the_original_as_it_was",)),
     Mutation("links_in_a_run_followed", "orbit_lite/outputs.py",
              "    refuse_links_in_run(run_dir)\n", "",

@@ -203,3 +203,18 @@ def test_messages_name_the_option_that_was_used(personal: Path, tiny_frames: Pat
     for option, name in (("--csv", "p.csv"), ("--plot", "p.png"), ("--annotate", "p.mp4")):
         line = _one_line(_recognize(personal, frame, option, str(blocker / name)), f"choose another {option}")
         assert "--out" not in line
+
+
+def test_a_hard_link_taken_while_a_run_logs_keeps_its_lines(tmp_path: Path) -> None:
+    """A snapshot backup (rsync --link-dest) taken mid-run hard-links metrics.jsonl: later lines must not reach it."""
+    from orbit_lite.engine.train import _Run
+
+    run = _Run(tmp_path / "run")
+    run.dir.mkdir()
+    run.truncate_metrics(0)
+    run.log({"type": "train", "step": 1})
+    snapshot = tmp_path / "snapshot.jsonl"
+    os.link(run.metrics, snapshot)
+    run.log({"type": "train", "step": 2})
+    assert snapshot.read_text() == '{"type": "train", "step": 1}\n'
+    assert len(run.metrics.read_text().splitlines()) == 2 and run.metrics_size() == run.metrics.stat().st_size
