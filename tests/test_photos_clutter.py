@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from test_synth import _digest
 from orbit_lite.data import presets
 from orbit_lite.data.check import check_tree
 from orbit_lite.data.layout import index_tree
-from orbit_lite.data.photos import OBJECTS, STYLES, TEST_OBJECTS, PhotoContent
+from orbit_lite.data.photos import BY_NAME, OBJECTS, STYLES, TEST_OBJECTS, PhotoContent
 from orbit_lite.data.synth import synthesize
 
 SIDE = 48
@@ -59,6 +60,19 @@ def test_training_and_test_users_draw_from_disjoint_objects() -> None:
     everything = {o.name for o in OBJECTS}  # the photos preset draws every object for every split
     assert set().union(*(_content("photos").user_objects(np.random.default_rng(s), 5, "test") for s in range(30))) \
         == everything  # fmt: skip
+
+
+def test_nothing_lying_around_is_one_of_the_users_objects_or_in_training_a_test_object() -> None:
+    content = _content("photos-clutter")
+    test_files = {BY_NAME[n].clutter for n in TEST_OBJECTS}
+    for split, k in itertools.product(("train", "test"), (3, 5)):
+        owned = content.user_objects(np.random.default_rng(k), k, split)
+        for name in owned:
+            around = set(content.distractors(name, owned))
+            assert not around & {BY_NAME[n].clutter for n in owned} and len(around) >= 8
+            assert split == "test" or not around & test_files
+    # the photos preset keeps its look: every other object may lie around, the user's own included
+    assert len(_content("photos").distractors("cat", ["cat", "rocket"])) == len(BY_NAME) - 1
 
 
 def test_clean_videos_are_those_of_the_photos_preset() -> None:
