@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from claims_pretrained_report import lite_section, plot_sizes, sizes_section
+from claims_pretrained_report import lite_pending_section, lite_section, plot_sizes, sizes_section
 
 
 def _pct(x: dict[str, Any]) -> str:
@@ -290,6 +290,8 @@ def write_report(results: dict[str, Any], out: Path, quick: bool) -> Path:
         lines += sizes_section(results["pretrained_sizes"])
     if "pretrained_lite" in results:
         lines += lite_section(results["pretrained_lite"])
+    elif "pretrained_sizes" in results:
+        lines += lite_pending_section()
     path = out / "paper_claims.md"
     path.write_text("\n".join(lines))
     return path

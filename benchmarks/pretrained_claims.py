@@ -141,7 +141,8 @@ def lite_recipe(size: int, lite: bool, small_tasks: bool, tasks: int, h: int, us
     recipe["train"] = {"epochs": epochs, "tasks_per_user": max(1, tasks // (epochs * users)),
                        "tasks_per_batch": 16 if epochs == 10 else 4, "lr": 1e-4, "backbone_lr_scale": 0.1,
                        "warmup_epochs": 0, "weight_decay": 0.0, "val_every": 100, "seed": 0,
-                       "scheduler": "constant"}  # fmt: skip
+                       "scheduler": "constant", "val_tasks_per_user": 1}  # fmt: skip
+    # training validates after its last epoch whatever val_every says: one task per validation user keeps that short
     recipe["train_sampling"] = {"subsample_factor": 4, "context_shot": 2, "target_shot": 1, "clip_cap": 8}
     if small_tasks:
         recipe["train_sampling"].update(context_shot_method="fixed", context_shot=1, clip_cap=1)
