@@ -9,7 +9,7 @@ those weights at 84 and 224 px, and full tasks against small ones; see benchmark
 ``--quick`` shrinks everything to run in a few minutes (tiny backbone, small frames, small data): the same code paths,
 not the same conclusions. Every number comes from a run made by this script.
 
-    python benchmarks/paper_claims.py                 # the full report (about 40 minutes on 2 CPU cores)
+    python benchmarks/paper_claims.py                 # the full report (hours on 2 CPU cores)
     python benchmarks/paper_claims.py --quick --out /tmp/claims
     python benchmarks/paper_claims.py --parts pretrained_lite --merge --device cuda   # at full size, on a GPU
 """
