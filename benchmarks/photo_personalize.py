@@ -55,7 +55,7 @@ def evaluate(data: Path, weights: str, frame_size: int, learner: str = "protonet
     from orbit_lite.config import load_config
     from orbit_lite.data.layout import index_benchmark
     from orbit_lite.engine.evaluate import evaluate_users, make_protocol
-    from orbit_lite.engine.personalize import load_learner
+    from orbit_lite.engine.model import Checkpoint, open_model
     from orbit_lite.engine.report import aggregate
     from orbit_lite.learners import create_learner
 
@@ -65,7 +65,7 @@ def evaluate(data: Path, weights: str, frame_size: int, learner: str = "protonet
         torch.manual_seed(seed)  # random weights: the same draw every run
         model = create_learner(cfg.model, cfg.data.frame_size, cfg.finetune).eval()
     else:
-        model = load_learner(checkpoint, torch.device("cpu"))[0].eval()
+        model = open_model(Checkpoint(Path(checkpoint)), torch.device("cpu")).learner
     if prepare is not None:
         prepare(model)
     runtime.prepare(model, cfg, torch.device("cpu"), allow_compile=False)
