@@ -182,6 +182,11 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "channels_last": ANY,
         "pin_memory": ANY,
         "cudnn_benchmark": ANY,
+        "batch_context": ANY,
+        "warmup": ANY,
+        "tf32": ANY,
+        "fused_adam": ANY,
+        "cuda_graphs": ANY,
         "tensorboard": ANY,  # a Switch: checked by its type
         "log_every": at_least(1),
         "checkpoint_every": at_least(0),
@@ -369,6 +374,11 @@ class TrainConfig:
     channels_last: Switch = Switch("auto")  # NHWC weights and activations for convolutional backbones
     pin_memory: Switch = Switch("auto")  # page-locked task tensors, copied to the GPU without blocking
     cudnn_benchmark: Switch = Switch("auto")  # cuDNN autotuning per shape (pays once shapes are bucketed)
+    batch_context: Switch = Switch("auto")  # the no-grad context forwards of a step's tasks in one batch (same values)
+    warmup: Switch = Switch("auto")  # every bucket through the backbone once before the first task (per-shape set-up)
+    tf32: Switch = Switch("auto")  # TF32 matmuls and convolutions on CUDA; auto: on, but off for model.style=reference
+    fused_adam: Switch = Switch("auto")  # the optimizer's fused kernel (one launch per step, no per-tensor loop)
+    cuda_graphs: Switch = Switch("off")  # no-grad backbone forwards replayed from one CUDA graph per bucket (CUDA only)
     tensorboard: Switch = Switch("auto")  # event files in <run>/tensorboard; auto: when the package is installed
     log_every: int = 1  # optimizer steps between metrics.jsonl lines
     checkpoint_every: int = 0  # optimizer steps between mid-epoch saves of last.pt; 0: at the end of epochs only

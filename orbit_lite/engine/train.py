@@ -12,8 +12,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
-import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ from orbit_lite.engine.distributed import Dist
 from orbit_lite.engine.validate import validate
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners import FewShotLearner, create_learner
+from orbit_lite.learners.base import TaskStats, read_stats
 from orbit_lite.outputs import RUN_MARKER, check_run_out, mark_run, new_id, run_id_of
 from orbit_lite.visual import tensorboard
 from orbit_lite.visual.curves import plot_curves, read_records
@@ -42,6 +41,8 @@ log = logging.getLogger(__name__)
 
 class Monitor:
     """Receives progress from the loop (the CLI draws it; the default does nothing)."""
+
+    def model_ready(self, learner: FewShotLearner) -> None: ...  # built, on its device, before any warm-up
 
     def start_epoch(self, epoch: int, epochs: int, tasks: int) -> None: ...
 
@@ -102,30 +103,22 @@ def _decays_by(epoch: int, cfg: TrainConfig) -> int:
     return bisect.bisect_right(decay_milestones(cfg), epoch + 1)
 
 
-def build_optimizer(learner: FewShotLearner, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Two groups: the backbone (``lr * backbone_lr_scale``) and everything else; frozen parameters are left out."""
+def build_optimizer(learner: FewShotLearner, cfg: TrainConfig, fused: bool = False) -> torch.optim.Optimizer:
+    """Two groups: the backbone (``lr * backbone_lr_scale``) and everything else; frozen parameters are left out.
+    ``fused``: torch's fused Adam kernel (``train.fused_adam``; the same update within float rounding)."""
     backbone = [p for p in learner.backbone.parameters() if p.requires_grad]
     ids = {id(p) for p in backbone}
     rest = [p for p in learner.parameters() if p.requires_grad and id(p) not in ids]
     groups = [{"params": rest, "lr_scale": 1.0}, {"params": backbone, "lr_scale": cfg.backbone_lr_scale}]
     groups = [g for g in groups if g["params"]]
     kind = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return kind(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+    options = {"fused": True} if fused else {}
+    return kind(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay, **options)
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr * group["lr_scale"]
-
-
-def _memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:  # not Linux: peak RSS instead of current
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _task_generator(seed: int, key: tuple[int, int]) -> torch.Generator:
@@ -242,8 +235,8 @@ class _Loop:
         if tc.init and record is None:
             load_init_weights(self.learner, Path(tc.init))
         self.learner.bf16 = tc.bf16
-        self.runtime = runtime.prepare(self.learner, cfg, self.device)  # buckets, channels-last, cuDNN, compile
-        self.optimizer = build_optimizer(self.learner, tc)
+        self.runtime = runtime.prepare(self.learner, cfg, self.device)  # buckets, channels-last, cuDNN, compile, ...
+        self.optimizer = build_optimizer(self.learner, tc, fused=self.runtime.fused_adam)
         self.progress: dict[str, Any] = {"epoch": 0, "position": 0, "step": 0, "best": None, "metrics_bytes": 0}
         if record is not None:
             self.learner.load_state_dict(record["model"])
@@ -258,6 +251,9 @@ class _Loop:
         self.val_users = index.splits.get("validation", ())
         if not self.val_users and dist.main:
             log.warning("no validation users in %s: best.pt will follow the last epoch", index.root)
+        monitor.model_ready(self.learner)  # before the warm-up, which counts in the time to the first task
+        if self.runtime.warmup:
+            runtime.warm_up(self.learner, cfg.lite)
 
     def save(self, path: Path) -> None:
         if not self.dist.main:  # one writer: rank 0
@@ -272,7 +268,7 @@ class _Loop:
         if self.dist.main:
             self.run.log(record)
 
-    def step(self, epoch: int, group: int, window: list[tuple[float, float]], started: float) -> None:
+    def step(self, epoch: int, group: int, window: list, done: list[TaskStats], started: float) -> None:
         """All-reduce the accumulated gradients, take one optimizer step, log and checkpoint when due."""
         tc = self.cfg.train
         distributed.all_reduce_gradients(self.learner.parameters(), self.dist)
@@ -281,6 +277,11 @@ class _Loop:
             torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        # The step's losses are read once, after the step is queued: each read of a device value waits for the GPU.
+        memory = runtime.memory_mb(self.device)
+        for loss, accuracy in read_stats(done):
+            window.append((loss, accuracy))
+            self.monitor.task_done(loss, accuracy, memory)
         self.progress["step"] += 1
         self.progress["position"] += group
         last_of_epoch = self.progress["position"] >= len(self.dataset)
@@ -292,7 +293,7 @@ class _Loop:
                 lr = self.optimizer.param_groups[0]["lr"]
                 self.log({"type": "train", "epoch": epoch, "step": self.progress["step"], "tasks": int(tasks),
                           "loss": loss / tasks, "accuracy": accuracy / tasks, "lr": lr, "tasks_per_s": tasks / seconds,
-                          "memory_mb": round(_memory_mb(self.device), 1)})  # fmt: skip
+                          "memory_mb": round(runtime.memory_mb(self.device), 1)})  # fmt: skip
             window.clear()
         if tc.checkpoint_every and self.progress["step"] % tc.checkpoint_every == 0 and not last_of_epoch:
             self.save(self.run.last)  # at a step boundary nothing is pending: a resume from here is exact
@@ -307,18 +308,16 @@ class _Loop:
         window: list[tuple[float, float]] = []
         started = time.perf_counter()
         for group, mine in sampler.groups():  # one optimizer step per group of tasks, dealt out across ranks
-            for _ in range(mine):
-                task = next(tasks)
-                if task is None:
-                    continue
-                stats = learner.train_task(
-                    task.context_clips, task.context_labels, task.target_clips, task.target_labels, task.way,
-                    self.cfg.lite, _task_generator(tc.seed, task.key), loss_weight=1.0 / tc.tasks_per_batch,
-                )  # fmt: skip
-                window.append((stats.loss, stats.accuracy))
-                self.monitor.task_done(stats.loss, stats.accuracy, _memory_mb(self.device))
-            logged_before = len(window)
-            self.step(epoch, group, window, started)
+            drawn = [task for task in (next(tasks) for _ in range(mine)) if task is not None]
+            gens = [_task_generator(tc.seed, task.key) for task in drawn]
+            ahead = [None] * len(drawn)  # or the step's no-grad context rows, forwarded in full batches (same values)
+            if self.runtime.batch_context:
+                ahead = learner.no_grad_rows_ahead([task.context_clips for task in drawn], self.cfg.lite, gens)
+            done = [learner.train_task(task.context_clips, task.context_labels, task.target_clips, task.target_labels,
+                                       task.way, self.cfg.lite, gen, loss_weight=1.0 / tc.tasks_per_batch, ahead=rows)
+                    for task, gen, rows in zip(drawn, gens, ahead, strict=True)]  # fmt: skip
+            logged_before = len(window) + len(done)
+            self.step(epoch, group, window, done, started)
             if logged_before and not window:
                 started = time.perf_counter()
         self.progress.update(epoch=epoch + 1, position=0)
