@@ -82,9 +82,12 @@ def _sync(device: torch.device) -> None:
 class Windows(Monitor):
     """Opens and closes the profiler and the counters between tasks; the loop itself is the real one."""
 
-    def __init__(self, first: int, warm: int, steady: int, counted: int, device: torch.device, trace: Path | None):
-        self.plan = [("first", first), ("warm-up", warm), ("steady", steady), ("counts", counted)]
-        self.device, self.trace = device, trace
+    def __init__(self, sizes: tuple[int, int, int, int], step: int, device: torch.device, trace: Path | None,
+                 save: Callable[[dict], None] = lambda _result: None) -> None:  # fmt: skip
+        # A step's losses are read (and its tasks reported) together at its end: windows hold whole steps.
+        whole = [math.ceil(n / step) * step for n in sizes]
+        self.plan = list(zip(("first", "warm-up", "steady", "counts"), whole, strict=True))
+        self.device, self.trace, self.save = device, trace, save
         self.done = 0
         self.window = -1
         self.result: dict[str, Any] = {}
@@ -168,7 +171,7 @@ class Windows(Monitor):
             self._active.stop()
             record.update(breakdown(self._active, tasks, wall, self.device))
             if self.trace is not None:
-                path = self.trace / f"gpu_profile_{name}.json"
+                path = self.trace / f"trace_{name}.json"
                 self._active.export_chrome_trace(str(path))
                 record["trace"] = str(path)
         elif name == "counts":
@@ -179,6 +182,7 @@ class Windows(Monitor):
                           syncs=dict(syncs.counts.most_common()))  # fmt: skip
         self._active = None
         self.result[name] = record
+        self.save(self.result)  # after every window: a run cut short by its time limit keeps what it measured
 
 
 def _top_level(events: list, prefixes: tuple[str, ...]) -> list:
@@ -265,6 +269,7 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=20, help="Tasks run, unprofiled, before the steady window.")
     parser.add_argument("--steady", type=int, default=20, help="Tasks profiled after the warm-up.")
     parser.add_argument("--counted", type=int, default=10, help="Tasks under the sync and aten counters.")
+    # each window is rounded up to whole optimizer steps (train.tasks_per_batch tasks)
     parser.add_argument("--workers", type=int, default=8, help="Loader processes.")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="Extra config overrides.")
     parser.add_argument("--trace", type=Path, help="Folder for the Chrome traces (default: none saved).")
@@ -283,17 +288,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="orbit-profile-") as tmp:
         data = args.data or synthesize(Path(tmp) / "data", "small", frame_size=args.frame_size, seed=0).root
         users = len(index_tree(data).users("train"))
-        per_user = math.ceil(tasks / users) + 1
-        cfg = load_config([str(args.config)], [*base, "train.epochs=1", f"train.tasks_per_user={per_user}"])
-        windows = Windows(args.first, args.warm, args.steady, args.counted, device, args.trace)
+        cfg = load_config([str(args.config)], base)
+        tasks = (math.ceil(tasks / cfg.train.tasks_per_batch) + 4) * cfg.train.tasks_per_batch
+        cfg = load_config([str(args.config)], [*base, "train.epochs=1", f"train.tasks_per_user={tasks // users + 1}"])
+
+        def save(result: dict) -> None:
+            report.update(windows=result, tasks_run=windows.done, distinct_shapes=len(windows.shapes))
+            if args.save is not None:
+                args.save.write_text(json.dumps(report, indent=2))
+
+        sizes = (args.first, args.warm, args.steady, args.counted)
+        windows = Windows(sizes, cfg.train.tasks_per_batch, device, args.trace, save)
         with contextlib.suppress(_Finished):  # raised once every window is done
             train(cfg, data, Path(tmp) / "run", monitor=windows)
-    report["windows"] = windows.result
-    report["tasks_run"] = windows.done
-    report["distinct_shapes"] = len(windows.shapes)
+    save(windows.result)
     text = json.dumps(report, indent=None if args.json else 2)
-    if args.save is not None:
-        args.save.write_text(text)
     if not args.json:
         print(table(report), file=sys.stderr)
     print(text)
