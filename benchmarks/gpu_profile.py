@@ -11,12 +11,14 @@ looks at it in three windows:
    backbone's calls and distinct input shapes (each new shape is a cuDNN set-up on a GPU).
 
 The profiled windows split each task's time into: backbone forward without a graph, backbone forward with a graph,
-backward, heads, optimizer, data wait and host syncs; on CUDA also the GPU's busy and idle share of the window.
+backward, heads, optimizer, data wait and value reads (host syncs on CUDA; a CPU run also counts its host-only reads
+there); on CUDA also the GPU's busy and idle share of the window.
 On a CPU the times mean little for a GPU, the counts do. On the CPU the habits that `auto` turns on only on CUDA
 and that a CPU can run (shape buckets, batched context forwards) are switched on, so that the counts are the GPU's.
 
     PYTHONPATH=$PWD python3 benchmarks/gpu_profile.py --save $OUT/gpu_profile.json --trace $OUT   # on a GPU
-    python benchmarks/gpu_profile.py --frame-size 64 --first 2 --warm 2 --steady 4 --counted 4    # on this CPU
+    python benchmarks/gpu_profile.py --frame-size 64 --set train.tasks_per_batch=4 --first 4 --warm 0 --steady 4 \
+        --counted 4 --workers 1   # on this CPU (the README's table)
 """
 
 from __future__ import annotations
@@ -54,8 +56,8 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     HEADS: (HEADS,),
     "optimizer": ("Optimizer.step#", "Optimizer.zero_grad#"),
     "data wait": ("enumerate(DataLoader)#",),
-    "host syncs": ("aten::_local_scalar_dense", "aten::nonzero", "cudaStreamSynchronize", "cudaDeviceSynchronize",
-                   "cudaEventSynchronize"),
+    "value reads and syncs": ("aten::_local_scalar_dense", "aten::nonzero", "cudaStreamSynchronize",
+                              "cudaDeviceSynchronize", "cudaEventSynchronize"),
 }  # fmt: skip
 CPU_AS_GPU = ["lite.buckets=on", "train.batch_context=on"]
 COUNTS = (("backbone_calls_per_task", "backbone calls"), ("set_encoder_calls_per_task", "set encoder calls"),
@@ -72,6 +74,21 @@ def _labelled(fn: Callable, label: Callable[[], str]) -> Callable:
             return fn(*args, **kwargs)
 
     return run
+
+
+def _ranged(module: torch.nn.Module, label: Callable[[], str]) -> None:
+    """A profiler range around every call of ``module`` (opened by a pre-hook, closed by a hook)."""
+    open_ranges: list[Any] = []
+
+    def enter(_module: Any, _args: tuple) -> None:
+        open_ranges.append(torch.profiler.record_function(label()))
+        open_ranges[-1].__enter__()
+
+    def leave(_module: Any, _args: tuple, _out: Any) -> None:
+        open_ranges.pop().__exit__(None, None, None)
+
+    module.register_forward_pre_hook(enter)
+    module.register_forward_hook(leave)
 
 
 def _sync(device: torch.device) -> None:
@@ -102,15 +119,14 @@ class Windows(Monitor):
 
     def model_ready(self, learner: torch.nn.Module) -> None:
         self.learner = learner
-        backbone = learner.backbone
         grad = lambda: WITH_GRAPH if torch.is_grad_enabled() else NO_GRAPH  # noqa: E731
-        backbone._features = _labelled(backbone._features, grad)
-        backbone.net.register_forward_pre_hook(self._seen)
+        _ranged(learner.backbone, grad)
+        learner.backbone.net.register_forward_pre_hook(self._seen)  # after bucketing; replayed graphs run no hooks
         learner.head.fit = _labelled(learner.head.fit, lambda: HEADS)
         learner.head.logits = _labelled(learner.head.logits, lambda: HEADS)
         if learner.set_encoder is not None:
             learner.set_encoder.register_forward_pre_hook(self._set_encoder_seen)
-            learner.set_encoder.forward = _labelled(learner.set_encoder.forward, lambda: SET_ENCODER)
+            _ranged(learner.set_encoder, lambda: SET_ENCODER)
         self._open(0)  # the first window starts with the model built: a warm-up over the buckets counts in it
 
     def _seen(self, _module: Any, args: tuple) -> None:
