@@ -147,7 +147,11 @@ def _timed(fn: Any, device: torch.device) -> tuple[Any, float]:
 def evaluation_run(data: Path, config: Path, overrides: list[str], out: Path, device: torch.device,
                    tasks: int) -> dict[str, Any]:  # fmt: skip
     """Evaluation, personalization and recognition with a model as built (``train.epochs=0`` writes it)."""
-    train(load_config([str(config)], [*overrides, "train.epochs=0", "train.tensorboard=off"]), data, out)
+    train(
+        load_config([str(config)], [*overrides, "train.epochs=0", "train.warmup=off", "train.tensorboard=off"]),
+        data,
+        out,
+    )
     learner, cfg = load_learner(out / "checkpoints" / "last.pt", device)
     index = index_tree(data)
     protocol = make_protocol(cfg, "orbit2022", "clutter", tasks)
