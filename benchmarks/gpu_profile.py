@@ -42,8 +42,9 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing (the GPU
 from orbit_lite.config import load_config  # noqa: E402
 from orbit_lite.data.layout import index_tree  # noqa: E402
 from orbit_lite.data.synth import synthesize  # noqa: E402
-from orbit_lite.engine.train import Monitor, select_device, train  # noqa: E402
+from orbit_lite.engine.train import Monitor, train  # noqa: E402
 from orbit_lite.profiling import AtenCounter, SyncCounter  # noqa: E402
+from orbit_lite.runtime import select_device  # noqa: E402
 
 # Labels of the ranges this script adds, and the prefixes of the ranges torch itself records.
 NO_GRAPH, WITH_GRAPH = "backbone forward (no graph)", "backbone forward (with graph)"

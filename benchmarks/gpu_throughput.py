@@ -43,10 +43,12 @@ from orbit_lite.config import load_config  # noqa: E402
 from orbit_lite.data.layout import index_tree  # noqa: E402
 from orbit_lite.data.synth import synthesize  # noqa: E402
 from orbit_lite.engine.evaluate import evaluate_users, make_protocol  # noqa: E402
-from orbit_lite.engine.personalize import load_learner, personalize_user  # noqa: E402
+from orbit_lite.engine.model import Checkpoint, open_model  # noqa: E402
+from orbit_lite.engine.personalize import personalize_user  # noqa: E402
 from orbit_lite.engine.recognize import recognize  # noqa: E402
-from orbit_lite.engine.train import Monitor, select_device, train  # noqa: E402
+from orbit_lite.engine.train import Monitor, train  # noqa: E402
 from orbit_lite.personal import PersonalModel  # noqa: E402
+from orbit_lite.runtime import select_device  # noqa: E402
 
 # Each habit switched away from its default: off for those on by default (on CUDA), on for those off by default.
 HABITS = {"batch_context": "train.batch_context=off", "cuda_graphs": "train.cuda_graphs=on",
@@ -152,7 +154,7 @@ def evaluation_run(data: Path, config: Path, overrides: list[str], out: Path, de
         data,
         out,
     )
-    learner, cfg = load_learner(out / "checkpoints" / "last.pt", device)
+    learner, cfg = open_model(Checkpoint(out / "checkpoints" / "last.pt"), device)
     index = index_tree(data)
     protocol = make_protocol(cfg, "orbit2022", "clutter", tasks)
     result: dict[str, Any] = {"tasks_per_user": tasks, "users": len(index.users("test"))}
@@ -160,7 +162,7 @@ def evaluation_run(data: Path, config: Path, overrides: list[str], out: Path, de
     for label, run_cfg in (("cold", cfg), ("warm", cfg), ("warm_decode_threads_16", threads16)):
         run = lambda c=run_cfg: evaluate_users(learner, index.users("test"), protocol, c)  # noqa: E731
         (results, _), seconds = _timed(run, device)
-        frames = sum(sum(r.frames_encoded.values()) for r in results)
+        frames = sum(r.frames_encoded.total for r in results)
         result[label] = {"frames": frames, "seconds": round(seconds, 3), "frames_per_s": round(frames / seconds)}
     user = index.users("validation")[0]  # a user the evaluation has not personalized
     (model, _), result["personalize_s"] = _timed(lambda: personalize_user(learner, user, cfg), device)

@@ -27,12 +27,44 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 # Reading a value on the host: each waits for every kernel queued before it.
-_READS = frozenset({"item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__", "__complex__",
-                    "__format__", "equal", "allclose"})  # fmt: skip
+_READS = frozenset(
+    {
+        "item",
+        "tolist",
+        "cpu",
+        "numpy",
+        "__float__",
+        "__int__",
+        "__bool__",
+        "__index__",
+        "__complex__",
+        "__format__",
+        "equal",
+        "allclose",
+    }
+)
 # Output size depends on the values: the host must learn it before it can allocate the output.
 _SIZED_BY_VALUES = frozenset({"nonzero", "argwhere", "masked_select", "unique", "unique_consecutive"})
-_FACTORIES = frozenset({"zeros", "ones", "empty", "full", "tensor", "as_tensor", "arange", "linspace", "rand",
-                        "randn", "randint", "eye", "zeros_like", "ones_like", "empty_like", "full_like"})  # fmt: skip
+_FACTORIES = frozenset(
+    {
+        "zeros",
+        "ones",
+        "empty",
+        "full",
+        "tensor",
+        "as_tensor",
+        "arange",
+        "linspace",
+        "rand",
+        "randn",
+        "randint",
+        "eye",
+        "zeros_like",
+        "ones_like",
+        "empty_like",
+        "full_like",
+    }
+)
 
 
 def _name(func: Any) -> str:
@@ -88,8 +120,12 @@ class SyncCounter(TorchFunctionMode):
         # On the CPU a factory's device= cannot tell the host (Adam's step counters: host values by design) from the
         # device, so only computation from device tensors marks there; on a GPU the device says it.
         device = kwargs.get("device")
-        return (name in _FACTORIES and device is not None and self.device.type != "cpu"
-                and torch.device(device).type == self.device.type)  # fmt: skip
+        return (
+            name in _FACTORIES
+            and device is not None
+            and self.device.type != "cpu"
+            and torch.device(device).type == self.device.type
+        )
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}

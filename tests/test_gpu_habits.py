@@ -11,7 +11,8 @@ import torch
 from orbit_lite import runtime
 from orbit_lite.checkpoint import load_checkpoint
 from orbit_lite.config import Config, LiteConfig, ModelConfig, TrainConfig, from_dict
-from orbit_lite.engine.train import Monitor, build_optimizer, train
+from orbit_lite.engine.schedule import build_optimizer
+from orbit_lite.engine.train import Monitor, train
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners import create_learner
 from orbit_lite.lite import NoGradRows
