@@ -180,4 +180,3 @@ async def _stream(websocket: WebSocket, svc: Service, cid: str) -> None:
         except ServiceError as e:
             answer = {"error": str(e)}
         await websocket.send_json(answer)
-

@@ -89,7 +89,7 @@ def judge(upload: Path, name: str | None, frame_size: int, limits: Limits, allow
     with open(upload, "rb") as f:
         head = f.read(16)
     try:
-        if zipfile.is_zipfile(upload):
+        if head[:4] in (b"PK\x03\x04", b"PK\x05\x06") or zipfile.is_zipfile(upload):
             return _frames_zip(upload, name, frame_size, limits)
         image = _is_image(head)
         if image is not None:
@@ -106,7 +106,7 @@ def judge(upload: Path, name: str | None, frame_size: int, limits: Limits, allow
 def _image(upload: Path, name: str | None, ext: str, frame_size: int, allow_image: bool) -> Media:
     if not allow_image:
         raise ServiceError(400, f"{shown(name)} is one image; teaching needs a video or a zip of its frames")
-    path = upload.rename(upload.with_suffix(ext))
+    path = upload.rename(upload.with_name("image" + ext))
     from orbit_lite.data.video import read_image
 
     read_image(path, frame_size)
@@ -116,7 +116,7 @@ def _image(upload: Path, name: str | None, ext: str, frame_size: int, allow_imag
 def _video(upload: Path, name: str | None, ext: str, frame_size: int, limits: Limits) -> Media:
     from orbit_lite.data.video import FrameReader
 
-    path = upload.rename(upload.with_suffix(ext))
+    path = upload.rename(upload.with_name("video" + ext))
     video = video_from_path(path)
     count = video.num_frames
     if count > limits.max_frames:
