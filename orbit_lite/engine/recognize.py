@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -72,18 +73,23 @@ def _read(path: Path, size: int) -> tuple[torch.Tensor, np.ndarray]:
 
 
 def frame_probabilities(
-    model: PersonalModel, frames: torch.Tensor, positions: np.ndarray, chunk_size: int = 256
+    model: PersonalModel, frames: torch.Tensor, positions: np.ndarray, chunk_size: int = 256, count_macs: bool = True
 ) -> tuple[np.ndarray, int, float]:
     """Causal probabilities of the frames at ``positions`` of ``frames`` (``[F, 3, S, S]`` uint8, temporal order):
-    ``[len(positions), K]``, with the recognizer's MACs and seconds. A live stream passes its recent frames and only
-    the newest position."""
+    ``[len(positions), K]``, with the recognizer's MACs (0 unless ``count_macs``) and seconds. A live stream passes
+    its recent frames and only the newest position, uncounted: counting MACs costs several times the recognition."""
     windows = torch.from_numpy(causal_windows(np.asarray(positions), model.clip_length))
     probabilities = []
     macs, seconds = 0, 0.0
     for rows in windows.split(chunk_size):
         clips = frames[rows.flatten()].view(*rows.shape, *frames.shape[1:])
-        logits, cost = measure(partial(model.recognizer.predict, clips), model.recognizer.logits_device())
-        macs, seconds = macs + cost.macs, seconds + cost.seconds
+        if count_macs:
+            logits, cost = measure(partial(model.recognizer.predict, clips), model.recognizer.logits_device())
+            macs, seconds = macs + cost.macs, seconds + cost.seconds
+        else:
+            start = time.perf_counter()
+            logits = model.recognizer.predict(clips)
+            seconds += time.perf_counter() - start
         probabilities.append(torch.softmax(logits, dim=1).cpu())
     return torch.cat(probabilities).numpy(), macs, seconds
 

@@ -96,7 +96,7 @@ class LiveStream:
         self.recent.append(rgb)
         self.count += 1
         frames = as_frames(np.stack(self.recent))
-        probs, _, seconds = frame_probabilities(self.model, frames, np.array([len(self.recent) - 1]))
+        probs, _, seconds = frame_probabilities(self.model, frames, np.array([len(self.recent) - 1]), count_macs=False)
         row = probs[0]
         top = int(row.argmax())
         names = self.model.object_names

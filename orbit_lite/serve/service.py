@@ -45,8 +45,12 @@ class Service:
 
         self.settings = settings
         self.device = device or select_device(settings.device, "--device ")
-        self.learner, self.cfg = open_model(settings.source, self.device)
-        self.store = Store(settings.store)
+        self.store = Store(settings.store)  # a wrong --store answers before the model loads
+        try:
+            self.learner, self.cfg = open_model(settings.source, self.device)
+        except BaseException:
+            self.store.close()
+            raise
         self.teacher = Teacher(self.store, self.learner, self.cfg)
         self.recognizers = Recognizers(self.device)
         self.limits = settings.limits
