@@ -206,6 +206,7 @@ def main() -> None:
     args = parser.parse_args()
     import httpx2 as httpx
 
+    load_before = list(os.getloadavg())  # other work on the machine shows in the latencies: said in the output
     with tempfile.TemporaryDirectory() as tmp:
         args.workdir = tmp
         server, url = start_server(args, Path(tmp) / "store")
@@ -223,7 +224,8 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(30)
-    result = {"benchmark": "serve_load", "cpu_count": os.cpu_count(), "device": args.device,
+    result = {"benchmark": "serve_load", "cpu_count": os.cpu_count(), "load_average_before": load_before,
+              "load_average_after": list(os.getloadavg()), "device": args.device,
               "model": args.checkpoint or (args.config or ["configs/photos_pretrained.yaml (default)"]),
               "overrides": args.set, "frame_side": args.side, "teach": {"objects": args.objects,
               "videos_per_object": args.videos, "frames_per_video": args.video_frames, "seconds": teach_s},
