@@ -317,7 +317,8 @@ def test_onnx_export_of_the_recognizer(taught) -> None:
 
 
 def test_failed_teach_keeps_the_previous_recognizer(taught, media: dict) -> None:
-    c, cid, auth, first = taught
+    c, cid, auth, _ = taught
+    serving = c.get(f"/api/collections/{cid}", headers=auth).json()["recognizer"]["job"]
     before = c.get(f"/api/collections/{cid}/recognizer.pt", headers=auth).content
     upload(c, cid, auth, "zz broken", media["videos"]["blue mug"][0])
     view = c.get(f"/api/collections/{cid}", headers=auth).json()
@@ -327,7 +328,7 @@ def test_failed_teach_keeps_the_previous_recognizer(taught, media: dict) -> None
     job = teach(c, cid, auth)
     assert job["status"] == "failed" and "zz broken" in job["error"], job
     view = c.get(f"/api/collections/{cid}", headers=auth).json()
-    assert view["state"] == "ready" and view["recognizer"]["job"] == first["job"]
+    assert view["state"] == "ready" and view["recognizer"]["job"] == serving
     assert c.get(f"/api/collections/{cid}/recognizer.pt", headers=auth).content == before
     r = c.post(
         f"/api/collections/{cid}/recognize", headers=auth, files={"file": ("p.mp4", media["probes"]["red cane"])}
@@ -440,3 +441,34 @@ def test_page_and_api_documentation(client: TestClient) -> None:
     for path in spec["paths"]:
         assert path in docs
     assert {"/api/collections", "/api/collections/{cid}/teach", "/api/jobs/{job}"} <= set(spec["paths"])
+
+
+def test_previous_recognizer_serves_while_teaching(taught, media: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    import orbit_lite.engine.personalize as engine
+
+    c, cid, auth, _ = taught
+    first = {"job": c.get(f"/api/collections/{cid}", headers=auth).json()["recognizer"]["job"]}
+    release, started = threading.Event(), threading.Event()
+    real = engine.personalize_user
+
+    def slow(*args, **kwargs):
+        started.set()
+        assert release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "personalize_user", slow)
+    job = c.post(f"/api/collections/{cid}/teach", headers=auth).json()["job"]
+    assert started.wait(30)
+    view = c.get(f"/api/collections/{cid}", headers=auth).json()
+    assert view["state"] == "teaching" and view["recognizer"]["job"] == first["job"]
+    assert c.get(f"/api/jobs/{job}", headers=auth).json()["status"] == "running"
+    r = c.post(
+        f"/api/collections/{cid}/recognize", headers=auth, files={"file": ("p.mp4", media["probes"]["red cane"])}
+    )
+    assert r.json()["inputs"][0]["prediction"] == "red cane"  # served by the previous recognizer meanwhile
+    release.set()
+    c.service.teacher.wait()
+    view = c.get(f"/api/collections/{cid}", headers=auth).json()
+    assert view["state"] == "ready" and view["recognizer"]["job"] == job
+    old = c.service.store.recognizer_folder(cid) / f"{first['job']}.pt"
+    assert not old.exists()  # replaced only once the new one serves

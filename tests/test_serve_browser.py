@@ -121,5 +121,10 @@ def test_teach_three_objects_and_hear_the_live_answer(server: str, tmp_path: Pat
             page.wait_for_selector("#annotated:visible")
             page.screenshot(path=shots / "6-recognized.png", full_page=True)
             assert serious_violations(page) == []
+
+            # 200% zoom of a 1280 px window is a 640 CSS px viewport: everything reflows, nothing scrolls sideways
+            page.set_viewport_size({"width": 640, "height": 900})
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+            page.screenshot(path=shots / "7-zoom-200.png", full_page=True)
         finally:
             browser.close()
