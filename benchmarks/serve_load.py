@@ -70,8 +70,20 @@ def start_server(args: argparse.Namespace, store: Path) -> tuple[subprocess.Pope
     with socket.socket() as s:  # a free port on the loopback interface
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    command = [sys.executable, "-m", "orbit_lite", "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--store", str(store), "--device", args.device]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "orbit_lite",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--store",
+        str(store),
+        "--device",
+        args.device,
+    ]
     if args.checkpoint:
         command += ["--checkpoint", args.checkpoint]
     for c in args.config:
@@ -133,8 +145,11 @@ def client(url: str, cid: str, auth: dict, index: int, args: argparse.Namespace,
             for u in range(args.uploads):
                 data = video_file(folder / f"c{index}u{u}.mp4", object_frames(u % 5, 24, args.side, seed=999 + u))
                 try:
-                    r = http.post(f"/api/collections/{cid}/objects/client {index}/videos", headers=auth,
-                                  files={"file": ("v.mp4", data)})  # fmt: skip
+                    r = http.post(
+                        f"/api/collections/{cid}/objects/client {index}/videos",
+                        headers=auth,
+                        files={"file": ("v.mp4", data)},
+                    )
                     if r.status_code == 201:
                         uploaded += 1
                     else:
@@ -181,11 +196,21 @@ def load_phase(url: str, cid: str, auth: dict, clients: int, args: argparse.Name
         if o["name"].startswith("client "):
             http.delete(f"/api/collections/{cid}/objects/{o['name']}", headers=auth)
     sent = clients * args.uploads
-    return {"clients": clients, "frames": len(latencies), "frames_per_second": len(latencies) / wall,
-            "latency_ms_p50": percentile(latencies, 50), "latency_ms_p95": percentile(latencies, 95),
-            "latency_ms_p99": percentile(latencies, 99), "errors": len(errors), "error_examples": errors[:3],
-            "uploads_sent": sent, "uploads_acknowledged": sum(r["uploaded"] for r in results.values()),
-            "uploads_landed": landed, "uploads_lost": sent - landed, "seconds": wall}  # fmt: skip
+    return {
+        "clients": clients,
+        "frames": len(latencies),
+        "frames_per_second": len(latencies) / wall,
+        "latency_ms_p50": percentile(latencies, 50),
+        "latency_ms_p95": percentile(latencies, 95),
+        "latency_ms_p99": percentile(latencies, 99),
+        "errors": len(errors),
+        "error_examples": errors[:3],
+        "uploads_sent": sent,
+        "uploads_acknowledged": sum(r["uploaded"] for r in results.values()),
+        "uploads_landed": landed,
+        "uploads_lost": sent - landed,
+        "seconds": wall,
+    }
 
 
 def main() -> None:
@@ -213,8 +238,9 @@ def main() -> None:
         log(f"service up at {url}")
         try:
             with httpx.Client(base_url=url, timeout=600) as http:
-                cid, auth, teach_s = teach_collection(http, args.objects, args.videos, args.video_frames, args.side,
-                                                      Path(tmp))  # fmt: skip
+                cid, auth, teach_s = teach_collection(
+                    http, args.objects, args.videos, args.video_frames, args.side, Path(tmp)
+                )
                 log(f"taught {args.objects} objects in {teach_s:.2f} s")
                 phases = []
                 for k in [int(c) for c in args.clients.split(",")]:
@@ -224,12 +250,23 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(30)
-    result = {"benchmark": "serve_load", "cpu_count": os.cpu_count(), "load_average_before": load_before,
-              "load_average_after": list(os.getloadavg()), "device": args.device,
-              "model": args.checkpoint or (args.config or ["configs/photos_pretrained.yaml (default)"]),
-              "overrides": args.set, "frame_side": args.side, "teach": {"objects": args.objects,
-              "videos_per_object": args.videos, "frames_per_video": args.video_frames, "seconds": teach_s},
-              "load": phases}  # fmt: skip
+    result = {
+        "benchmark": "serve_load",
+        "cpu_count": os.cpu_count(),
+        "load_average_before": load_before,
+        "load_average_after": list(os.getloadavg()),
+        "device": args.device,
+        "model": args.checkpoint or (args.config or ["configs/photos_pretrained.yaml (default)"]),
+        "overrides": args.set,
+        "frame_side": args.side,
+        "teach": {
+            "objects": args.objects,
+            "videos_per_object": args.videos,
+            "frames_per_video": args.video_frames,
+            "seconds": teach_s,
+        },
+        "load": phases,
+    }
     print(json.dumps(result, indent=None if args.json else 1))
 
 

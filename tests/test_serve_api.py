@@ -205,8 +205,14 @@ def test_uploads_capped_in_bytes_and_frames(media: dict, tmp_path: Path) -> None
 
 def test_object_names(client: TestClient, media: dict) -> None:
     cid, auth = new_collection(client)
-    for bad, words in [("a%2Fb", "slash"), ("a..b", ".."), ("x%01y", "control"), ("nul%00", "control"),
-                       ("a" * 101, "101 characters"), ("%20", "needs a name")]:  # fmt: skip
+    for bad, words in [
+        ("a%2Fb", "slash"),
+        ("a..b", ".."),
+        ("x%01y", "control"),
+        ("nul%00", "control"),
+        ("a" * 101, "101 characters"),
+        ("%20", "needs a name"),
+    ]:
         r = client.put(f"/api/collections/{cid}/objects/{bad}", headers=auth)
         assert r.status_code == 400 and words in r.json()["error"], (bad, r.text)
     name = "tasse à café ☕ 2"
@@ -223,8 +229,12 @@ def test_object_names(client: TestClient, media: dict) -> None:
 
 def test_teach_needs_two_objects_with_videos(client: TestClient, media: dict) -> None:
     cid, auth = new_collection(client)
-    assert client.post(f"/api/collections/{cid}/recognize", headers=auth,
-                       files={"file": ("a.mp4", media["probes"]["red cane"])}).status_code == 409  # fmt: skip
+    assert (
+        client.post(
+            f"/api/collections/{cid}/recognize", headers=auth, files={"file": ("a.mp4", media["probes"]["red cane"])}
+        ).status_code
+        == 409
+    )
     upload(client, cid, auth, "mug", media["videos"]["blue mug"][0])
     r = client.post(f"/api/collections/{cid}/teach", headers=auth)
     assert r.status_code == 409 and "at least two objects" in r.json()["error"]
@@ -271,8 +281,11 @@ def test_recognize_answers_as_the_engine_does(taught, media: dict, tmp_path: Pat
     )
     got = np.array([f["probabilities"] for f in r.json()["inputs"][0]["per_frame"]])
     np.testing.assert_allclose(got, expected.probabilities, atol=1e-5)
-    video = c.post(f"/api/collections/{cid}/recognize?annotate=1", headers=auth,
-                   files={"file": ("p.mp4", media["probes"]["green keys"])})  # fmt: skip
+    video = c.post(
+        f"/api/collections/{cid}/recognize?annotate=1",
+        headers=auth,
+        files={"file": ("p.mp4", media["probes"]["green keys"])},
+    )
     assert video.status_code == 200 and video.headers["content-type"] == "video/mp4" and video.content[4:8] == b"ftyp"
     image = c.post(
         f"/api/collections/{cid}/recognize?annotate=1", headers=auth, files={"file": ("x.jpg", jpeg_bytes((1, 1, 1)))}

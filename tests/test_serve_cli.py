@@ -19,8 +19,9 @@ def test_serve_listens_on_loopback_by_default(tmp_path: Path, monkeypatch: pytes
 
     seen = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw, app=app))
-    result = CliRunner().invoke(app, ["serve", "--config", str(write_recipe(tmp_path)), "--store", str(tmp_path / "s"),
-                                      "--device", "cpu"])  # fmt: skip
+    result = CliRunner().invoke(
+        app, ["serve", "--config", str(write_recipe(tmp_path)), "--store", str(tmp_path / "s"), "--device", "cpu"]
+    )
     assert result.exit_code == 0, result.output
     assert seen["host"] == "127.0.0.1" and seen["port"] == 8000
     assert seen["app"].state.service.settings.max_upload_mb == 200

@@ -86,8 +86,13 @@ def _one_line(errors: list[dict[str, Any]]) -> str:
 
 
 def create_app(service: Service) -> FastAPI:
-    app = FastAPI(title="orbit-lite serve", version=__version__, docs_url=None, redoc_url=None,
-                  description="Teach a personal object recognizer from a few videos, and run it.")  # fmt: skip
+    app = FastAPI(
+        title="orbit-lite serve",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        description="Teach a personal object recognizer from a few videos, and run it.",
+    )
     app.state.service = service
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
@@ -134,8 +139,10 @@ def api_page(spec: dict[str, Any]) -> str:
     rows = []
     for path, methods in spec.get("paths", {}).items():
         for method, op in methods.items():
-            rows.append(f"<tr><td>{method.upper()}</td><td><code>{html.escape(path)}</code></td>"
-                        f"<td>{html.escape(op.get('summary', ''))}</td></tr>")  # fmt: skip
+            rows.append(
+                f"<tr><td>{method.upper()}</td><td><code>{html.escape(path)}</code></td>"
+                f"<td>{html.escape(op.get('summary', ''))}</td></tr>"
+            )
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>orbit-lite serve API</title>"
         "<link rel='stylesheet' href='/static/style.css'></head><body><main><h1>orbit-lite serve: HTTP API</h1>"

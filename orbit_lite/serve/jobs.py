@@ -40,8 +40,11 @@ def check_teachable(videos: list[StoredVideo], names: list[str]) -> None:
     taught = sorted({v.object_name for v in videos})
     if len(taught) < 2:
         have = ", ".join(repr(n) for n in taught) or "none"
-        raise ServiceError(409, f"teaching needs at least two objects with videos; this collection has {len(taught)} "
-                                f"({have}): add videos of another object")  # fmt: skip
+        raise ServiceError(
+            409,
+            f"teaching needs at least two objects with videos; this collection has {len(taught)} "
+            f"({have}): add videos of another object",
+        )
     empty = [n for n in names if n not in taught]
     if empty:
         raise ServiceError(409, f"object {empty[0]!r} has no video: add one, or delete the object")

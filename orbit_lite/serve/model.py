@@ -34,8 +34,10 @@ def default_recipe() -> Path:
     machine. It sits in ``configs/`` beside the package in a source checkout."""
     path = Path(__file__).resolve().parents[2] / "configs" / DEFAULT_RECIPE
     if not path.is_file():
-        raise OrbitLiteError(f"the default recipe configs/{DEFAULT_RECIPE} is not beside this installation; pass "
-                             "--config PATH/TO/RECIPE.yaml or --checkpoint CKPT")  # fmt: skip
+        raise OrbitLiteError(
+            f"the default recipe configs/{DEFAULT_RECIPE} is not beside this installation; pass "
+            "--config PATH/TO/RECIPE.yaml or --checkpoint CKPT"
+        )
     return path
 
 

@@ -71,12 +71,21 @@ class Recognizers:
 def recognition_json(r: Recognition, names: list[str]) -> dict[str, Any]:
     """One input's answer, as ``recognize --json`` prints it, with every object's probability per frame."""
     return {
-        "input": Path(r.source).name, "frames": len(r.predictions), "prediction": names[r.video_prediction],
-        "confidence": float(r.probabilities[:, r.video_prediction].mean()), **r.cost_per_frame(),
-        "per_frame": [{"frame": int(n), "prediction": names[p], "probability": float(q[p]),
-                       "probabilities": [round(float(x), 6) for x in q]}
-                      for n, p, q in zip(r.frame_numbers, r.predictions, r.probabilities, strict=True)],
-    }  # fmt: skip
+        "input": Path(r.source).name,
+        "frames": len(r.predictions),
+        "prediction": names[r.video_prediction],
+        "confidence": float(r.probabilities[:, r.video_prediction].mean()),
+        **r.cost_per_frame(),
+        "per_frame": [
+            {
+                "frame": int(n),
+                "prediction": names[p],
+                "probability": float(q[p]),
+                "probabilities": [round(float(x), 6) for x in q],
+            }
+            for n, p, q in zip(r.frame_numbers, r.predictions, r.probabilities, strict=True)
+        ],
+    }
 
 
 class LiveStream:
@@ -100,6 +109,10 @@ class LiveStream:
         row = probs[0]
         top = int(row.argmax())
         names = self.model.object_names
-        return {"frame": self.count, "prediction": names[top], "probability": float(row[top]),
-                "probabilities": {n: round(float(p), 6) for n, p in zip(names, row, strict=True)},
-                "seconds": seconds}  # fmt: skip
+        return {
+            "frame": self.count,
+            "prediction": names[top],
+            "probability": float(row[top]),
+            "probabilities": {n: round(float(p), 6) for n, p in zip(names, row, strict=True)},
+            "seconds": seconds,
+        }

@@ -75,8 +75,11 @@ def delete_object(cid: Collection, name: str, svc: Svc) -> dict[str, str]:
     return {"deleted": name}
 
 
-@router.post("/collections/{cid}/objects/{name:path}/videos", status_code=201,
-             summary="Upload a clean video of an object (a video file or a zip of frames)")  # fmt: skip
+@router.post(
+    "/collections/{cid}/objects/{name:path}/videos",
+    status_code=201,
+    summary="Upload a clean video of an object (a video file or a zip of frames)",
+)
 def add_video(cid: Collection, name: str, svc: Svc, file: Upload) -> dict[str, Any]:
     return svc.add_video(cid, name, file.file, file.filename)
 
@@ -87,8 +90,9 @@ def delete_video(cid: Collection, vid: str, svc: Svc) -> dict[str, str]:
     return {"deleted": vid}
 
 
-@router.get("/collections/{cid}/videos/{vid}/thumbnail.jpg", summary="A video's first frame, small",
-            response_class=FileResponse)  # fmt: skip
+@router.get(
+    "/collections/{cid}/videos/{vid}/thumbnail.jpg", summary="A video's first frame, small", response_class=FileResponse
+)
 def video_thumbnail(cid: Collection, vid: str, svc: Svc) -> FileResponse:
     return FileResponse(svc.store.thumbnail(cid, vid), media_type="image/jpeg")
 
@@ -103,8 +107,11 @@ def get_job(job: str, svc: Svc, tok: Token) -> dict[str, Any]:
     return svc.job(job, tok)
 
 
-@router.post("/collections/{cid}/recognize", summary="Per-frame predictions for an image, video or zip of frames",
-             response_model=None)  # fmt: skip
+@router.post(
+    "/collections/{cid}/recognize",
+    summary="Per-frame predictions for an image, video or zip of frames",
+    response_model=None,
+)
 def recognize(
     cid: Collection,
     svc: Svc,
@@ -118,15 +125,21 @@ def recognize(
     return FileResponse(result, media_type="video/mp4", filename="recognized.mp4", background=cleanup)
 
 
-@router.get("/collections/{cid}/recognizer.pt", summary="The personal recognizer (as `personalize --out` writes it)",
-            response_class=FileResponse)  # fmt: skip
+@router.get(
+    "/collections/{cid}/recognizer.pt",
+    summary="The personal recognizer (as `personalize --out` writes it)",
+    response_class=FileResponse,
+)
 def recognizer_pt(cid: Collection, svc: Svc) -> FileResponse:
     path = svc.recognizer_file(cid)
     return FileResponse(path, media_type="application/octet-stream", filename="recognizer.pt")
 
 
-@router.get("/collections/{cid}/recognizer.onnx", summary="The recognizer as ONNX (as `export` writes it)",
-            response_class=FileResponse)  # fmt: skip
+@router.get(
+    "/collections/{cid}/recognizer.onnx",
+    summary="The recognizer as ONNX (as `export` writes it)",
+    response_class=FileResponse,
+)
 def recognizer_onnx(cid: Collection, svc: Svc) -> FileResponse:
     path = svc.recognizers.onnx(svc.recognizer_file(cid))
     return FileResponse(path, media_type="application/octet-stream", filename="recognizer.onnx")

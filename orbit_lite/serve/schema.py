@@ -65,13 +65,18 @@ def upgrade(db: sqlite3.Connection, where: object) -> int:
     version = db.execute("PRAGMA user_version").fetchone()[0]
     tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
     if app_id != APPLICATION_ID and (tables or version):
-        raise OrbitLiteError(f"{where} is a database orbit-lite did not write; it is never changed: choose another "
-                             "--store")  # fmt: skip
+        raise OrbitLiteError(
+            f"{where} is a database orbit-lite did not write; it is never changed: choose another --store"
+        )
     if version > VERSION:
-        raise OrbitLiteError(f"{where} is at schema version {version}, newer than this orbit-lite knows ({VERSION}); "
-                             "upgrade orbit-lite or choose another --store")  # fmt: skip
+        raise OrbitLiteError(
+            f"{where} is at schema version {version}, newer than this orbit-lite knows ({VERSION}); "
+            "upgrade orbit-lite or choose another --store"
+        )
     for step in range(version, VERSION):
         # executescript commits first; each step then runs in its own transaction with the version it reaches
-        db.executescript(f"BEGIN; {MIGRATIONS[step]}; PRAGMA application_id = {APPLICATION_ID}; "
-                         f"PRAGMA user_version = {step + 1}; COMMIT;")  # fmt: skip
+        db.executescript(
+            f"BEGIN; {MIGRATIONS[step]}; PRAGMA application_id = {APPLICATION_ID}; "
+            f"PRAGMA user_version = {step + 1}; COMMIT;"
+        )
     return version

@@ -88,8 +88,10 @@ class Store:
     def _recover(self) -> None:
         """A teach job cut off by a crash or kill is failed; files no row points to are its leftovers."""
         with self._tx() as db:
-            db.execute("UPDATE jobs SET status = 'failed', error = ?, finished = ? WHERE status IN "
-                       "('queued', 'running')", (INTERRUPTED, time.time()))  # fmt: skip
+            db.execute(
+                "UPDATE jobs SET status = 'failed', error = ?, finished = ? WHERE status IN ('queued', 'running')",
+                (INTERRUPTED, time.time()),
+            )
         for row in self._rows("SELECT id, recognizer FROM collections"):
             folder = self.recognizer_folder(row["id"])
             if folder.is_dir():
@@ -103,8 +105,10 @@ class Store:
         """A new empty collection: its id and its token (which is not kept, only its hash)."""
         cid, token = new_id(), new_token()
         with self._tx() as db:
-            db.execute("INSERT INTO collections (id, token_hash, created) VALUES (?, ?, ?)",
-                       (cid, token_hash(token), time.time()))  # fmt: skip
+            db.execute(
+                "INSERT INTO collections (id, token_hash, created) VALUES (?, ?, ?)",
+                (cid, token_hash(token), time.time()),
+            )
         return cid, token
 
     def opens(self, cid: str, token: str | None) -> bool:
@@ -120,8 +124,11 @@ class Store:
         c = rows[0]
         objects = []
         for o in self._rows("SELECT id, name FROM objects WHERE collection = ? ORDER BY name", cid):
-            videos = self._rows("SELECT id, kind, frames, bytes, original_name, created FROM videos WHERE object = ? "
-                                "ORDER BY created, id", o["id"])  # fmt: skip
+            videos = self._rows(
+                "SELECT id, kind, frames, bytes, original_name, created FROM videos WHERE object = ? "
+                "ORDER BY created, id",
+                o["id"],
+            )
             objects.append({"name": o["name"], "videos": [{"video_id": v.pop("id"), **v} for v in videos]})
         jobs = self._rows("SELECT * FROM jobs WHERE collection = ? ORDER BY created DESC LIMIT 1", cid)
         latest = job_view(jobs[0]) if jobs else None
@@ -129,10 +136,19 @@ class Store:
         state = "teaching" if teaching else ("ready" if c["recognizer"] else "untaught")
         recognizer = None
         if c["recognizer"]:
-            recognizer = {"job": c["recognizer"], "taught_at": c["taught_at"],
-                          "videos": json.loads(c["taught_videos"] or "[]")}  # fmt: skip
-        return {"id": cid, "created": c["created"], "objects": objects, "state": state, "recognizer": recognizer,
-                "latest_job": latest}  # fmt: skip
+            recognizer = {
+                "job": c["recognizer"],
+                "taught_at": c["taught_at"],
+                "videos": json.loads(c["taught_videos"] or "[]"),
+            }
+        return {
+            "id": cid,
+            "created": c["created"],
+            "objects": objects,
+            "state": state,
+            "recognizer": recognizer,
+            "latest_job": latest,
+        }
 
     def delete_collection(self, cid: str) -> None:
         with self._tx() as db:
@@ -164,12 +180,15 @@ class Store:
         with self._tx() as db:
             if not db.execute("SELECT 1 FROM collections WHERE id = ?", (cid,)).fetchone():
                 raise not_found("collection")  # deleted while the upload was being checked
-            db.execute("INSERT OR IGNORE INTO objects (collection, name, created) VALUES (?, ?, ?)",
-                       (cid, name, time.time()))  # fmt: skip
+            db.execute(
+                "INSERT OR IGNORE INTO objects (collection, name, created) VALUES (?, ?, ?)", (cid, name, time.time())
+            )
             oid = db.execute("SELECT id FROM objects WHERE collection = ? AND name = ?", (cid, name)).fetchone()[0]
-            db.execute("INSERT INTO videos (id, object, kind, media, frames, bytes, original_name, created) VALUES "
-                       "(?, ?, ?, ?, ?, ?, ?, ?)", (vid, oid, media.kind, relative, media.frames, size,
-                                                    (original or "")[:200], time.time()))  # fmt: skip
+            db.execute(
+                "INSERT INTO videos (id, object, kind, media, frames, bytes, original_name, created) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?)",
+                (vid, oid, media.kind, relative, media.frames, size, (original or "")[:200], time.time()),
+            )
             target = self.video_folder(cid, vid)
             target.parent.mkdir(parents=True, exist_ok=True)
             staged.rename(target)  # inside the transaction: a failed rename leaves no row behind
@@ -178,8 +197,9 @@ class Store:
     def add_object(self, cid: str, name: str) -> bool:
         """An object with no videos yet; False when it already existed."""
         with self._tx() as db:
-            cursor = db.execute("INSERT OR IGNORE INTO objects (collection, name, created) VALUES (?, ?, ?)",
-                                (cid, name, time.time()))  # fmt: skip
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO objects (collection, name, created) VALUES (?, ?, ?)", (cid, name, time.time())
+            )
             return cursor.rowcount == 1
 
     def delete_object(self, cid: str, name: str) -> None:
@@ -194,23 +214,29 @@ class Store:
 
     def delete_video(self, cid: str, vid: str) -> None:
         with self._tx() as db:
-            cursor = db.execute("DELETE FROM videos WHERE id = ? AND object IN (SELECT id FROM objects WHERE "
-                                "collection = ?)", (vid, cid))  # fmt: skip
+            cursor = db.execute(
+                "DELETE FROM videos WHERE id = ? AND object IN (SELECT id FROM objects WHERE collection = ?)",
+                (vid, cid),
+            )
             if cursor.rowcount == 0:
                 raise not_found("video in this collection")
         self._discard(self.video_folder(cid, vid))
 
     def thumbnail(self, cid: str, vid: str) -> Path:
-        rows = self._rows("SELECT v.id FROM videos v JOIN objects o ON v.object = o.id WHERE v.id = ? AND "
-                          "o.collection = ?", vid, cid)  # fmt: skip
+        rows = self._rows(
+            "SELECT v.id FROM videos v JOIN objects o ON v.object = o.id WHERE v.id = ? AND o.collection = ?", vid, cid
+        )
         path = self.video_folder(cid, vid) / "thumb.jpg"
         if not rows or not path.is_file():
             raise not_found("video in this collection")
         return path
 
     def clean_videos(self, cid: str) -> list[StoredVideo]:
-        rows = self._rows("SELECT v.id, o.name, v.media, v.frames FROM videos v JOIN objects o ON v.object = o.id "
-                          "WHERE o.collection = ? ORDER BY o.name, v.created, v.id", cid)  # fmt: skip
+        rows = self._rows(
+            "SELECT v.id, o.name, v.media, v.frames FROM videos v JOIN objects o ON v.object = o.id "
+            "WHERE o.collection = ? ORDER BY o.name, v.created, v.id",
+            cid,
+        )
         return [
             StoredVideo(r["id"], r["name"], self.video_folder(cid, r["id"]) / r["media"], r["frames"]) for r in rows
         ]
@@ -234,8 +260,10 @@ class Store:
     def create_job(self, cid: str, videos: list[str]) -> str:
         job = new_id()
         with self._tx() as db:
-            db.execute("INSERT INTO jobs (id, collection, status, videos, created) VALUES (?, ?, 'queued', ?, ?)",
-                       (job, cid, json.dumps(videos), time.time()))  # fmt: skip
+            db.execute(
+                "INSERT INTO jobs (id, collection, status, videos, created) VALUES (?, ?, 'queued', ?, ?)",
+                (job, cid, json.dumps(videos), time.time()),
+            )
         return job
 
     def job(self, job: str) -> dict[str, Any] | None:
@@ -257,10 +285,14 @@ class Store:
             if row is None:
                 return False
             videos = db.execute("SELECT videos FROM jobs WHERE id = ?", (job,)).fetchone()[0]
-            db.execute("UPDATE collections SET recognizer = ?, taught_at = ?, taught_videos = ? WHERE id = ?",
-                       (job, time.time(), videos, cid))  # fmt: skip
-            db.execute("UPDATE jobs SET status = 'done', progress = 1, stage = 'ready', finished = ? WHERE id = ?",
-                       (time.time(), job))  # fmt: skip
+            db.execute(
+                "UPDATE collections SET recognizer = ?, taught_at = ?, taught_videos = ? WHERE id = ?",
+                (job, time.time(), videos, cid),
+            )
+            db.execute(
+                "UPDATE jobs SET status = 'done', progress = 1, stage = 'ready', finished = ? WHERE id = ?",
+                (time.time(), job),
+            )
         if row[0] is not None:
             for suffix in (".pt", ".onnx"):
                 (self.recognizer_folder(cid) / f"{row[0]}{suffix}").unlink(missing_ok=True)
@@ -269,9 +301,17 @@ class Store:
 
 def job_view(row: dict[str, Any]) -> dict[str, Any]:
     """A job as the API shows it."""
-    return {"job": row["id"], "status": row["status"], "progress": row["progress"], "stage": row["stage"],
-            "error": row["error"], "videos": json.loads(row["videos"] or "[]"), "created": row["created"],
-            "started": row["started"], "finished": row["finished"]}  # fmt: skip
+    return {
+        "job": row["id"],
+        "status": row["status"],
+        "progress": row["progress"],
+        "stage": row["stage"],
+        "error": row["error"],
+        "videos": json.loads(row["videos"] or "[]"),
+        "created": row["created"],
+        "started": row["started"],
+        "finished": row["finished"],
+    }
 
 
 def _check_store_folder(root: Path) -> None:
@@ -279,5 +319,8 @@ def _check_store_folder(root: Path) -> None:
     if root.exists() and not root.is_dir():
         raise OrbitLiteError(f"--store {root} is a file; give a folder")
     if root.is_dir() and any(root.iterdir()) and not (root / DATABASE).is_file():
-        raise ServiceError(400, f"--store {root} holds files but no {DATABASE}: it is not an orbit-lite store and is "
-                                "never written into; choose a new or empty folder")  # fmt: skip
+        raise ServiceError(
+            400,
+            f"--store {root} holds files but no {DATABASE}: it is not an orbit-lite store and is "
+            "never written into; choose a new or empty folder",
+        )

@@ -47,8 +47,10 @@ def shown(name: str | None) -> str:
 
 
 def too_large(limits: Limits) -> ServiceError:
-    return ServiceError(413, f"upload over {limits.max_bytes // 2**20} MB; send a shorter video (the service's limit "
-                             "is --max-upload-mb)")  # fmt: skip
+    return ServiceError(
+        413,
+        f"upload over {limits.max_bytes // 2**20} MB; send a shorter video (the service's limit is --max-upload-mb)",
+    )
 
 
 def receive(source: BinaryIO, target: Path, limits: Limits) -> None:
@@ -99,8 +101,11 @@ def judge(upload: Path, name: str | None, frame_size: int, limits: Limits, allow
             return _video(upload, name, container, frame_size, limits)
     except CorruptMediaError as e:
         raise ServiceError(400, f"cannot decode {shown(name)}: {e.reason}") from None
-    raise ServiceError(415, f"{shown(name)} is not a video file (MP4, WebM, MKV, AVI), a zip of frames or an image; "
-                            "its content was judged, not its name")  # fmt: skip
+    raise ServiceError(
+        415,
+        f"{shown(name)} is not a video file (MP4, WebM, MKV, AVI), a zip of frames or an image; "
+        "its content was judged, not its name",
+    )
 
 
 def _image(upload: Path, name: str | None, ext: str, frame_size: int, allow_image: bool) -> Media:
