@@ -274,7 +274,8 @@ def test_recognize_answers_as_the_engine_does(taught, media: dict, tmp_path: Pat
     (tmp_path / "r.pt").write_bytes(pt.content)
     model = load_personal(tmp_path / "r.pt")
     assert model.object_names == NAMES
-    (tmp_path / "probe.mp4").write_bytes(media["probes"]["green keys"])
+    probe = media["probes"]["green keys"]
+    (tmp_path / "probe.mp4").write_bytes(probe)
     expected = recognize(model, tmp_path / "probe.mp4")
     r = c.post(
         f"/api/collections/{cid}/recognize", headers=auth, files={"file": ("p.mp4", media["probes"]["green keys"])}
@@ -291,6 +292,13 @@ def test_recognize_answers_as_the_engine_does(taught, media: dict, tmp_path: Pat
         f"/api/collections/{cid}/recognize?annotate=1", headers=auth, files={"file": ("x.jpg", jpeg_bytes((1, 1, 1)))}
     )
     assert image.status_code == 400 and "writes a video" in image.json()["error"]
+    scored = c.post(
+        f"/api/collections/{cid}/recognize?label=green keys", headers=auth, files={"file": ("p.mp4", probe)}
+    ).json()
+    assert scored["label"] == "green keys" and scored["inputs"][0]["input"] == "p.mp4"
+    assert scored["inputs"][0]["frame_accuracy"] == float(np.mean(expected.predictions == NAMES.index("green keys")))
+    r = c.post(f"/api/collections/{cid}/recognize?label=cat", headers=auth, files={"file": ("p.mp4", probe)})
+    assert r.status_code == 400 and "'cat' is not one of" in r.json()["error"]
     r = c.post(f"/api/collections/{cid}/recognize", headers=auth)
     assert r.status_code == 422 and r.json() == {"error": "file: Field required"}
 

@@ -114,6 +114,10 @@ def test_teach_three_objects_and_hear_the_live_answer(server: str, tmp_path: Pat
                 page.keyboard.press("Enter")
                 page.get_by_label(f"Upload clean videos of {name}").set_input_files([str(f) for f in files[name]])
                 page.wait_for_selector(f"text=Added 2 videos of {name}.")
+            # one more clean video of the object the camera shows, recorded in the page (MediaRecorder's WebM)
+            page.get_by_role("button", name="Record 4 seconds of green keys").click()
+            page.wait_for_selector("text=Added 1 video of green keys.")
+            assert page.get_by_role("heading", name="green keys (3 videos)").is_visible()
             page.screenshot(path=shots / "3-videos.png", full_page=True)
 
             page.get_by_role("button", name="Teach the recognizer").click()

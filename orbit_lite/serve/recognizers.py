@@ -68,13 +68,14 @@ class Recognizers:
         return target
 
 
-def recognition_json(r: Recognition, names: list[str]) -> dict[str, Any]:
-    """One input's answer, as ``recognize --json`` prints it, with every object's probability per frame."""
+def recognition_json(r: Recognition, names: list[str], name: str) -> dict[str, Any]:
+    """One input (called ``name``) as ``recognize --json`` prints it, with every object's probability per frame."""
     return {
-        "input": Path(r.source).name,
+        "input": name,
         "frames": len(r.predictions),
         "prediction": names[r.video_prediction],
         "confidence": float(r.probabilities[:, r.video_prediction].mean()),
+        **r.scores(len(names)),
         **r.cost_per_frame(),
         "per_frame": [
             {

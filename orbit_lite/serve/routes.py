@@ -117,8 +117,9 @@ def recognize(
     svc: Svc,
     file: Upload,
     annotate: Annotated[bool, Query(description="return the annotated MP4 instead of JSON")] = False,
+    label: Annotated[str | None, Query(description="the true object: scores the answers")] = None,
 ) -> dict[str, Any] | FileResponse:
-    result = svc.recognize(cid, file.file, file.filename, annotate)
+    result = svc.recognize(cid, file.file, file.filename, annotate, label)
     if isinstance(result, dict):
         return result
     cleanup = BackgroundTask(shutil.rmtree, result.parent, ignore_errors=True)

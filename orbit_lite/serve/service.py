@@ -105,17 +105,23 @@ class Service:
             raise ServiceError(409, "this collection has no recognizer yet: teach it first (POST .../teach)")
         return path
 
-    def recognize(self, cid: str, source: BinaryIO, filename: str | None, annotate: bool) -> dict[str, Any] | Path:
-        """Per-frame answers for an upload; with ``annotate``, the annotated MP4's path (its folder is the caller's
-        to remove, in ``staged``)."""
+    def recognize(
+        self, cid: str, source: BinaryIO, filename: str | None, annotate: bool, label: str | None = None
+    ) -> dict[str, Any] | Path:
+        """Per-frame answers for an upload (scored when the true ``label`` is given); with ``annotate``, the
+        annotated MP4's path (its folder is the caller's to remove)."""
         from orbit_lite.engine.recognize import recognize
 
         model = self.recognizers.get(self.recognizer_file(cid))
+        names = model.object_names
+        if label is not None and label not in names:
+            raise ServiceError(400, f"label {label!r} is not one of this recognizer's objects: {', '.join(names)}")
         staged, media = self._checked_upload(source, filename, allow_image=True)
         try:
-            result = recognize(model, media.path)
+            result = recognize(model, media.path, label)
             if not annotate:
-                return {"objects": model.object_names, "inputs": [recognition_json(result, model.object_names)]}
+                answer = recognition_json(result, names, filename or "upload")
+                return {"objects": names, "label": label, "inputs": [answer]}
             if media.kind == "image":
                 raise ServiceError(400, "annotate=1 writes a video: send a video or a zip of frames")
             from orbit_lite.visual.annotate import write_annotated
