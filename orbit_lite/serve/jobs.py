@@ -69,7 +69,9 @@ class Teacher:
         from orbit_lite.personal import save_personal
 
         store = self.store
-        store.update_job(job, status="running", started=time.time(), progress=0.1, stage="reading the videos")
+        started = time.time()
+        store.update_job(job, status="running", started=started, progress=0.1, stage="reading the videos")
+        log.info("teach job %s: %d videos of collection %s", job, len(videos), cid)
         try:
             user = collection_user(cid, videos)
             store.update_job(job, progress=0.3, stage="personalizing")
@@ -77,13 +79,16 @@ class Teacher:
             store.update_job(job, progress=0.9, stage="saving the recognizer")
             folder = store.recognizer_folder(cid)
             save_personal(folder / f"{job}.pt", model)
-            if not store.publish_recognizer(cid, job):
+            if store.publish_recognizer(cid, job):
+                log.info("teach job %s: ready in %.1f s", job, time.time() - started)
+            else:
                 (folder / f"{job}.pt").unlink(missing_ok=True)
                 with contextlib.suppress(OSError):  # the folders this job made again, when empty
                     folder.rmdir()
                     folder.parent.rmdir()
                 store.update_job(job, status="failed", error="the collection was deleted while teaching")
         except OrbitLiteError as e:
+            log.warning("teach job %s failed: %s", job, e)
             store.update_job(job, status="failed", error=str(e), finished=time.time())
         except Exception:
             log.exception("teach job %s of collection %s failed", job, cid)
