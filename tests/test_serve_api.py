@@ -20,7 +20,7 @@ from serve_media import COLOURS, frames_zip, jpeg_bytes, video_bytes, write_reci
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.serve import schema
 from orbit_lite.serve.app import create_app
-from orbit_lite.serve.model import ModelSource
+from orbit_lite.serve.model import parse_source
 from orbit_lite.serve.service import Service, Settings
 from orbit_lite.serve.store import DATABASE, INTERRUPTED, Store
 
@@ -37,7 +37,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def open_service(media: dict, store: Path, **settings) -> Service:
     torch.manual_seed(0)  # the tiny backbone's random weights: the same features in every service of a test
-    return Service(Settings(store, ModelSource(None, (media["recipe"],)), "cpu", **settings))
+    return Service(Settings(store, parse_source(None, [media["recipe"]]), "cpu", **settings))
 
 
 @pytest.fixture

@@ -46,11 +46,11 @@ def server(tmp_path: Path):
     import uvicorn
 
     from orbit_lite.serve.app import create_app
-    from orbit_lite.serve.model import ModelSource
+    from orbit_lite.serve.model import parse_source
     from orbit_lite.serve.service import Service, Settings
 
     torch.manual_seed(0)
-    service = Service(Settings(tmp_path / "store", ModelSource(None, (write_recipe(tmp_path),)), "cpu"))
+    service = Service(Settings(tmp_path / "store", parse_source(None, [write_recipe(tmp_path)]), "cpu"))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning"))

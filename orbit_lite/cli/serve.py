@@ -48,15 +48,15 @@ def serve_command(
         from orbit_lite.serve.app import create_app
     except ImportError as e:
         raise OrbitLiteError(f"serve needs its extra ({e.name} is missing): pip install 'orbit-lite[serve]'") from None
-    from orbit_lite.serve.model import ModelSource, default_recipe
+    from orbit_lite.serve.model import default_recipe, describe, parse_source
     from orbit_lite.serve.service import Service, Settings
 
     if checkpoint is None and not config:
         config = [default_recipe()]
-    source = ModelSource(checkpoint, tuple(config), tuple(overrides))
+    source = parse_source(checkpoint, config, overrides)
     settings = Settings(store or default_store(), source, device, max_upload_mb, max_frames)
     service = Service(settings)
-    err.print(f"serving {source.describe()} on {service.device}; collections in {settings.store}", markup=False)
+    err.print(f"serving {describe(source)} on {service.device}; collections in {settings.store}", markup=False)
     err.print(f"open http://{host}:{port}/ (API documentation at /docs)", markup=False)
     try:
         uvicorn.run(create_app(service), host=host, port=port, log_level="warning", ws_max_size=16 * 2**20)

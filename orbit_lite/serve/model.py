@@ -3,6 +3,7 @@ function that builds, loads and prepares the learner from it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +24,19 @@ class ModelSource:
     recipes: tuple[Path, ...] = ()
     overrides: tuple[str, ...] = ()
 
-    def describe(self) -> str:
-        if self.checkpoint is not None:
-            return f"checkpoint {self.checkpoint}"
-        return "recipe " + " + ".join(str(p) for p in self.recipes)
+
+def parse_source(checkpoint: Path | None, recipes: Sequence[Path], overrides: Sequence[str] = ()) -> ModelSource:
+    """The source named by ``--checkpoint`` / ``--config`` (exactly one) and ``--set``; mistakes in one line."""
+    from orbit_lite.engine.personalize import check_model_source
+
+    check_model_source(checkpoint, list(recipes), list(overrides))
+    return ModelSource(checkpoint, tuple(recipes), tuple(overrides))
+
+
+def describe(source: ModelSource) -> str:
+    if source.checkpoint is not None:
+        return f"checkpoint {source.checkpoint}"
+    return "recipe " + " + ".join(str(p) for p in source.recipes)
 
 
 def default_recipe() -> Path:
@@ -43,7 +53,6 @@ def default_recipe() -> Path:
 
 def open_model(source: ModelSource, device: torch.device) -> tuple[FewShotLearner, Config]:
     """The learner that teaches every collection, in eval mode on ``device``, and its config."""
-    from orbit_lite.engine.personalize import check_model_source, open_learner
+    from orbit_lite.engine.personalize import open_learner
 
-    check_model_source(source.checkpoint, list(source.recipes), list(source.overrides))
     return open_learner(source.checkpoint, list(source.recipes), list(source.overrides), device)

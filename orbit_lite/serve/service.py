@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -27,7 +27,7 @@ class Settings:
     """What ``orbit-lite serve`` was started with."""
 
     store: Path
-    source: ModelSource = field(default_factory=ModelSource)
+    source: ModelSource
     device: str = "auto"
     max_upload_mb: int = 200
     max_frames: int = 3000
