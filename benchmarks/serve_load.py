@@ -131,6 +131,16 @@ def teach_collection(http, objects: int, videos: int, frames: int, side: int, fo
     return cid, auth, time.perf_counter() - start
 
 
+def held_out_accuracy(http, cid: str, auth: dict, objects: int, frames: int, side: int, folder: Path) -> dict:
+    """Each object filmed once more (a new video), recognized through the API: is the video's answer right?"""
+    right = 0
+    for k in range(objects):
+        data = video_file(folder / f"held{k}.mp4", object_frames(k, frames, side, seed=5000 + k))
+        answer = http.post(f"/api/collections/{cid}/recognize", headers=auth, files={"file": ("v.mp4", data)}).json()
+        right += answer["inputs"][0]["prediction"] == f"object {k}"
+    return {"videos": objects, "right": right}
+
+
 def client(url: str, cid: str, auth: dict, index: int, args: argparse.Namespace, out: dict, stop: float) -> None:
     """One person: uploads ``--uploads`` clean videos while streaming ``--frames`` camera frames."""
     import httpx2 as httpx
@@ -242,6 +252,8 @@ def main() -> None:
                     http, args.objects, args.videos, args.video_frames, args.side, Path(tmp)
                 )
                 log(f"taught {args.objects} objects in {teach_s:.2f} s")
+                held_out = held_out_accuracy(http, cid, auth, args.objects, args.video_frames, args.side, Path(tmp))
+                log(f"held-out videos recognized: {held_out['right']} of {held_out['videos']}")
                 phases = []
                 for k in [int(c) for c in args.clients.split(",")]:
                     log(f"{k} client(s): {args.frames} frames and {args.uploads} uploads each")
@@ -265,6 +277,7 @@ def main() -> None:
             "frames_per_video": args.video_frames,
             "seconds": teach_s,
         },
+        "held_out_videos": held_out,
         "load": phases,
     }
     print(json.dumps(result, indent=None if args.json else 1))
