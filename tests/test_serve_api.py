@@ -493,3 +493,23 @@ def test_previous_recognizer_serves_while_teaching(taught, media: dict, monkeypa
     assert view["state"] == "ready" and view["recognizer"]["job"] == job
     old = c.service.store.recognizer_folder(cid) / f"{first['job']}.pt"
     assert not old.exists()  # replaced only once the new one serves
+
+
+def test_live_stream_equals_recognize_with_clips(taught) -> None:
+    """With clips of 3 frames, each streamed answer uses the newest frame and the two before it, exactly as
+    ``recognize`` does over the whole video (the first frame repeated before the start)."""
+    import dataclasses
+
+    from orbit_lite.data.video import as_frames, decode_image_bytes
+    from orbit_lite.engine.recognize import frame_probabilities
+    from orbit_lite.serve.recognizers import LiveStream
+
+    c, cid, _, _ = taught
+    model = dataclasses.replace(c.service.recognizers.get(c.service.store.recognizer(cid)), clip_length=3)
+    frames = [jpeg_bytes(COLOURS[NAMES[i % 3]], seed=i) for i in range(6)]
+    stream = LiveStream(model)
+    answers = [stream.push(f)["probabilities"] for f in frames]
+    got = np.array([[a[n] for n in NAMES] for a in answers])
+    pixels = as_frames(np.stack([decode_image_bytes(f, model.frame_size, "f") for f in frames]))
+    expected, _, _ = frame_probabilities(model, pixels, np.arange(len(frames)))
+    np.testing.assert_allclose(got, expected, atol=1e-5)

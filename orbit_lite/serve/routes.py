@@ -179,18 +179,20 @@ def _token_message(text: str) -> str | None:
 
 
 async def _stream(websocket: WebSocket, svc: Service, cid: str) -> None:
-    stream: LiveStream | None = None
+    streams: list[LiveStream] = []  # the stream of the recognizer in use (a new one when teaching replaces it)
+
+    def answer(data: bytes) -> dict[str, Any]:  # one trip to a worker thread per frame
+        model = svc.recognizers.get(svc.recognizer_file(cid))  # a newly taught recognizer takes over at once
+        if not streams or streams[0].model is not model:
+            streams[:] = [LiveStream(model)]
+        try:
+            return streams[0].push(data)
+        except ServiceError as e:
+            return {"error": str(e)}
+
     while True:
         data = await websocket.receive_bytes()
         if len(data) > MAX_LIVE_FRAME:
             await websocket.send_json({"error": f"frame over {MAX_LIVE_FRAME // 2**20} MB; send smaller JPEGs"})
             continue
-        path = await run_in_threadpool(svc.recognizer_file, cid)  # a newly taught recognizer takes over at once
-        model = await run_in_threadpool(svc.recognizers.get, path)
-        if stream is None or stream.model is not model:
-            stream = LiveStream(model)
-        try:
-            answer = await run_in_threadpool(stream.push, data)
-        except ServiceError as e:
-            answer = {"error": str(e)}
-        await websocket.send_json(answer)
+        await websocket.send_json(await run_in_threadpool(answer, data))
