@@ -56,8 +56,10 @@ def serve_command(
     source = parse_source(checkpoint, config, overrides)
     settings = Settings(store or default_store(), source, device, max_upload_mb, max_frames)
     service = Service(settings)
-    err.print(f"serving {describe(source)} on {service.device}; collections in {settings.store}", markup=False)
-    err.print(f"open http://{host}:{port}/ (API documentation at /docs)", markup=False)
+    err.print(
+        f"serving {describe(source)} on {service.device}; collections in {settings.store}", markup=False, soft_wrap=True
+    )
+    err.print(f"open http://{host}:{port}/ (API documentation at /docs)", markup=False, soft_wrap=True)
     try:
         uvicorn.run(create_app(service), host=host, port=port, log_level="warning", ws_max_size=16 * 2**20)
     finally:
