@@ -37,7 +37,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def open_service(media: dict, store: Path, **settings) -> Service:
     torch.manual_seed(0)  # the tiny backbone's random weights: the same features in every service of a test
-    return Service(Settings(store, parse_source(None, [media["recipe"]]), "cpu", **settings))
+    return Service(Settings(store, parse_source(None, [media["recipe"]], []), "cpu", **settings))
 
 
 @pytest.fixture

@@ -50,7 +50,7 @@ def server(tmp_path: Path):
     from orbit_lite.serve.service import Service, Settings
 
     torch.manual_seed(0)
-    service = Service(Settings(tmp_path / "store", parse_source(None, [write_recipe(tmp_path)]), "cpu"))
+    service = Service(Settings(tmp_path / "store", parse_source(None, [write_recipe(tmp_path)], []), "cpu"))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning"))
@@ -137,6 +137,19 @@ def test_teach_three_objects_and_hear_the_live_answer(server: str, tmp_path: Pat
             page.wait_for_selector("#annotated:visible")
             page.screenshot(path=shots / "6-recognized.png", full_page=True)
             assert serious_violations(page) == []
+
+            # every visible control is reached by the Tab key alone
+            count = page.evaluate(
+                """() => { const all = [...document.querySelectorAll('a[href], button, input, summary')]
+                       .filter(e => e.checkVisibility() && !e.disabled);
+                       all.forEach((e, i) => e.dataset.control = i); return all.length; }"""
+            )
+            page.focus("body")
+            reached = set()
+            for _ in range(count + 5):
+                page.keyboard.press("Tab")
+                reached.add(page.evaluate("document.activeElement.dataset.control"))
+            assert {str(i) for i in range(count)} <= reached
 
             # 200% zoom of a 1280 px window is a 640 CSS px viewport: everything reflows, nothing scrolls sideways
             page.set_viewport_size({"width": 640, "height": 900})

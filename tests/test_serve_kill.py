@@ -36,7 +36,7 @@ SERVER = textwrap.dedent(
         return real(*args, **kwargs)
     engine.personalize_user = stuck
     torch.manual_seed(0)
-    service = Service(Settings(sys.argv[1], parse_source(None, [sys.argv[2]]), "cpu"))
+    service = Service(Settings(sys.argv[1], parse_source(None, [sys.argv[2]], []), "cpu"))
     uvicorn.run(create_app(service), host="127.0.0.1", port=int(sys.argv[3]), log_level="warning")
     """
 )
@@ -88,7 +88,7 @@ def test_killed_teach_job_is_failed_on_restart(tmp_path: Path) -> None:
     from orbit_lite.serve.service import Service, Settings
     from orbit_lite.serve.store import INTERRUPTED
 
-    service = Service(Settings(store, parse_source(None, [recipe]), "cpu"))
+    service = Service(Settings(store, parse_source(None, [recipe], []), "cpu"))
     with TestClient(create_app(service)) as c:
         job = c.get(f"/api/jobs/{killed}", headers=auth).json()
         assert job["status"] == "failed" and job["error"] == INTERRUPTED
