@@ -125,9 +125,13 @@ def test_teach_three_objects_and_hear_the_live_answer(server: str, tmp_path: Pat
             assert page.eval_on_selector("#teach-progress", "e => e.value") == 1
             page.screenshot(path=shots / "4-taught.png", full_page=True)
 
+            # what the page says aloud, caught (a headless browser has no voice)
+            page.evaluate("() => { window.spoken = []; speechSynthesis.speak = (u) => window.spoken.push(u.text); }")
+            page.get_by_label("Speak what is recognized").check()
             page.get_by_role("button", name="Start the live camera").click()
             page.wait_for_function("document.getElementById('announce').textContent.startsWith('green keys')")
             assert page.get_attribute("#announce", "aria-live") == "polite"
+            assert page.evaluate("window.spoken") == ["green keys"]
             page.screenshot(path=shots / "5-live.png", full_page=True)
             page.get_by_role("button", name="Stop the live camera").click()
 
