@@ -513,3 +513,32 @@ def test_live_stream_equals_recognize_with_clips(taught) -> None:
     pixels = as_frames(np.stack([decode_image_bytes(f, model.frame_size, "f") for f in frames]))
     expected, _, _ = frame_probabilities(model, pixels, np.arange(len(frames)))
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_onnx_route_exports_once_and_only_when_checked(taught, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The route's own part (the export itself is `orbit-lite export`'s, tested there and in the heavy test above):
+    written once and kept; a failed parity check answers 500 and leaves no file."""
+    pytest.importorskip("onnx")
+    import orbit_lite.export as export
+
+    c, cid, auth, _ = taught
+    calls = []
+
+    def fake_export(model, path, opset=18):
+        calls.append(path)
+        Path(path).write_bytes(b"onnx graph")
+
+    diff = {"value": 1.0}
+    monkeypatch.setattr(export, "export_onnx", fake_export)
+    monkeypatch.setattr(export, "onnx_parity", lambda model, path: export.Parity(2, "clips", diff["value"], 0.0, 0))
+    onnx = c.service.store.recognizer(cid).with_suffix(".onnx")
+    onnx.unlink(missing_ok=True)
+    with TestClient(c.app, raise_server_exceptions=False) as client:
+        r = client.get(f"/api/collections/{cid}/recognizer.onnx", headers=auth)
+        assert r.status_code == 500 and "differs from PyTorch" in r.json()["error"]
+        assert not onnx.exists() and list(onnx.parent.glob("*.tmp")) == []
+        diff["value"] = 0.0
+        for _ in range(2):
+            r = client.get(f"/api/collections/{cid}/recognizer.onnx", headers=auth)
+            assert r.status_code == 200 and r.content == b"onnx graph"
+    assert len(calls) == 2  # the failed try, then one export kept for every later request
