@@ -1,4 +1,4 @@
-"""Pure metric functions and their aggregation (spec orbit.md 6)."""
+"""Pure metric functions and their aggregation."""
 
 from __future__ import annotations
 

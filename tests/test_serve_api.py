@@ -536,7 +536,7 @@ def test_onnx_route_exports_once_and_only_when_checked(taught, monkeypatch: pyte
     with TestClient(c.app, raise_server_exceptions=False) as client:
         r = client.get(f"/api/collections/{cid}/recognizer.onnx", headers=auth)
         assert r.status_code == 500 and "differs from PyTorch" in r.json()["error"]
-        assert not onnx.exists() and list(onnx.parent.glob("*.tmp")) == []
+        assert not onnx.exists() and list(onnx.parent.glob(".*")) == []
         diff["value"] = 0.0
         for _ in range(2):
             r = client.get(f"/api/collections/{cid}/recognizer.onnx", headers=auth)

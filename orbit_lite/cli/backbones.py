@@ -32,8 +32,16 @@ def backbones_command(
             weights = f"timm {spec.timm_tag}" if spec.timm_tag else "none"
             weights = f"torchvision {spec.weights.name}" if spec.weights else weights
             sizes = f">= {spec.min_size}" + (f", multiple of {spec.size_multiple}" if spec.size_multiple > 1 else "")
-            rows.append({"name": registered, "feature_dim": spec.feature_dim, "film_layers": film, "sizes": sizes,
-                         "weights": weights, "notes": spec.notes})  # fmt: skip
+            rows.append(
+                {
+                    "name": registered,
+                    "feature_dim": spec.feature_dim,
+                    "film_layers": film,
+                    "sizes": sizes,
+                    "weights": weights,
+                    "notes": spec.notes,
+                }
+            )
         if as_json:
             out.print_json(json.dumps(rows))
             return

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from orbit_lite.config import Config
 from orbit_lite.data.layout import ObjectVideos, User, video_from_path
 from orbit_lite.errors import OrbitLiteError
-from orbit_lite.learners import FewShotLearner
+from orbit_lite.learners import Learner
 from orbit_lite.serve.errors import ServiceError
 from orbit_lite.serve.store import Store, StoredVideo
 
@@ -53,7 +53,7 @@ def check_teachable(videos: list[StoredVideo], names: list[str]) -> None:
 class Teacher:
     """Queues teach jobs and runs them on one worker thread (the device is shared: one personalization at a time)."""
 
-    def __init__(self, store: Store, learner: FewShotLearner, cfg: Config) -> None:
+    def __init__(self, store: Store, learner: Learner, cfg: Config) -> None:
         self.store, self.learner, self.cfg = store, learner, cfg
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orbit-lite-teach")
 

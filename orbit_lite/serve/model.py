@@ -1,42 +1,28 @@
-"""The one place the service opens its model: the options of ``orbit-lite serve`` as a typed source, and the engine
-function that builds, loads and prepares the learner from it."""
+"""How the service opens its model: ``orbit-lite serve``'s options become the engine's typed model source
+(:func:`orbit_lite.engine.model.parse_source`), opened once by the engine's one way in
+(:func:`orbit_lite.engine.model.open_model`); the service adds only its default recipe."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from orbit_lite.config import Config
+from orbit_lite.engine.model import ModelSource, Recipe, parse_source
+from orbit_lite.engine.model import open_model as open_engine_model
 from orbit_lite.errors import OrbitLiteError
-from orbit_lite.learners import FewShotLearner
+from orbit_lite.learners import Learner
+
+__all__ = ["ModelSource", "default_recipe", "describe", "open_model", "parse_source"]
 
 DEFAULT_RECIPE = "photos_pretrained.yaml"
 
 
-@dataclass(frozen=True)
-class ModelSource:
-    """``--checkpoint`` or ``--config`` (with ``--set`` overrides): what ``personalize`` takes."""
-
-    checkpoint: Path | None = None
-    recipes: tuple[Path, ...] = ()
-    overrides: tuple[str, ...] = ()
-
-
-def parse_source(checkpoint: Path | None, recipes: Sequence[Path], overrides: Sequence[str] = ()) -> ModelSource:
-    """The source named by ``--checkpoint`` / ``--config`` (exactly one) and ``--set``; mistakes in one line."""
-    from orbit_lite.engine.personalize import check_model_source
-
-    check_model_source(checkpoint, list(recipes), list(overrides))
-    return ModelSource(checkpoint, tuple(recipes), tuple(overrides))
-
-
 def describe(source: ModelSource) -> str:
-    if source.checkpoint is not None:
-        return f"checkpoint {source.checkpoint}"
-    return "recipe " + " + ".join(str(p) for p in source.recipes)
+    if isinstance(source, Recipe):
+        return "recipe " + " + ".join(str(p) for p in source.paths)
+    return f"checkpoint {source.path}"
 
 
 def default_recipe() -> Path:
@@ -51,8 +37,7 @@ def default_recipe() -> Path:
     return path
 
 
-def open_model(source: ModelSource, device: torch.device) -> tuple[FewShotLearner, Config]:
+def open_model(source: ModelSource, device: torch.device) -> tuple[Learner, Config]:
     """The learner that teaches every collection, in eval mode on ``device``, and its config."""
-    from orbit_lite.engine.personalize import open_learner
-
-    return open_learner(source.checkpoint, list(source.recipes), list(source.overrides), device)
+    opened = open_engine_model(source, device)
+    return opened.learner, opened.config

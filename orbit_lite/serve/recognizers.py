@@ -12,9 +12,11 @@ import numpy as np
 import torch
 
 from orbit_lite.data.video import as_frames, decode_image_bytes
-from orbit_lite.engine.recognize import Recognition, frame_probabilities
+from orbit_lite.engine.recognize import frame_probabilities
 from orbit_lite.errors import CorruptMediaError
 from orbit_lite.personal import PersonalModel
+from orbit_lite.publish import publish_file
+from orbit_lite.results import Recognition
 from orbit_lite.serve.errors import ServiceError
 
 
@@ -28,13 +30,13 @@ class Recognizers:
         self._export_lock = threading.Lock()
 
     def get(self, path: Path) -> PersonalModel:
-        from orbit_lite.personal import load_personal
+        from orbit_lite.engine.model import open_personal
 
         with self._lock:
             if path in self._loaded:
                 self._loaded.move_to_end(path)
                 return self._loaded[path]
-        model = load_personal(path, self.device)  # outside the lock: loading one never holds up the others
+        model = open_personal(path, self.device)  # outside the lock: loading one never holds up the others
         with self._lock:
             self._loaded[path] = model
             while len(self._loaded) > self.keep:
@@ -53,18 +55,14 @@ class Recognizers:
                 raise ServiceError(
                     501, "ONNX export needs the export extra: pip install 'orbit-lite[export]'"
                 ) from None
-            from orbit_lite.personal import load_personal
+            from orbit_lite.engine.model import open_personal
 
-            model = load_personal(path, "cpu")
-            staged = path.with_suffix(".onnx.tmp")
-            try:
+            model = open_personal(path, "cpu")
+            with publish_file(target, suffix=".unchecked") as staged:  # served only once checked
                 export_onnx(model, staged)
                 parity = onnx_parity(model, staged)
                 if not parity.ok:
                     raise ServiceError(500, f"the ONNX export differs from PyTorch {parity.summary()}")
-                staged.replace(target)
-            finally:
-                staged.unlink(missing_ok=True)
         return target
 
 

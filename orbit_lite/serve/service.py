@@ -41,7 +41,7 @@ class Service:
     """One running service: its model, its store, its teach worker."""
 
     def __init__(self, settings: Settings, device: torch.device | None = None) -> None:
-        from orbit_lite.engine.train import select_device
+        from orbit_lite.runtime import select_device
 
         self.settings = settings
         self.device = device or select_device(settings.device, "--device ")

@@ -16,7 +16,7 @@ from orbit_lite.visual.png import new_figure, save_png
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from orbit_lite.engine.evaluate import UserResult
+    from orbit_lite.results import UserResult
 
 CONFUSION_FILE = "confusion_matrices.png"
 FTR_FILE = "frames_to_recognition.png"
@@ -43,12 +43,12 @@ def confusion_of(result: UserResult) -> Confusion:
 
     Tasks may teach different subsets of the user's objects; rows and columns are the union, by name."""
     truth = {s.video: s.object for s in result.scores}  # a video shows one object, whichever task scores it
-    objects = sorted({name for task in result.tasks for name in task["task_object_list"]})
+    objects = sorted({name for task in result.tasks for name in task.object_names})
     index = {name: i for i, name in enumerate(objects)}
     counts = np.zeros((len(objects), len(objects)), dtype=np.int64)
     for task in result.tasks:
-        names = task["task_object_list"]
-        for video, frames in task["task_videos"].items():
+        names = task.object_names
+        for video, frames in task.videos.items():
             true = truth.get(video)
             if true is None:
                 continue
@@ -91,8 +91,9 @@ def confusion_figure(results: Sequence[UserResult], title: str) -> Figure:
         for i in range(k):
             for j in range(k):
                 dark = fractions[i, j] > 0.6
-                ax.text(j, i, str(c.counts[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if dark else "black")  # fmt: skip
+                ax.text(
+                    j, i, str(c.counts[i, j]), ha="center", va="center", fontsize=7, color="white" if dark else "black"
+                )
         labels = [_label(n) for n in c.objects]
         ax.set_xticks(range(k), labels, rotation=90, fontsize=6)
         ax.set_yticks(range(k), labels, fontsize=6)
