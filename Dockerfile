@@ -1,6 +1,8 @@
 # orbit-lite on NVIDIA GPUs. Data, runs and weights are mounted volumes; nothing of them is baked in.
 #   docker build -t orbit-lite .
 #   docker run --gpus all -v ~/orbit:/data -v ~/runs:/runs orbit-lite train --data /data --config configs/... --out /runs/x
+#   docker run --gpus all -p 8000:8000 -v ~/runs:/runs orbit-lite serve --host 0.0.0.0 --store /runs/serve \
+#       --checkpoint /runs/x/checkpoints/best.pt
 # The base image must carry the torch / torchvision versions pinned in pyproject.toml, so pip installs only the rest.
 # `make docker-test` builds this same file on a local Debian base with those versions (docker/local_base.py).
 ARG BASE_IMAGE=pytorch/pytorch:2.14.1-cuda13.0-cudnn9-runtime
@@ -40,5 +42,6 @@ RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
 USER 1000
 WORKDIR /runs
 VOLUME ["/data", "/runs", "/weights"]
+EXPOSE 8000
 ENTRYPOINT ["orbit-lite"]
 CMD ["--help"]
