@@ -17,7 +17,7 @@ LAYERS = (
     {"learners", "runtime", "personal"},
     {"export", "import_orbit", "visual"},
     {"engine"},
-    {"cli", "__main__"},
+    {"cli", "serve", "__main__"},  # front ends: the command line and the web service
 )
 
 
