@@ -11,7 +11,7 @@ import orbit_lite
 ROOT = Path(orbit_lite.__file__).parent
 # Lowest first; a module may import its own layer and the ones before it.
 LAYERS = (
-    {"orbit_lite", "errors", "choices", "tags", "shapes", "metrics", "lite", "cost", "publish"},
+    {"orbit_lite", "errors", "choices", "tags", "shapes", "metrics", "lite", "cost", "publish", "profiling"},
     {"config", "limits", "coerce", "checkpoint", "outputs", "results"},
     {"data", "models"},
     {"learners", "runtime", "personal"},
