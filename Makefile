@@ -11,7 +11,7 @@ PHOTO_DIR ?= runs/demo-photos
 PHOTO_USER = $$(ls $(PHOTO_DIR)/data/test | head -n 1)
 PHOTO_VIDEO = $$(find $(PHOTO_DIR)/data/test/$(PHOTO_USER) -mindepth 3 -maxdepth 3 -path '*/clutter/*' | sort | head -n 1)
 
-.PHONY: demo test test-all lint bench clean docker-test
+.PHONY: demo test test-all lint bench fuzz clean docker-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,10 @@ docker-test:
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/data_throughput.py --json
+
+# 10,000 random and mutated inputs through the loaders and commands (tens of minutes on two CPU cores; JSON out)
+fuzz: $(VENV)/.installed
+	nice -n 19 $(BIN)/python benchmarks/fuzz.py --cases 10000 --seconds 3600 --json
 
 clean:
 	rm -rf $(DEMO_DIR) $(PHOTO_DIR) .pytest_cache

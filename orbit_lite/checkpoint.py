@@ -42,9 +42,20 @@ def require_file(path: Path, what: str) -> None:
 _IMPORTS = {"GLOBAL", "STACK_GLOBAL", "INST"}
 
 
+def _allowed(name: str) -> bool:
+    """Whether ``torch.load(weights_only=True)`` imports global ``name`` itself (tensors, dtypes, OrderedDict)."""
+    try:  # torch's own list, where this torch exposes it
+        from torch._weights_only_unpickler import _get_allowed_globals
+
+        return name in _get_allowed_globals()
+    except Exception:
+        return name.startswith("torch.") or name in ("collections.OrderedDict", "builtins.set", "_codecs.encode")
+
+
 def pickled_code(path: Path) -> str:
-    """The first global a pickle would import (``module.name``), found by reading its opcodes without running them;
-    empty when the file is no pickle at all. A torch zip file's pickle is its ``data.pkl``."""
+    """The first global a pickle would import (``module.name``) that a weights-only load refuses, found by reading
+    its opcodes without running them (the tensors' own imports are skipped: they are not what is refused); empty
+    when the file is no pickle at all. A torch zip file's pickle is its ``data.pkl``."""
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
@@ -57,7 +68,9 @@ def pickled_code(path: Path) -> str:
             if isinstance(arg, str):
                 strings.append(arg)
             if opcode.name in _IMPORTS:
-                return arg.replace(" ", ".") if opcode.name != "STACK_GLOBAL" else ".".join(strings[-2:])
+                name = arg.replace(" ", ".") if opcode.name != "STACK_GLOBAL" else ".".join(strings[-2:])
+                if not _allowed(name):
+                    return name
     except Exception:  # not a pickle (or a cut one): nothing it would import can be named
         return ""
     return ""
@@ -102,6 +115,9 @@ def load_checkpoint(path: Path | str, kind: str | None = None) -> dict[str, Any]
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise OrbitLiteError(f"{path}: not an orbit-lite checkpoint (no orbit-lite format marker)")
     if kind is not None and record.get("kind") != kind:
+        if not isinstance(record.get("kind"), str):
+            raise OrbitLiteError(f"{path}: damaged orbit-lite checkpoint: it does not say which kind it is (expected "
+                                 f"a {kind} checkpoint)")  # fmt: skip
         raise OrbitLiteError(f"{path}: is an orbit-lite {record.get('kind')} file, expected a {kind} checkpoint")
     if kind in SCHEMAS:
         check_structure(path, record, kind)
@@ -146,5 +162,20 @@ def check_structure(path: Path, record: dict[str, Any], kind: str) -> None:
             raise OrbitLiteError(f"{path}: damaged personal recognizer: 'object_names' must list two or more names")
         if not all(isinstance(t, torch.Tensor) for t in record["state"]):
             raise OrbitLiteError(f"{path}: damaged personal recognizer: 'state' must hold tensors only")
+        if not isinstance(record.get("style", ""), str):  # optional: files from before styles existed lack it
+            raise OrbitLiteError(f"{path}: damaged personal recognizer: 'style' must be a name")
+        film = record["film"] or {}
+        pairs = [v for v in film.values() if isinstance(v, (list, tuple)) and len(v) == 2]
+        if len(pairs) != len(film) or not all(isinstance(t, torch.Tensor) for pair in pairs for t in pair):
+            raise OrbitLiteError(f"{path}: damaged personal recognizer: 'film' must map each layer to two tensors")
+        for part in ("backbone", "head"):
+            if not all(isinstance(t, torch.Tensor) for t in record[part].values()):
+                raise OrbitLiteError(f"{path}: damaged personal recognizer: '{part}' must hold tensors only")
         if record["frame_size"] < 1 or record["clip_length"] < 1:
             raise OrbitLiteError(f"{path}: damaged personal recognizer: frame_size and clip_length must be positive")
+        clips = record.get("check_clips")  # what `export --check` runs both runtimes on
+        shape = (record["clip_length"], 3, record["frame_size"], record["frame_size"])
+        if clips is not None and not (isinstance(clips, torch.Tensor) and clips.dtype == torch.uint8
+                                      and clips.dim() == 5 and tuple(clips.shape[1:]) == shape):  # fmt: skip
+            raise OrbitLiteError(f"{path}: damaged personal recognizer: 'check_clips' must be uint8 clips of shape "
+                                 f"[N, {', '.join(map(str, shape))}]")  # fmt: skip

@@ -10,10 +10,9 @@ from collections.abc import Mapping
 from dataclasses import fields, is_dataclass
 from typing import Any, TypeVar
 
-import yaml
-
 from orbit_lite.errors import OrbitLiteError
-from orbit_lite.limits import Switch
+from orbit_lite.limits import Switch, brief
+from orbit_lite.safe_yaml import load_yaml
 
 T = TypeVar("T")
 
@@ -58,7 +57,7 @@ def from_dict(cls: type[T], values: Mapping[str, Any], where: str = "config", ba
     test-protocol default. Unknown keys are an error that lists the valid ones.
     """
     if not isinstance(values, Mapping):
-        raise OrbitLiteError(f"{where}: expected a mapping of keys, got {values!r}")
+        raise OrbitLiteError(f"{where}: expected a mapping of keys, got {brief(values)}")
     hints = typing.get_type_hints(cls)
     by_name = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(values) - set(by_name))
@@ -114,7 +113,7 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise OrbitLiteError(f"override {item!r}: {part} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw) if raw else ""
+        node[parts[-1]] = load_yaml(raw, f"--set {item}") if raw else ""
     return out
 
 

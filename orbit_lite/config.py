@@ -11,8 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import yaml
-
 from orbit_lite.coerce import apply_overrides, from_dict, merge, to_dict
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.limits import (
@@ -26,6 +24,7 @@ from orbit_lite.limits import (
     Switch,
     check_limits,
 )
+from orbit_lite.safe_yaml import read_yaml_file
 from orbit_lite.shapes import Buckets
 from orbit_lite.tags import expand_filter
 
@@ -244,15 +243,7 @@ def load_config(paths: list[str] | None = None, overrides: list[str] | None = No
     """Defaults <- each YAML file in order <- ``key=value`` overrides."""
     values: dict[str, Any] = {}
     for path in paths or []:
-        try:
-            with open(path) as f:
-                layer = yaml.safe_load(f) or {}
-        except OSError as e:
-            raise OrbitLiteError(f"{path}: cannot read config ({e.strerror})") from None
-        except UnicodeDecodeError:
-            raise OrbitLiteError(f"{path}: not a text file; a config is a YAML file") from None
-        except yaml.YAMLError as e:
-            raise OrbitLiteError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        layer = read_yaml_file(str(path)) or {}  # bounded: size, depth, aliases; a key written twice is an error
         if not isinstance(layer, Mapping):
             raise OrbitLiteError(f"{path}: a config file must be a mapping of sections")
         values = merge(values, layer)

@@ -203,7 +203,18 @@ def check_limits(section: Any, name: str) -> None:
             ok = _has_type(value, hint) and limit.allows(value)
         if not ok:
             shown = list(value) if isinstance(value, tuple) else value  # as the user wrote it
-            raise OrbitLiteError(f"{name}.{f.name} must be {_describe(hint, limit)}, got {shown!r}")
+            raise OrbitLiteError(f"{name}.{f.name} must be {_describe(hint, limit)}, got {brief(shown)}")
+        if hint is int and not -INT_RANGE <= value < INT_RANGE:  # 1e20 reads as an integer that no index can reach
+            raise OrbitLiteError(f"{name}.{f.name} must be {_describe(hint, limit)} below 2**63, got {value:.3g}")
+
+
+INT_RANGE = 2**63  # integer settings are used as 64-bit integers (tensor sizes, indices, seeds)
+
+
+def brief(value: Any) -> str:
+    """``repr(value)`` on one line and at most 80 characters: a message stays one line whatever a file held."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 @functools.cache

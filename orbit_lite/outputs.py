@@ -173,6 +173,7 @@ def check_run_out(run_dir: Path) -> str | None:
         )
     foreign = sorted({p.name for p in run_dir.iterdir()} - RUN_FILES)
     checkpoints = run_dir / "checkpoints"
+    refuse_links_in_run(run_dir)
     if checkpoints.is_dir():  # last.pt, best.pt and the temporaries of their atomic writes (after a kill)
         foreign += [
             f"checkpoints/{p.name}"
@@ -185,6 +186,27 @@ def check_run_out(run_dir: Path) -> str | None:
             "never written into: choose a new or empty --out"
         )
     return run_id
+
+
+_RUN_FOLDERS = frozenset({"checkpoints", "tensorboard"})
+
+
+def refuse_links_in_run(run_dir: Path) -> None:
+    """A run's outputs are written into its own folders only, never through a link the user put there (their
+    ``best.pt`` or log would be replaced) nor over a file where a run keeps a folder (or the reverse)."""
+    entries = [p for p in run_dir.iterdir() if p.name in RUN_FILES]
+    if (run_dir / "checkpoints").is_dir() and not (run_dir / "checkpoints").is_symlink():
+        entries += list((run_dir / "checkpoints").iterdir())
+    for entry in entries:
+        name = entry.relative_to(run_dir)
+        if entry.is_symlink():
+            raise OrbitLiteError(f"{run_dir} holds {name}, a symbolic link; a run writes only into files and folders "
+                                 "of its own, never through a link: remove the link or choose a new --out")  # fmt: skip
+        folder = entry.name in _RUN_FOLDERS and entry.parent == run_dir
+        if folder != entry.is_dir() or not (entry.is_dir() or entry.is_file()):
+            kind = "a folder" if folder else "a file"
+            raise OrbitLiteError(f"{run_dir} holds {name}, which is not {kind} as a run's {name} is; it is never "
+                                 "written over: move it aside or choose a new --out")  # fmt: skip
 
 
 def mark_run(run_dir: Path, run_id: str) -> None:
@@ -294,19 +316,21 @@ def is_annotated_video(path: Path) -> bool:
         return False
 
 
-def writable_parent(path: Path) -> None:
-    """Fail now, not after hours of work, when ``path``'s folder cannot be created or written."""
+def writable_parent(path: Path, option: str = "--out") -> None:
+    """Fail now, not after hours of work, when ``path``'s folder cannot be created or written (``option`` is how the
+    user gave ``path``: the fix names it)."""
     probe = path.parent
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir():
-        raise OrbitLiteError(f"{probe} is a file, so {path} cannot be written there: choose another --out")
+        raise OrbitLiteError(f"{probe} is a file, so {path} cannot be written there: choose another {option}")
     try:  # create a file there: permission bits say nothing to root, nor about a read-only file system or /proc
         with tempfile.NamedTemporaryFile(prefix=".orbit-lite-probe.", dir=probe):
             pass
     except OSError as e:
         raise OrbitLiteError(
-            f"{probe} is not writable ({e.strerror or e}; permissions or a read-only file system): choose another --out"
+            f"{probe} is not writable ({e.strerror or e}; permissions or a read-only file system): choose another "
+            f"{option}"
         ) from None
 
 

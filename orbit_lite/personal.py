@@ -43,8 +43,15 @@ def _plain(t: torch.Tensor) -> torch.Tensor:
 
 
 def save_personal(path: Path | str, model: PersonalModel) -> None:
-    """Write ``model`` atomically."""
+    """Write ``model`` atomically; a recognizer holding NaN or infinite values is never saved."""
     r = model.recognizer
+    parts = {"head state": list(r.state), "head": list(r.head.state_dict().values()),
+             "FiLM parameters": [t for pair in (r.film or {}).values() for t in pair]}  # fmt: skip
+    for part, tensors in parts.items():
+        if not all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point()):
+            raise OrbitLiteError(f"the personal recognizer's {part} holds NaN or infinite values, so {path} was not "
+                                 "written: the personalization diverged (with a FineTuner, lower finetune.lr), or "
+                                 "the checkpoint's weights are damaged")  # fmt: skip
     film = None if r.film is None else {k: [_plain(g), _plain(b)] for k, (g, b) in r.film.items()}
     payload = {
         "user": model.user,

@@ -211,6 +211,15 @@ def test_timm_weights_from_a_local_file(tmp_path: Path) -> None:
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (bb.spec.mean, bb.spec.std))
     with torch.no_grad():
         torch.testing.assert_close(bb(frames), net((frames.float() / 255 - mean) / std), rtol=1e-4, atol=1e-5)
+    # A random B0 gives nearly the same features for any input, so the features alone would not notice the channel
+    # statistics in BGR order: the network's input is compared with timm's own (RGB) normalization instead.
+    seen = []
+    hook = bb.net.conv_stem.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    with torch.no_grad():
+        bb(frames)
+    hook.remove()
+    rgb_mean, rgb_std = (torch.tensor(net.pretrained_cfg[k]).view(1, 3, 1, 1) for k in ("mean", "std"))
+    torch.testing.assert_close(seen[0], (frames.float() / 255 - rgb_mean) / rgb_std, rtol=1e-5, atol=1e-5)
     torch.save(timm.create_model("tf_efficientnet_b1", num_classes=0).state_dict(), path)  # another architecture
     with pytest.raises(OrbitLiteError, match=r"does not match tf_efficientnet_b0: 0 missing keys .* unexpected keys"):
         create_backbone("tf_efficientnet_b0", str(path), frame_size=SIZE)

@@ -298,3 +298,18 @@ def test_recognize_is_causal_over_clips(tmp_path: Path) -> None:
     moved = np.abs(before - after).max(1)
     assert (moved[[0, 1, 2, 3, 7, 8, 9]] == 0).all()
     assert (moved[[4, 5, 6]] > 1e-6).all()
+
+
+def test_one_personalization_serves_every_task_only_when_every_object_fits_the_cap(tiny_frames: Path) -> None:
+    """With more objects than object_cap, each task draws its own objects: one personalization cannot serve them."""
+    from orbit_lite.config import DataConfig, evaluation_sampling
+    from orbit_lite.data.tasks import TaskBuilder
+    from orbit_lite.engine.evaluate import context_is_deterministic
+
+    user = index_tree(tiny_frames).users("test")[0]
+    data = DataConfig(frame_size=32, num_workers=0)
+    objects = len(TaskBuilder(evaluation_sampling(), data).candidates(user))
+    assert objects == 3
+    for cap, shared in ((objects, True), (objects + 1, True), (objects - 1, False)):
+        sampling = evaluation_sampling(object_cap=cap)
+        assert context_is_deterministic(sampling, TaskBuilder(sampling, data), user) is shared, cap

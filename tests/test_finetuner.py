@@ -202,3 +202,24 @@ def test_finetuner_film_lite_gradient_is_unbiased_and_exact_when_n_fits() -> Non
     assert (draws.std(0) > 0).any()  # the draws really differ
     stderr = draws.std(0) / len(draws) ** 0.5
     assert ((draws.mean(0) - full).abs() <= 4.5 * stderr + 1e-6 * full.abs().max()).all()
+
+
+@pytest.mark.parametrize("lr", [1e-3, 0.1])
+def test_finetuner_steps_at_the_configured_learning_rate(lr: float) -> None:
+    """One Adam step from the zero head moves every weight with a gradient by exactly finetune.lr (Adam's first
+    step is lr * sign(gradient)): an optimizer built without the setting would move them by its own default."""
+    learner = tiny("finetuner", steps=1, lr=lr)
+    clips, labels = coloured(3, 4, seed=0)
+    weight, _ = learner.personalize(clips, labels, 3).state
+    moved = weight[weight != 0].abs()
+    assert len(moved) > weight.numel() // 2  # (a gradient near Adam's eps moves its weight a little less)
+    torch.testing.assert_close(moved, torch.full_like(moved, lr), rtol=1e-2, atol=0)
+
+
+def test_finetuner_film_head_starts_at_zero() -> None:
+    """FineTuner + FiLM builds its own head (not LinearHead.fit): after one step of a vanishing learning rate it
+    must still be zero, as the reference's is."""
+    learner = tiny("finetuner_film", steps=1, lr=1e-30)
+    clips, labels = coloured(3, 4, seed=0)
+    weight, bias = learner.personalize(clips, labels, 3).state
+    assert weight.abs().max() <= 1e-29 and bias.abs().max() <= 1e-29

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orbit_lite.cli.common import err, one_line_errors, out
+from orbit_lite.errors import OrbitLiteError
 
 
 @one_line_errors
@@ -57,7 +58,13 @@ def backbones_command(
         return
     if onnx:
         err.print("trying an ONNX export (on the meta device: no weights, no memory) ...")
-    info = describe(name, frame_size, check_onnx=onnx)
+    if frame_size is not None:  # the range data.frame_size takes: 0 is no size, 100000 px no frame
+        from orbit_lite.config import LIMITS
+
+        limit = LIMITS["data"]["frame_size"]
+        if not limit.allows(frame_size):
+            raise OrbitLiteError(f"--frame-size must be {limit.describe()} pixels, got {frame_size}")
+    info = describe(name, frame_size, check_onnx=onnx, option="--frame-size")
     if as_json:
         out.print_json(json.dumps(info.as_dict()))
         return

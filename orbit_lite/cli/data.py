@@ -13,6 +13,7 @@ from rich.table import Table
 
 from orbit_lite.cli.common import err, one_line_errors, out, progress_bar
 from orbit_lite.data.presets import PRESETS
+from orbit_lite.safe_out import output_path
 
 app = typer.Typer(help="Make, summarize and check ORBIT data.", no_args_is_help=True)
 
@@ -37,6 +38,7 @@ def synth(
     """Write a deterministic synthetic dataset in the ORBIT benchmark layout."""
     from orbit_lite.data.synth import expected_videos, synthesize
 
+    out_dir = output_path(out_dir, "OUT")  # a link to nothing, a name too long: one line before any work
     with progress_bar("writing videos", expected_videos(preset.value)) as advance:
         summary = synthesize(out_dir, preset.value, frame_size, format.value, seed, progress=lambda _: advance(1))
     users = ", ".join(f"{n} {s}" for s, n in summary.users.items())

@@ -18,6 +18,7 @@ from orbit_lite.cli.common import err, one_line_errors, out, plural, progress_ba
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.outputs import check_results_out, refuse_current_folder
 from orbit_lite.results import METRICS, CostSummary, RunMetrics, Summary
+from orbit_lite.safe_out import output_path
 
 # The choices as the options offer them (the default first); the names are defined once, in orbit_lite.choices.
 Mode = Enum("Mode", {m: m for m in MODES}, type=str)
@@ -95,6 +96,7 @@ def evaluate_command(
     single process would."""
     if out_dir.name in ("", ".."):  # "--out ." names no folder to replace: use the path it stands for
         out_dir = Path(os.path.abspath(out_dir))
+    out_dir = output_path(out_dir, "--out")  # a link to a results folder is written through, never replaced
     refuse_current_folder(out_dir)  # `--out .` is written in place when empty, never renamed away
     check_results_out(out_dir, overwrite)  # refuse early, before any work (every rank checks, so all stop together)
     if seed < 0:

@@ -10,6 +10,7 @@ import typer
 from orbit_lite.cli.common import one_line_errors, out
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.outputs import check_file_out, is_onnx_file, writable_parent
+from orbit_lite.safe_out import output_path, outside_other_outputs
 
 
 class Format(str, Enum):
@@ -27,6 +28,8 @@ def export_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
 ) -> None:
     """Export a personal recognizer: uint8 frames in, logits and probabilities out, FiLM folded in."""
+    out_file = output_path(out_file, "--out")
+    outside_other_outputs(out_file, "--out")
     check_file_out(out_file, overwrite, is_onnx_file, "an ONNX model")
     writable_parent(out_file)
     from orbit_lite.engine.model import open_personal

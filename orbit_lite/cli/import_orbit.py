@@ -10,6 +10,7 @@ import typer
 from orbit_lite.cli.common import one_line_errors, out
 from orbit_lite.import_orbit import BACKBONES, HEADS, import_reference, resolve
 from orbit_lite.outputs import check_file_out, is_orbit_lite_checkpoint, writable_parent
+from orbit_lite.safe_out import output_path, outside_other_outputs
 
 RefLearner = Enum("RefLearner", {name: name for name in HEADS}, type=str)
 RefHead = Enum("RefHead", {name: name for name in HEADS["protonets"]}, type=str)
@@ -38,6 +39,8 @@ def import_orbit_command(
     REF.pth is named orbit_cluve_<learner>[_cosine]_<backbone>_224_lite.pth. Every key is checked, nothing in the file
     is executed, and the result works with evaluate, personalize (then export) and train --set train.init=CKPT.
     """
+    out_file = output_path(out_file, "--out")
+    outside_other_outputs(out_file, "--out")
     check_file_out(out_file, overwrite, is_orbit_lite_checkpoint("training"), "a training checkpoint")
     writable_parent(out_file)
     ref = resolve(reference, _value(learner), backbone, _value(head))

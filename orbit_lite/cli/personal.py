@@ -18,10 +18,10 @@ from orbit_lite.outputs import (
     check_file_out,
     is_annotated_video,
     is_orbit_lite_checkpoint,
-    is_orbit_lite_png,
     is_predictions_csv,
     writable_parent,
 )
+from orbit_lite.safe_out import distinct_outputs, is_recognize_plot, output_path, outside_other_outputs
 
 
 @one_line_errors
@@ -52,6 +52,8 @@ def personalize_command(
     from orbit_lite.engine.model import open_model, parse_source  # torch: a source is checked by its learner's kind
 
     source = parse_source(checkpoint, config, overrides)
+    out_file = output_path(out_file, "--out")
+    outside_other_outputs(out_file, "--out")
     check_file_out(out_file, overwrite, is_orbit_lite_checkpoint("personal"), "a personal recognizer")
     writable_parent(out_file)
     # the data and the engine (torch) load only once the options are known to be right: mistakes answer at once
@@ -99,9 +101,15 @@ def recognize_command(
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
 ) -> None:
     """Say which of the user's objects each frame shows (causal: a frame's answer uses only earlier frames)."""
+    csv_path, annotate, plot = (
+        None if p is None else output_path(p, option)
+        for p, option in ((csv_path, "--csv"), (annotate, "--annotate"), (plot, "--plot"))
+    )
+    distinct_outputs({"--csv": csv_path, "--annotate": annotate, "--plot": plot})  # one would overwrite the other
     if csv_path is not None:  # our own predictions CSV is replaced (as before); any other file never is
+        outside_other_outputs(csv_path, "--csv")
         check_file_out(csv_path, True, is_predictions_csv, "a predictions CSV", has_overwrite_flag=False)
-        writable_parent(csv_path)
+        writable_parent(csv_path, "--csv")
     check_picture_outs(annotate, plot, inputs)
     from orbit_lite.engine.model import open_personal
     from orbit_lite.engine.recognize import recognize
@@ -169,13 +177,15 @@ def check_picture_outs(annotate: Path | None, plot: Path | None, inputs: list[Pa
             raise OrbitLiteError(f"--annotate writes one video but {len(inputs)} inputs were given: give one INPUT")
         if annotate.suffix.lower() != ".mp4":
             raise OrbitLiteError(f"--annotate {annotate}: the video is written as MP4; give a name ending in .mp4")
+        outside_other_outputs(annotate, "--annotate")
         check_file_out(annotate, True, is_annotated_video, "an annotated video", has_overwrite_flag=False)
-        writable_parent(annotate)
+        writable_parent(annotate, "--annotate")
     if plot is not None:
         if plot.suffix.lower() != ".png":
             raise OrbitLiteError(f"--plot {plot}: the plot is written as PNG; give a name ending in .png")
-        check_file_out(plot, True, is_orbit_lite_png, "an orbit-lite plot", has_overwrite_flag=False)
-        writable_parent(plot)
+        outside_other_outputs(plot, "--plot")  # evaluate's and train's pictures are theirs
+        check_file_out(plot, True, is_recognize_plot, "an orbit-lite plot", has_overwrite_flag=False)  # recognize's own
+        writable_parent(plot, "--plot")
 
 
 def write_pictures(recognitions: list, names: list[str], annotate: Path | None, plot: Path | None) -> None:

@@ -12,6 +12,7 @@ from orbit_lite.cli.common import err, one_line_errors, out
 from orbit_lite.config import load_config
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.outputs import claim_out
+from orbit_lite.safe_out import output_path
 
 
 @one_line_errors
@@ -29,6 +30,7 @@ def train_command(
     flags = {"train.device": device, "train.bf16": bf16, "train.compile": compile_}
     overrides = [*overrides, *(f"{k}={str(v).lower()}" for k, v in flags.items() if v is not None)]
     cfg = load_config([str(p) for p in config], overrides)
+    out_dir = output_path(out_dir, "--out")  # a link to a folder is written through; a link to nothing refused
     # the engine (torch) loads once the config is known to be right: a mistake in it answers at once
     from orbit_lite.cli.train_monitor import RichMonitor
     from orbit_lite.engine.distributed import from_env

@@ -55,7 +55,7 @@ def annotated_videos(names: Iterable[str]) -> set[str]:
 def _load_cached(path: str) -> tuple[FrameAnnotations, frozenset[str]]:
     try:
         raw = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: JSONDecodeError, and UnicodeDecodeError for non-UTF-8 bytes
         raise OrbitLiteError(f"{path}: unreadable annotation file ({e}); re-extract the annotations") from None
     if not isinstance(raw, dict):
         raise OrbitLiteError(f"{path}: expected a JSON object of frame name -> annotation")

@@ -147,7 +147,7 @@ def _check_annotations(video: Video, annotation_dir: Path) -> list[Problem]:
         return [Problem(video.path, f"no annotation file {annotation_dir / (video.video_id + '.json')}")]
     try:
         raw = json.loads(video.annotation_path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: JSONDecodeError, and UnicodeDecodeError for non-UTF-8 bytes
         return [Problem(video.annotation_path, f"unreadable annotation file ({e})")]
     if not isinstance(raw, dict):
         return [Problem(video.annotation_path, "not a JSON object of frame name -> annotation")]

@@ -89,7 +89,14 @@ def _decode(data: bytes, flag: int, source: object) -> np.ndarray:
         raise CorruptMediaError(source, "empty file")
     if _jpeg_truncated(data):
         raise CorruptMediaError(source, "truncated JPEG (no end-of-image marker)")
-    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    try:
+        bgr = cv2.imdecode(buffer, flag)
+    except cv2.error:  # a reduced decode of a non-JPEG resizes inside OpenCV: an image 1 px thin asserts there
+        try:
+            bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+        except cv2.error as e:
+            raise CorruptMediaError(source, f"not a decodable image ({str(e).strip().splitlines()[-1][:80]})") from None
     if bgr is None:
         raise CorruptMediaError(source, "not a decodable image")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

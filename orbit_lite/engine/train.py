@@ -33,7 +33,7 @@ from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners import FewShotLearner, create_learner
 from orbit_lite.learners.base import TaskStats, read_stats
 from orbit_lite.outputs import RUN_MARKER, check_run_out, mark_run, new_id, run_id_of
-from orbit_lite.publish import atomic_write_text
+from orbit_lite.publish import atomic_write_bytes, atomic_write_text
 from orbit_lite.results import TrainProgress
 from orbit_lite.runtime import select_device
 from orbit_lite.visual import tensorboard
@@ -113,10 +113,13 @@ class _Run:
         self.id = ""  # the run's id, also in its marker and its checkpoints: the proof that they belong together
         self.curves = run_dir / "curves.png"
         self.tensorboard: tensorboard.TensorBoardLog | None = None
+        self._lines = b""  # metrics.jsonl's content as last written
 
     def log(self, record: dict[str, Any]) -> None:
-        with open(self.metrics, "a") as f:  # whole lines, flushed: a crash leaves complete records
-            f.write(json.dumps(record) + "\n")
+        # Rewritten whole and renamed into place, never appended: a copy of the run made with hard links (cp -al,
+        # rsync --link-dest, snapshots) shares the file's inode, and an append would change the copy too.
+        self._lines += (json.dumps(record) + "\n").encode()
+        atomic_write_bytes(self.metrics, self._lines)
         if self.tensorboard is not None:
             self.tensorboard.write(record)
 
@@ -128,14 +131,12 @@ class _Run:
             log.warning("could not draw %s: %s", self.curves, e)
 
     def truncate_metrics(self, size: int) -> None:
-        if self.metrics.exists():
-            with open(self.metrics, "r+b") as f:
-                f.truncate(size)
-        else:
-            self.metrics.touch()
+        """Keep metrics.jsonl's first ``size`` bytes (the lines up to the checkpoint), as a new file."""
+        self._lines = self.metrics.read_bytes()[:size] if self.metrics.exists() else b""
+        atomic_write_bytes(self.metrics, self._lines)
 
     def metrics_size(self) -> int:
-        return self.metrics.stat().st_size if self.metrics.exists() else 0
+        return len(self._lines)
 
 
 def _prepare(cfg: Config, data_root: Path, run: _Run, resume: bool) -> tuple[DatasetIndex, dict[str, Any] | None]:

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from orbit_lite.config import FinetuneConfig, ModelConfig
+from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners.base import Learner, LearnerSpec, Personalized
 from orbit_lite.lite import lite_forward
 
@@ -105,7 +106,18 @@ class FineTuner(Learner):
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
+        self._check_converged([weight, bias])
         return Personalized(self.backbone, self.head, None, (weight.detach(), bias.detach()), way, self.bf16)
+
+    def _check_converged(self, tensors: list[torch.Tensor]) -> None:
+        """Stop, naming the settings, when the steps diverged: a recognizer of NaN weights answers nothing (every
+        confidence NaN, chance-level scores that look normal)."""
+        if all(bool(torch.isfinite(t).all()) for t in tensors):
+            return
+        cfg = self.finetune
+        raise OrbitLiteError(f"personalization diverged (weights became NaN or infinite) with finetune.lr={cfg.lr:g} "
+                             f"over {cfg.steps} {cfg.optimizer} steps: lower finetune.lr (default "
+                             f"{FinetuneConfig.lr:g})")  # fmt: skip
 
     def tuned_clip_features(self, clips: torch.Tensor, tuned: dict[str, torch.Tensor]) -> torch.Tensor:
         """Per-clip features ``[n, D]`` with the tuned norm-layer parameters in place of the backbone's."""
@@ -152,6 +164,7 @@ class FineTuner(Learner):
             self.film_step_gradient(clips, labels, (weight, bias), tuned, chunk, generator)
             optimizer.step()
             optimizer.zero_grad()
+        self._check_converged([weight, bias, *tuned.values()])
         backbone = copy.deepcopy(self.backbone)  # the user's own backbone: the tuned values written in
         with torch.no_grad():
             for name, value in tuned.items():

@@ -115,15 +115,17 @@ def onnx_support(backbone: Backbone, frame_size: int) -> str:
     return "yes"
 
 
-def describe(name: str, frame_size: int | None = None, check_onnx: bool = False) -> BackboneInfo:
+def describe(
+    name: str, frame_size: int | None = None, check_onnx: bool = False, option: str = "data.frame_size"
+) -> BackboneInfo:
     """Everything :class:`BackboneInfo` holds for ``name`` at ``frame_size`` (default: its default size).
 
     Raises:
         OrbitLiteError: unknown name, or a frame size the backbone cannot take (naming the sizes it can).
     """
     spec = backbone_spec(name)
-    size = frame_size or default_size(spec)
-    check_frame_size(spec, size)
+    size = default_size(spec) if frame_size is None else frame_size
+    check_frame_size(spec, size, option)
     backbone = meta_backbone(spec, size)
     scale_only = backbone.film_scale_only
     norms = Counter(type(backbone.net.get_submodule(n)).__name__ for n, _ in backbone.film_layers)

@@ -346,8 +346,9 @@ def backbone_spec(name: str) -> BackboneSpec:
     return spec
 
 
-def check_frame_size(spec: BackboneSpec, frame_size: int) -> None:
-    """Raise a one-line error naming the sizes ``spec`` takes when it cannot take ``frame_size`` as it is."""
+def check_frame_size(spec: BackboneSpec, frame_size: int, option: str = "data.frame_size") -> None:
+    """Raise a one-line error naming the sizes ``spec`` takes when it cannot take ``frame_size`` as it is (``option``:
+    where the user gave the size, named in the fix)."""
     if spec.size_error is not None:
         problem = spec.size_error(frame_size)
     elif frame_size < spec.min_size or frame_size % spec.size_multiple:
@@ -355,4 +356,4 @@ def check_frame_size(spec: BackboneSpec, frame_size: int) -> None:
     else:
         problem = None
     if problem:
-        raise OrbitLiteError(f"{spec.name} cannot take frame size {frame_size}: {problem}; fix: set data.frame_size")
+        raise OrbitLiteError(f"{spec.name} cannot take frame size {frame_size}: {problem}; fix: set {option}")

@@ -220,10 +220,14 @@ def size_error(name: str, frame_size: int) -> str | None:
         outcome = probe(name, frame_size)
         if isinstance(outcome, tuple):
             return None
-        why = f"the network fails at that size ({outcome}); "
-    nearest = [s for s in model.nearest_sizes(frame_size) if s != frame_size and isinstance(probe(name, s), tuple)]
+        why = f"the network fails at that size ({outcome})"
+    tried = [s for s in model.nearest_sizes(frame_size) if s != frame_size]
+    nearest = [s for s in tried if isinstance(probe(name, s), tuple)]
+    if why:  # the size rule holds, the network does not run: the rule would only repeat what failed
+        near = f"; it runs at {', '.join(map(str, nearest))}" if nearest else ""
+        return f"{why}{near}; it runs at its default size, {model.default_size}"
     sizes = ", ".join(str(s) for s in nearest) or "none near"
-    return f"{why}it takes {rule(model)}: nearest {sizes} (default {model.default_size})"
+    return f"it takes {rule(model)}: nearest {sizes} (default {model.default_size})"
 
 
 def rule(model: TimmModel) -> str:

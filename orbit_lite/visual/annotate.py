@@ -7,7 +7,10 @@ it (recognition is causal), so the video shows what the recognizer would have sa
 
 from __future__ import annotations
 
+import errno
 import math
+import os
+import shutil
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +23,7 @@ from orbit_lite.data.decoders import native_stderr_silenced
 from orbit_lite.data.layout import FRAME_EXTENSIONS, video_from_path
 from orbit_lite.errors import CorruptMediaError, OrbitLiteError
 from orbit_lite.outputs import VIDEO_MARK_BOX
-from orbit_lite.publish import publish_file
+from orbit_lite.publish import publish_file, write_failure
 
 if TYPE_CHECKING:
     from orbit_lite.results import Recognition
@@ -107,13 +110,15 @@ def draw_answer(frame: np.ndarray, name: str, probability: float, right: bool | 
     return out
 
 
-def _open_writer(path: Path, fps: float, size: tuple[int, int]) -> tuple[cv2.VideoWriter, str]:
+def _open_writer(path: Path, fps: float, size: tuple[int, int], out: Path) -> tuple[cv2.VideoWriter, str]:
     for codec in CODECS:
         with native_stderr_silenced():  # a missing encoder is reported by FFmpeg on stderr; we try the next one
             writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, size)
         if writer.isOpened():
             return writer, codec
         writer.release()
+    if shutil.disk_usage(path.parent).free < _ROOM:  # an encoder that cannot open on a full disk is not missing
+        raise write_failure(out, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
     raise OrbitLiteError(
         f"this OpenCV build can write {path.suffix} video with none of {', '.join(CODECS)}; "
         "install opencv-python-headless from PyPI"
@@ -142,7 +147,7 @@ def write_annotated(recognition: Recognition, names: list[str], out: Path) -> tu
             for i, frame in enumerate(original_frames(source, count)):
                 if writer is None:
                     size = output_size(frame.shape[1], frame.shape[0])
-                    writer, codec = _open_writer(tmp, input_fps(source), size)
+                    writer, codec = _open_writer(tmp, input_fps(source), size, out)
                 if (frame.shape[1], frame.shape[0]) != size:
                     shrink = frame.shape[1] > size[0]
                     frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_NEAREST)
@@ -155,6 +160,20 @@ def write_annotated(recognition: Recognition, names: list[str], out: Path) -> tu
                 writer.release()
         if writer is None:
             raise OrbitLiteError(f"{source}: no frames to annotate")
+        if not _plays(tmp):  # the encoder reports no failed write (a full disk): the file is read back instead
+            raise OSError(errno.ENOSPC, "the video encoder could not finish the file")
         with open(tmp, "ab") as f:  # the mark outputs.py knows our videos by: a later run may replace this file
             f.write(VIDEO_MARK_BOX)
     return written, codec
+
+
+_ROOM = 1 << 20  # less free space than this and no encoder can open its file
+
+
+def _plays(path: Path) -> bool:
+    """Whether the written video opens and holds a frame (a cut-off MP4 has no index and opens as nothing)."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return capture.isOpened() and capture.read()[0]
+    finally:
+        capture.release()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from orbit_lite import __version__
 from orbit_lite.outputs import PNG_SOFTWARE
 from orbit_lite.publish import atomic_write_bytes
+from orbit_lite.safe_out import PLOT_MAKER_KEY
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -28,14 +29,18 @@ def new_figure(width: float, height: float, layout: str | None = None) -> Figure
     return Figure(figsize=(width, height), dpi=DPI, layout=layout)
 
 
-def png_bytes(fig: Figure) -> bytes:
-    """The figure as PNG bytes, its Software text chunk naming orbit-lite (how outputs.py knows the file is ours)."""
+def png_bytes(fig: Figure, made_by: str | None = None) -> bytes:
+    """The figure as PNG bytes, its Software text chunk naming orbit-lite (how outputs.py knows the file is ours)
+    and, with ``made_by``, a chunk naming the command that drew it (only that command replaces it)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": f"{PNG_SOFTWARE} {__version__}"})
+    metadata = {"Software": f"{PNG_SOFTWARE} {__version__}"}
+    if made_by is not None:
+        metadata[PLOT_MAKER_KEY] = made_by
+    fig.savefig(buffer, format="png", dpi=DPI, metadata=metadata)
     return buffer.getvalue()
 
 
-def save_png(fig: Figure, path: Path | str) -> Path:
+def save_png(fig: Figure, path: Path | str, made_by: str | None = None) -> Path:
     """Write the figure to ``path`` all at once (never a half-written PNG)."""
-    atomic_write_bytes(Path(path), png_bytes(fig))
+    atomic_write_bytes(Path(path), png_bytes(fig, made_by))
     return Path(path)

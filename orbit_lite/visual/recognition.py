@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from orbit_lite.safe_out import RECOGNIZE_PLOT
 from orbit_lite.visual.png import new_figure, save_png
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def plot_recognitions(recognitions: Sequence[Recognition], names: Sequence[str],
         bottom=0.5 / (ROW_HEIGHT * len(recognitions)),
         hspace=0.6,
     )
-    return save_png(fig, path)
+    return save_png(fig, path, made_by=RECOGNIZE_PLOT)
 
 
 def _plot_one(ax, r: Recognition, names: Sequence[str], colours: list) -> None:
