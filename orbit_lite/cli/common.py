@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -51,11 +53,61 @@ def one_line_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def duration(seconds: float) -> str:
+    """``45 s``, ``3 min 05 s``: elapsed and remaining times in progress lines."""
+    seconds = max(0, round(seconds))
+    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60:02d} s"
+
+
+class Heartbeat:
+    """Progress for a log file or a pipe: a line on stderr at least every ``every`` seconds while work runs (done of
+    total, elapsed, an estimate of the time left), from a background thread, so that a step slower than ``every``
+    still shows that the command is alive. Off a terminal a progress bar would print nothing until the end."""
+
+    def __init__(self, description: str, total: int | None, every: float = 20.0, console: Console = err) -> None:
+        self.description, self.total, self.every, self.console = description, total, every, console
+        self.done = 0
+        self.started = time.perf_counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="orbit-lite-heartbeat", daemon=True)
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+
+    def line(self) -> str:
+        elapsed = time.perf_counter() - self.started
+        text = f"{self.description}: {self.done:,}" + (f"/{self.total:,}" if self.total else "")
+        text += f", {duration(elapsed)} elapsed"
+        if self.total and 0 < self.done < self.total:
+            text += f", about {duration(elapsed / self.done * (self.total - self.done))} left"
+        elif self.total and not self.done:
+            text += ", time left not known yet"
+        return text
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            self.console.print(self.line(), markup=False, highlight=False)
+
+    def __enter__(self) -> Heartbeat:
+        self.started = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 @contextmanager
 def progress_bar(description: str, total: int | None, enabled: bool = True) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr; yields ``advance(n)`` (a no-op when not ``enabled``)."""
-    if not enabled or not err.is_terminal:  # off a terminal a bar only leaves a blank line before the messages
+    """A rich progress bar on stderr; yields ``advance(n)`` (a no-op when not ``enabled``). Off a terminal, a
+    :class:`Heartbeat` line at least every 20 seconds instead."""
+    if not enabled:
         yield lambda n=1: None
+        return
+    if not err.is_terminal:  # a bar would print nothing there: lines with progress and time left instead
+        with Heartbeat(description, total) as beat:
+            yield beat.advance
         return
     columns = [
         TextColumn("{task.description}"),

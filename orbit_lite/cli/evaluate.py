@@ -214,6 +214,9 @@ def _evaluate(o: EvaluateOptions, dist: Dist) -> None:
 def _print_summary(metrics: dict, seconds: float, out_dir: Path) -> None:
     from orbit_lite.data.tasks import TaskBuilder
 
+    if metrics.get("chance") is not None:
+        out.print(f"chance: {100 * metrics['chance']:.2f}% frame accuracy (a uniform guess among each task's "
+                  "objects, averaged as the scores are)", markup=False)  # fmt: skip
     encoded = metrics["frames_encoded"]
     out.print(f"{encoded['total']:,} frames encoded ({encoded['context']:,} context, {encoded['target']:,} query), "
               f"{metrics['personalizations']} personalizations, {seconds:.1f} s; results in {out_dir}",

@@ -58,6 +58,7 @@ def aggregate(
                                "tasks_per_user": protocol.tasks_per_user, "users": len(results)}  # fmt: skip
     for metric in METRICS:
         metrics[metric] = summarize_scores(videos[metric].to_numpy())
+    metrics["chance"] = chance_level(results)
     metrics["per_user"] = {
         r.user: {m: summarize_scores(videos.loc[videos["user"] == r.user, m].to_numpy()) for m in METRICS}
         for r in results
@@ -72,6 +73,13 @@ def aggregate(
     metrics["dropped_users"] = [{"user": r.user, "reason": r.dropped} for r in results if r.dropped]
     metrics["dropped_objects"] = [{"user": r.user, "object": o} for r in results for o in r.dropped_objects]
     return metrics, videos, per_user, per_object
+
+
+def chance_level(results: Sequence[UserResult]) -> float | None:
+    """The frame accuracy of guessing uniformly among a task's objects, averaged as the scores are (over every scored
+    (task, video)); None when nothing was scored."""
+    ways = [len(r.tasks[s.task]["task_object_list"]) for r in results for s in r.scores]
+    return sum(1 / w for w in ways) / len(ways) if ways else None
 
 
 def cost_summary(results: Sequence[UserResult]) -> dict[str, Any]:
