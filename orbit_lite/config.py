@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import yaml
 
 from orbit_lite.errors import OrbitLiteError
+from orbit_lite.models.names import HEAD_NAMES, LEARNER_NAMES, backbone_problem
 from orbit_lite.shapes import MODES as SWITCHES  # the buckets' modes are one of these switches
 from orbit_lite.shapes import Buckets
 
@@ -122,10 +123,11 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "decode_threads": at_least(0),
     },
     "model": {
-        "learner": ANY,  # registry names: checked when the model is built, before a run writes anything
-        "backbone": ANY,
+        # registry names, known without torch (orbit_lite.models.names): a misspelt one answers before torch loads
+        "learner": one_of(LEARNER_NAMES),
+        "backbone": ANY,  # a registered name or timm/<model>: ModelConfig.__post_init__
         "weights": ANY,
-        "head": ANY,
+        "head": one_of(("", *HEAD_NAMES)),  # "": the learner's own
         "logit_scale": at_least(0.0),  # 0: the head's default
         "learn_scale": ANY,
         "film": ANY,
@@ -293,6 +295,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check_limits(self, "model")
+        problem = backbone_problem(self.backbone)
+        if problem:
+            raise OrbitLiteError(f"model.backbone: {problem}")
 
 
 @dataclass(frozen=True)

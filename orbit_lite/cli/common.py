@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -28,6 +29,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 def plural(n: int, word: str, words: str | None = None) -> str:
     """``1 video``, ``2 videos``: counts in messages read as a person writes them."""
     return f"{n} {word if n == 1 else (words or word + 's')}"
+
+
+def check_recipes(recipes: list[Path], overrides: list[str]) -> None:
+    """Read ``--config`` recipes with their ``--set`` overrides before torch loads: a missing file, an unknown key,
+    a value out of range or a misspelt learner or backbone answers in a second, not after the import."""
+    if recipes:
+        from orbit_lite.config import load_config
+
+        load_config([str(p) for p in recipes], overrides)
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -26,7 +26,8 @@ def read_results(folder: Path) -> tuple[dict, dict]:
         metrics = json.loads((folder / "metrics.json").read_text())
         config = yaml.safe_load((folder / "config.yaml").read_text())
     except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise OrbitLiteError(f"{folder} is not an evaluate results folder ({exc}); fix: give evaluate --out folders")
+        why = f"{folder} is not an evaluate results folder ({exc})"
+        raise OrbitLiteError(f"{why}; fix: give folders written by evaluate --out") from None
     return metrics, config
 
 

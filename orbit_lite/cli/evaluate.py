@@ -14,7 +14,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from orbit_lite.cli.common import err, one_line_errors, out, plural, progress_bar
+from orbit_lite.cli.common import check_recipes, err, one_line_errors, out, plural, progress_bar
 from orbit_lite.config import Config as ConfigSchema
 from orbit_lite.config import apply_overrides, from_dict, to_dict
 from orbit_lite.errors import OrbitLiteError
@@ -139,6 +139,7 @@ def evaluate_command(
         check_model_source(checkpoint, config, overrides)  # raises: one of them, not both
     if checkpoint is not None:  # a recipe's model may be overridden; a checkpoint's is what was trained
         refuse_model_overrides(overrides)
+    check_recipes(config, overrides)  # before torch: a mistake in a recipe answers at once
     wanted = parse_users(users)
     from orbit_lite.engine.distributed import from_env
 

@@ -12,7 +12,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from orbit_lite.cli.common import err, one_line_errors, out, plural
+from orbit_lite.cli.common import check_recipes, err, one_line_errors, out, plural
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.outputs import (
     check_file_out,
@@ -49,6 +49,7 @@ def personalize_command(
     """Teach a recognizer a user's objects from their clean videos."""
     if (user is None) == (videos is None) or (user is not None and data is None):
         raise OrbitLiteError("give either --user ID with --data ROOT, or --videos DIR")
+    check_recipes(config, overrides)  # before torch: a mistake in a recipe answers at once
     from orbit_lite.engine.personalize import check_model_source  # torch: the model's source is checked by its kind
 
     check_model_source(checkpoint, config, overrides)
@@ -144,7 +145,7 @@ def recognize_command(
         if label is not None:
             row += [
                 f"{s['frame_accuracy']:.1%}",
-                f"{s['frames_to_recognition']:.2f}",
+                f"{s['frames_to_recognition']:.1%}",  # in % of the frames, as evaluate gives it
                 "yes" if s["video_accuracy"] else "no",
             ]
         table.add_row(*row)
