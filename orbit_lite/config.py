@@ -123,11 +123,11 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "decode_threads": at_least(0),
     },
     "model": {
-        # registry names, known without torch (orbit_lite.models.names): a misspelt one answers before torch loads
-        "learner": one_of(LEARNER_NAMES),
+        # registry names are checked against orbit_lite.models.names: a misspelt one answers before torch loads
+        "learner": ANY,  # a registered name (ModelConfig.__post_init__)
         "backbone": ANY,  # a registered name or timm/<model>: ModelConfig.__post_init__
         "weights": ANY,
-        "head": one_of(("", *HEAD_NAMES)),  # "": the learner's own
+        "head": ANY,  # "" (the learner's own) or a registered name (ModelConfig.__post_init__)
         "logit_scale": at_least(0.0),  # 0: the head's default
         "learn_scale": ANY,
         "film": ANY,
@@ -295,9 +295,14 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check_limits(self, "model")
+        # the registries' messages, before torch loads them
+        if self.learner not in LEARNER_NAMES:
+            raise OrbitLiteError(f"unknown learner {self.learner!r}; available: {', '.join(LEARNER_NAMES)}")
+        if self.head and self.head not in HEAD_NAMES:
+            raise OrbitLiteError(f"unknown head {self.head!r}; available: {', '.join(HEAD_NAMES)}")
         problem = backbone_problem(self.backbone)
         if problem:
-            raise OrbitLiteError(f"model.backbone: {problem}")
+            raise OrbitLiteError(problem)
 
 
 @dataclass(frozen=True)
