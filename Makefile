@@ -47,7 +47,8 @@ demo: $(VENV)/.installed
 	@echo "== make demo 5/6: evaluate the LITE meta-trained ProtoNets (about 20 s) =="
 	$(BIN)/orbit-lite evaluate --data $(DEMO_DIR)/data --checkpoint $(DEMO_DIR)/lite/checkpoints/best.pt \
 		--tasks 1 --out $(DEMO_DIR)/eval-lite
-	@echo "== make demo 6/6: one test user's recognizer (meta-trained) on one of their clutter videos (about 20 s) =="
+	@echo "== make demo 6/6: the first test user's recognizer (meta-trained) on their first clutter video (about 20 s) =="
+	@echo "   (both picked by name, not by result; right and wrong frames are marked)"
 	$(BIN)/orbit-lite personalize --user $(DEMO_USER) --data $(DEMO_DIR)/data \
 		--checkpoint $(DEMO_DIR)/lite/checkpoints/best.pt --out $(DEMO_DIR)/personal.pt
 	video="$(DEMO_VIDEO)"; $(BIN)/orbit-lite recognize --model $(DEMO_DIR)/personal.pt "$$video" \

@@ -1,7 +1,7 @@
 """Frozen dataclasses are the configuration schema; YAML layers and ``a.b=c`` overrides build them.
 
 Every constant of the reference code's task sampling is an option here with the reference value as its default
-(spec orbit.md 2.2, 2.4 and 10.7); the resolved values are saved with every run and result.
+(docs/reference.md 2.2, 2.4 and 10); the resolved values are saved with every run and result.
 """
 
 from __future__ import annotations
@@ -328,7 +328,7 @@ class LiteConfig:
 class FinetuneConfig:
     """How the FineTuner learners personalize: gradient steps on the context set, per task, from a zero linear head.
 
-    Defaults are the reference code's test settings (``multi-step-learner.py``, spec orbit.md 3.6 and 7)."""
+    Defaults are the reference code's test settings (``multi-step-learner.py``, docs/reference.md 3.6 and 7)."""
 
     steps: int = 50
     optimizer: str = "adam"  # adam | sgd
@@ -351,7 +351,7 @@ class FinetuneConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Meta-training schedule; defaults are the reference code's (spec orbit.md 5 and 7)."""
+    """Meta-training schedule; defaults are the reference code's (docs/reference.md 5 and 7)."""
 
     epochs: int = 30
     tasks_per_user: int = 50

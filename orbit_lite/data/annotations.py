@@ -2,7 +2,7 @@
 
 Each video's JSON maps a frame file name (``<video>-00001.jpg``) to a dict. Clutter frames carry
 ``object_bounding_box`` (in 1080x1080 pixel coordinates, or null) and ``object_not_present_issue``; clean frames carry
-seven issue booleans. Filters follow the reference semantics (spec orbit.md 1.4): a value True tags the frame
+seven issue booleans. Filters follow the reference semantics (docs/reference.md 1.4): a value True tags the frame
 ``<key>``, False tags it ``no_<key>``, null gives no tag, and a frame is kept iff *any* of its tags is in the filter
 (OR). ``no_issues`` and ``mixed_issues`` expand to the seven negative / positive tags.
 """

@@ -1,6 +1,6 @@
 """FineTuner and FineTuner + FiLM: personalization by gradient steps, the ORBIT reference's third family.
 
-Per task (spec orbit.md 3.6): a linear head starting at zeros, ``finetune.steps`` full-batch steps of Adam or SGD
+Per task (docs/reference.md 3.6): a linear head starting at zeros, ``finetune.steps`` full-batch steps of Adam or SGD
 with cross-entropy over every context clip, BatchNorm in eval mode. ``finetuner_film`` also tunes the weight and
 bias of the backbone's FiLM-tagged norm layers themselves (the reference's ``unfreeze_film``), starting from the
 backbone's values for every task; the optimizer sees those very tensors, as the reference's does (a multiplicative

@@ -3,7 +3,7 @@
 A head is split in two so that a personalized model is a value: :meth:`Head.fit` maps context features ``[N, D]`` and
 labels ``[N]`` to a :data:`HeadState` (a tuple of tensors), and :meth:`Head.logits` scores query features ``[M, D]``
 against that state, giving ``[M, way]``. The state stays on the autograd graph: the reference code wrapped it in
-``nn.Parameter``, which detaches it, so no gradient reached the context path (spec orbit.md 3.5); here it is never
+``nn.Parameter``, which detaches it, so no gradient reached the context path (docs/reference.md 3.5); here it is never
 wrapped, detached or read through ``.data``.
 
 All head maths runs in at least float32 with autocast switched off: the cost is small (``K`` is at most ~15), and the
@@ -244,8 +244,8 @@ class VersaHead(Head):
 
     ``w_c = mu_c + f_w(mu_c)`` (residual MLP ``D -> D``), ``b_c = f_b(mu_c)`` (MLP ``D -> 1``, no residual), and
     ``logits = scale * (x W^T + b)``. State: ``(W [K, D], b [K])``. Unlike the reference code, ``f_w`` and ``f_b``
-    receive gradients (spec orbit.md 3.5). ``f_b``'s hidden width is ``D``; the ``reference`` style's is 1, as in the
-    reference code (``D -> 1 -> 1 -> 1``; spec/orbit-checkpoints.md 3.2).
+    receive gradients (docs/reference.md 3.5). ``f_b``'s hidden width is ``D``; the ``reference`` style's is 1, as in
+    the reference code and its published checkpoints (``D -> 1 -> 1 -> 1``).
     """
 
     name = "versa"
