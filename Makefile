@@ -30,12 +30,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 # The clutter videos are shorter than 200 frames and every recognizer's context is deterministic, so all 50 tasks of
 # the ORBIT protocol would score the same frames the same way: --tasks 1 gives the same numbers, 50 times faster.
 demo: $(VENV)/.installed
-	@echo "== make demo 1/6: real photos as ORBIT-style videos (about 20 s; kept for the next run) =="
+	@echo "== make demo 1/6: real photos as ORBIT-style videos (about 20 s, the first time) =="
 	@test -d $(DEMO_DIR)/data || $(BIN)/orbit-lite data synth $(DEMO_DIR)/data --preset photos --seed 0
 	$(BIN)/orbit-lite data summarize $(DEMO_DIR)/data
 	rm -rf $(DEMO_DIR)/lite $(DEMO_DIR)/eval-protonets $(DEMO_DIR)/eval-finetuner $(DEMO_DIR)/eval-lite \
 		$(DEMO_DIR)/personal.pt $(DEMO_DIR)/recognized.mp4 $(DEMO_DIR)/recognized.png
-	@echo "== make demo 2/6: LITE meta-training of ProtoNets from ImageNet weights, 4 training users (about 2 min) =="
+	@echo "== make demo 2/6: LITE meta-training of ProtoNets from ImageNet weights, 4 training users (about a minute) =="
 	$(BIN)/orbit-lite train --data $(DEMO_DIR)/data --config configs/protonets_lite0.yaml --config $(DEMO_LAYER) \
 		--out $(DEMO_DIR)/lite
 	@echo "== make demo 3/6: evaluate ProtoNets (cosine), ImageNet features, no training (about 20 s) =="
