@@ -45,7 +45,7 @@ class LineMonitor(Monitor):
     """Off a terminal (a log file, a pipe, ``make``): a progress line at least every ``every`` seconds with the
     tasks done, the time elapsed and an estimate of the time left for the whole run, and a line per epoch."""
 
-    def __init__(self, console: Console, every: float = 20.0) -> None:
+    def __init__(self, console: Console, every: float | None = None) -> None:
         self.console, self.every = console, every
         self.beat: Heartbeat | None = None
         self.loss = float("nan")
