@@ -14,7 +14,7 @@ SYNTH_DIR ?= runs/demo-synthetic
 SYNTH_USER = $$(ls $(SYNTH_DIR)/data/test | head -n 1)
 SYNTH_VIDEO = $$(find $(SYNTH_DIR)/data/test/$(SYNTH_USER) -mindepth 3 -maxdepth 3 -path '*/clutter/*' | sort | head -n 1)
 
-.PHONY: demo demo-full demo-synthetic test test-all lint bench clean
+.PHONY: demo demo-full demo-synthetic test test-all lint bench clean docker-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -88,8 +88,8 @@ demo-full: demo
 	$(MAKE) demo-synthetic
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check orbit_lite tests benchmarks
-	$(BIN)/ruff format --check orbit_lite tests benchmarks
+	$(BIN)/ruff check orbit_lite tests benchmarks docker
+	$(BIN)/ruff format --check orbit_lite tests benchmarks docker
 
 test: lint
 	$(BIN)/python -m pytest -q
@@ -98,6 +98,12 @@ test: lint
 # on two CPU cores.
 test-all: lint
 	$(BIN)/python -m pytest -q -m ''
+
+# Build the Dockerfile and run the main job in the image as its non-root user, outputs on the host's volumes
+# (docker/check_image.py). Starts a Docker engine when none runs (as root: Debian's docker.io) and stops it after;
+# builds on a local Debian base with the pinned torch when the CUDA base cannot be pulled. Needs no venv.
+docker-test:
+	nice -n 19 $(PYTHON) docker/check_image.py
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/data_throughput.py --json

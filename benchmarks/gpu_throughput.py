@@ -37,10 +37,12 @@ from orbit_lite.config import load_config  # noqa: E402
 from orbit_lite.data.layout import index_tree  # noqa: E402
 from orbit_lite.data.synth import synthesize  # noqa: E402
 from orbit_lite.engine.evaluate import evaluate_users, make_protocol  # noqa: E402
-from orbit_lite.engine.personalize import load_learner, personalize_user  # noqa: E402
+from orbit_lite.engine.model import Checkpoint, open_model  # noqa: E402
+from orbit_lite.engine.personalize import personalize_user  # noqa: E402
 from orbit_lite.engine.recognize import recognize  # noqa: E402
-from orbit_lite.engine.train import Monitor, select_device, train  # noqa: E402
+from orbit_lite.engine.train import Monitor, train  # noqa: E402
 from orbit_lite.personal import PersonalModel  # noqa: E402
+from orbit_lite.runtime import select_device  # noqa: E402
 
 HABITS = {"buckets": "lite.buckets=off", "channels_last": "train.channels_last=off",
           "cudnn_benchmark": "train.cudnn_benchmark=off", "pin_memory": "train.pin_memory=off"}  # fmt: skip
@@ -90,7 +92,7 @@ def training_run(data: Path, config: Path, overrides: list[str], tasks: int, out
 
 
 def evaluation_run(checkpoint: Path, data: Path, device: torch.device, tasks: int) -> dict[str, Any]:
-    learner, cfg = load_learner(checkpoint, device)
+    learner, cfg = open_model(Checkpoint(checkpoint), device)
     index = index_tree(data)
     protocol = make_protocol(cfg, "orbit2022", "clutter", tasks)
     result: dict[str, Any] = {"tasks_per_user": tasks, "users": len(index.users("test"))}

@@ -1,7 +1,7 @@
 """Time to index and summarize a tree with the full ORBIT benchmark's shape (3,822 videos, ~2.7M frame files).
 
 The frame files are empty: indexing must read no pixels, so their content does not matter. The tree follows the
-real per-split counts (spec orbit.md 1.2): 44/6/17 users, 2,277/347/1,198 videos, ~703 frames per video.
+real per-split counts: 44/6/17 users, 2,277/347/1,198 videos, ~703 frames per video.
 
     python benchmarks/index_speed.py --json            # full size: writes 2.7M empty files (a few minutes)
     python benchmarks/index_speed.py --scale 0.1 --json

@@ -61,14 +61,13 @@ def checkpoint_stages(net: torch.nn.Module) -> int:
 def worker(args: argparse.Namespace) -> dict:
     """One training step in this process; returns its measurements."""
     from orbit_lite.config import LiteConfig, ModelConfig
-    from orbit_lite.engine.train import select_device
     from orbit_lite.learners import create_learner
+    from orbit_lite.runtime import select_device
 
     torch.manual_seed(0)
     device = select_device(args.device)
     model = ModelConfig(learner=args.learner, backbone=args.backbone, weights="none")
-    learner = create_learner(model, args.frame_size).to(device)
-    learner.bf16 = args.bf16
+    learner = create_learner(model, args.frame_size, bf16=args.bf16).to(device)
     if args.mode == "checkpoint":
         checkpoint_stages(learner.backbone.net)
     optimizer = torch.optim.Adam([p for p in learner.parameters() if p.requires_grad], lr=1e-5)

@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing (the GPU
 
 from orbit_lite.config import load_config  # noqa: E402
 from orbit_lite.data.layout import index_tree  # noqa: E402
+from orbit_lite.data.loader import UserTaskDataset, task_loader  # noqa: E402
 from orbit_lite.data.synth import synthesize  # noqa: E402
-from orbit_lite.data.tasks import UserTaskDataset, task_loader  # noqa: E402
 
 
 def draw(data: Path, config: Path, size: int, workers: int, tasks: int, overrides: list[str]) -> dict[str, Any]:

@@ -50,8 +50,8 @@ def reference_finetuner(learner, clips: torch.Tensor, labels: torch.Tensor, way:
 def worker(args: argparse.Namespace) -> dict:
     from orbit_lite.config import FinetuneConfig, ModelConfig
     from orbit_lite.cost import measure
-    from orbit_lite.engine.train import select_device
     from orbit_lite.learners import create_learner
+    from orbit_lite.runtime import select_device
 
     torch.manual_seed(0)
     device = select_device(args.device)

@@ -61,7 +61,7 @@ def evaluate(data: Path, weights: str, frame_size: int, learner: str = "protonet
     users = index_benchmark(data).users("test")
     with torch.no_grad():
         results, seconds = evaluate_users(model, users, protocol, cfg, seed)
-    metrics = aggregate(results, protocol, "test", seconds)[0]
+    metrics = aggregate(results, protocol, "test", seconds)[0].to_json()
     keep = ("frame_accuracy", "frames_to_recognition", "video_accuracy", "frames_encoded", "wall_seconds", "users")
     return {"learner": learner, "weights": weights, "frame_size": frame_size, **{k: metrics[k] for k in keep}}
 

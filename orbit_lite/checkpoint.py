@@ -1,17 +1,14 @@
 """The only module that saves and loads: atomic writes, weights-only loading onto the CPU.
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so ``torch.load(weights_only=True)`` reads
-it without unpickling arbitrary objects. Writes go to a temporary file in the same folder, are flushed to disk and
-renamed over the target, so a crash never leaves a half-written file.
+it without unpickling arbitrary objects. It is published all at once (``orbit_lite.publish``), so a crash never
+leaves a half-written file.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import pickletools
-import shutil
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -20,88 +17,10 @@ from typing import Any
 import torch
 
 from orbit_lite.errors import OrbitLiteError
+from orbit_lite.publish import atomic_write_bytes, atomic_write_text, umask_mode, write_failure  # noqa: F401  (importable here too)
 
 FORMAT = "orbit-lite"
 VERSION = 1
-
-
-def umask_mode(base: int) -> int:
-    """``base`` (0o666 for files, 0o777 for folders) less the process umask: the mode ``open``/``mkdir`` would give.
-
-    Temporary files and folders are created private (0600/0700); what is renamed into place must get the usual mode.
-    """
-    mask = os.umask(0)  # the umask can only be read by setting it
-    os.umask(mask)
-    return base & ~mask
-
-
-class _Counter:
-    """A file-like sink that only counts bytes: how much a failed write needed."""
-
-    def __init__(self) -> None:
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.size += len(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-
-def _megabytes(n: int) -> str:
-    if n >= 2**30:
-        return f"{n / 2**30:.1f} GB"
-    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 1024:.0f} KB"
-
-
-def write_failure(what: Path, error: OSError, needed: int | None = None, more_than: bool = False) -> OrbitLiteError:
-    """A failed write (full disk, read-only file system, no permission) as one line: what could not be written,
-    the space it needed and had, and that nothing was changed."""
-    where = what if what.exists() and what.is_dir() else what.parent
-    while not where.exists() and where != where.parent:
-        where = where.parent
-    space, more = "", "more than " if more_than else ""
-    if needed is not None:
-        try:
-            space = f"; it needs {more}{_megabytes(needed)}, {_megabytes(shutil.disk_usage(where).free)} free"
-        except OSError:
-            space = f"; it needs {more}{_megabytes(needed)}"
-    return OrbitLiteError(f"cannot write {what} ({error.strerror or error}{space}); nothing was changed there: free "
-                          "some space or choose another location")  # fmt: skip
-
-
-def _atomic(path: Path, write: Any) -> None:
-    tmp: str | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.fchmod(fd, umask_mode(0o666))
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        counter = _Counter()
-        write(counter)  # how much was needed: the same bytes, counted instead of written
-        raise write_failure(path, e, counter.size) from None
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path | str, text: str) -> None:
-    """Write ``text`` to ``path`` all at once or not at all."""
-    _atomic(Path(path), lambda f: f.write(text.encode()))
-
-
-def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    """Write ``data`` to ``path`` all at once or not at all."""
-    _atomic(Path(path), lambda f: f.write(data))
 
 
 def save_checkpoint(path: Path | str, payload: dict[str, Any], kind: str) -> None:
@@ -109,8 +28,7 @@ def save_checkpoint(path: Path | str, payload: dict[str, Any], kind: str) -> Non
     record = {"format": FORMAT, "version": VERSION, "kind": kind, **payload}
     buffer = io.BytesIO()  # serialized first: a full disk then fails a plain write, with the size known
     torch.save(record, buffer)
-    data = buffer.getbuffer()
-    _atomic(Path(path), lambda f: f.write(data))
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 def require_file(path: Path, what: str) -> None:
@@ -194,10 +112,21 @@ def load_checkpoint(path: Path | str, kind: str | None = None) -> dict[str, Any]
 # naming what is wrong instead of a KeyError or IndexError deep in the code that uses it.
 SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
     "training": {"config": (dict,), "model": (dict,)},
-    "personal": {"user": (str,), "object_names": (list,), "frame_size": (int,), "clip_length": (int,),
-                 "backbone_name": (str,), "head_name": (str,), "learn_scale": (bool,), "backbone": (dict,),
-                 "head": (dict,), "film": (dict, type(None)), "state": (list,), "config": (dict,)},
-}  # fmt: skip
+    "personal": {
+        "user": (str,),
+        "object_names": (list,),
+        "frame_size": (int,),
+        "clip_length": (int,),
+        "backbone_name": (str,),
+        "head_name": (str,),
+        "learn_scale": (bool,),
+        "backbone": (dict,),
+        "head": (dict,),
+        "film": (dict, type(None)),
+        "state": (list,),
+        "config": (dict,),
+    },
+}
 
 
 def check_structure(path: Path, record: dict[str, Any], kind: str) -> None:
@@ -208,8 +137,9 @@ def check_structure(path: Path, record: dict[str, Any], kind: str) -> None:
         value = record[key]
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             wanted = " or ".join("None" if t is type(None) else t.__name__ for t in types)
-            raise OrbitLiteError(f"{path}: damaged orbit-lite {kind} file: '{key}' is a {type(value).__name__}, "
-                                 f"expected {wanted}")  # fmt: skip
+            raise OrbitLiteError(
+                f"{path}: damaged orbit-lite {kind} file: '{key}' is a {type(value).__name__}, expected {wanted}"
+            )
     if kind == "personal":
         names = record["object_names"]
         if len(names) < 2 or not all(isinstance(n, str) for n in names):

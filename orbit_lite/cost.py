@@ -2,7 +2,7 @@
 
 MACs come from PyTorch's own :class:`torch.utils.flop_counter.FlopCounterMode` (multiply-accumulates = FLOPs / 2;
 it counts convolutions and matrix products, forward and backward, the operations that dominate). The reference
-counts with thop and doubles the forward for the backward (spec orbit.md 5); here the backward passes that actually
+counts with thop and doubles the forward for the backward; here the backward passes that actually
 run are counted, so a FineTuner that caches its features pays for one forward per frame, not one per step.
 """
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,12 +16,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from orbit_lite.checkpoint import umask_mode, write_failure
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.models.backbones import Backbone
 from orbit_lite.models.film import film_affine
 from orbit_lite.outputs import ONNX_MARKER, new_id
 from orbit_lite.personal import PersonalModel
+from orbit_lite.publish import publish_file
 
 log = logging.getLogger(__name__)
 
@@ -48,38 +46,8 @@ class ExportedRecognizer(nn.Module):
         super().__init__()
         r = model.recognizer
         self.backbone = _fold_film(r.backbone, r.film)
-        self.kind = r.head.name
+        self.head = r.head.exportable(r.state)
         self.clip_length = model.clip_length
-        scale = float(r.head.temperature())
-        state = [t.detach().cpu().float() for t in r.state]
-        self.register_buffer("scale", torch.tensor(scale))
-        if self.kind in ("proto", "proto_cosine"):
-            self.register_buffer("means", state[0])
-        elif self.kind == "mahalanobis":
-            means, chol = state
-            precision = torch.cholesky_inverse(chol.double()).float()  # (L L^T)^-1, [K, D, D]
-            self.register_buffer("means", means)
-            self.register_buffer("precision", precision)
-            self.register_buffer("q_means", torch.einsum("kde,ke->kd", precision, means))  # Q_k mu_k
-            self.register_buffer("mu_q_mu", (means * self.q_means).sum(1))  # mu_k^T Q_k mu_k
-        elif self.kind in ("versa", "linear"):  # FineTuners' tuned norm layers are in the backbone's own weights
-            self.register_buffer("weight", state[0])
-            self.register_buffer("bias", state[1])
-        else:
-            raise OrbitLiteError(f"no ONNX export for the {self.kind!r} head")
-
-    def _head(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kind == "proto":  # -||x - mu||^2 expanded into products
-            return self.scale * (2 * x @ self.means.T - (self.means**2).sum(1) - (x**2).sum(1, keepdim=True))
-        if self.kind == "proto_cosine":
-            xn = x / x.norm(dim=1, keepdim=True).clamp_min(1e-8)
-            mn = self.means / self.means.norm(dim=1, keepdim=True).clamp_min(1e-8)
-            return self.scale * xn @ mn.T
-        if self.kind == "mahalanobis":  # -(x - mu)^T Q (x - mu) = -(x^T Q x - 2 x^T Q mu + mu^T Q mu)
-            xq = torch.einsum("nd,kde->nke", x, self.precision)
-            quad = (xq * x[:, None, :]).sum(2)
-            return -self.scale * (quad - 2 * x @ self.q_means.T + self.mu_q_mu)
-        return self.scale * (x @ self.weight.T + self.bias)
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.clip_length == 1:
@@ -89,6 +57,9 @@ class ExportedRecognizer(nn.Module):
             features = self.backbone(frames.flatten(0, 1)).view(b, self.clip_length, -1).mean(1)
         logits = self._head(features.float())
         return logits, torch.softmax(logits, dim=1)
+
+    def _head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
 
 
 def example_input(model: PersonalModel, batch: int = 2, seed: int = 0) -> torch.Tensor:
@@ -107,27 +78,27 @@ def export_onnx(model: PersonalModel, path: Path | str, opset: int = 18) -> Path
     module = ExportedRecognizer(model).eval()
     path = Path(path)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    tmp: Path | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # a fresh name
-        os.close(fd)
-        tmp = Path(name)
-        torch.onnx.export(module, (example_input(model),), str(tmp), input_names=["frames"],
-                          output_names=["logits", "probabilities"], dynamic_shapes=({0: batch},), opset_version=opset,
-                          dynamo=True, external_data=False, verbose=False)  # fmt: skip
-        graph = onnx.load(str(tmp))
-        # the proof that orbit-lite wrote this file: only such a file is ever replaced by a later export
-        onnx.helper.set_model_props(graph, {ONNX_MARKER: new_id(), "orbit_lite_objects": ",".join(model.object_names)})
-        data = graph.SerializeToString()
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, umask_mode(0o666))
-        tmp.replace(path)
-    except OSError as e:
-        raise write_failure(path, e, tmp.stat().st_size if tmp is not None and tmp.exists() else None) from None
+        with publish_file(path) as tmp:
+            torch.onnx.export(
+                module,
+                (example_input(model),),
+                str(tmp),
+                input_names=["frames"],
+                output_names=["logits", "probabilities"],
+                dynamic_shapes=({0: batch},),
+                opset_version=opset,
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
+            graph = onnx.load(str(tmp))
+            # the proof that orbit-lite wrote this file: only such a file is ever replaced by a later export
+            props = {ONNX_MARKER: new_id(), "orbit_lite_objects": ",".join(model.object_names)}
+            onnx.helper.set_model_props(graph, props)
+            tmp.write_bytes(graph.SerializeToString())
+    except OrbitLiteError:
+        raise
     except ImportError:  # onnxscript, which the exporter imports itself
         raise OrbitLiteError("ONNX export needs the onnx packages: pip install 'orbit-lite[export]'") from None
     except Exception as exc:  # the exporter fails in many types (dynamo, torch.export, onnxscript); all mean "cannot"
@@ -138,9 +109,6 @@ def export_onnx(model: PersonalModel, path: Path | str, opset: int = 18) -> Path
             f"with `orbit-lite recognize`, or train with a backbone that exports (`orbit-lite backbones NAME --onnx` "
             "checks one)"
         ) from None
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
     return path
 
 
@@ -164,9 +132,11 @@ class Parity:
         return within and self.argmax_changed == 0
 
     def summary(self) -> str:
-        return (f"on {self.inputs} {self.source}: max |probability difference| {self.probability_diff:.2e} "
-                f"(tolerance {PROBABILITY_TOLERANCE:.0e}), max relative logit difference {self.logit_diff:.2e} "
-                f"(tolerance {LOGIT_TOLERANCE:.0e}), top object changed on {self.argmax_changed}")  # fmt: skip
+        return (
+            f"on {self.inputs} {self.source}: max |probability difference| {self.probability_diff:.2e} "
+            f"(tolerance {PROBABILITY_TOLERANCE:.0e}), max relative logit difference {self.logit_diff:.2e} "
+            f"(tolerance {LOGIT_TOLERANCE:.0e}), top object changed on {self.argmax_changed}"
+        )
 
 
 def check_inputs(model: PersonalModel) -> tuple[torch.Tensor, str]:
@@ -176,7 +146,7 @@ def check_inputs(model: PersonalModel) -> tuple[torch.Tensor, str]:
     if model.check_clips is not None and len(model.check_clips):
         clips, source = model.check_clips, "context clips from the personal file"
     else:
-        from orbit_lite.data.synth import object_frames
+        from orbit_lite.data.synth_render import object_frames
 
         frames = object_frames(2 * max(len(model.object_names), 2) * model.clip_length, model.frame_size)
         clips, source = frames.view(-1, model.clip_length, *frames.shape[1:]), "rendered object frames"

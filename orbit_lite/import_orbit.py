@@ -1,12 +1,12 @@
-"""The ORBIT reference code's published checkpoints as orbit-lite training checkpoints (spec/orbit-checkpoints.md).
+"""The ORBIT reference code's published checkpoints as orbit-lite training checkpoints.
 
 A published file is the reference model's bare ``state_dict``: backbone (``feature_extractor.*``) and, for the CNAPs
 family, set encoder, FiLM generator and Versa networks. This module says which orbit-lite model it is (from the file
 name or the caller), maps every reference key onto that model's own key, checks that every key is used and every
 shape is right, and returns the payload of an orbit-lite training checkpoint. The model is built in the ``reference``
-style (``model.style``), so it computes what the reference computes; what the file does not hold comes from the spec:
-the logit scale (32 for cosine ProtoNets, else 1) and the FiLM base values (the backbone's own norm parameters, which
-the frozen CNAPs-family backbones never changed).
+style (``model.style``), so it computes what the reference computes; what the file does not hold comes from the
+reference code: the logit scale (32 for cosine ProtoNets, else 1) and the FiLM base values (the backbone's own norm
+parameters, which the frozen CNAPs-family backbones never changed).
 
 Reading never runs code: ``torch.load(weights_only=True)``, and a pickle that asks for more is refused.
 """
@@ -35,7 +35,6 @@ BACKBONES = {
     "vit_b_32_clip": "vit_b_32_clip_laion2b",
 }
 HEADS = {"protonets": ("proto", "proto_cosine"), "simple_cnaps": ("mahalanobis",), "cnaps": ("versa",)}
-LOGIT_SCALES = {"proto": 1.0, "proto_cosine": 32.0, "mahalanobis": 1.0, "versa": 1.0}  # not in the files (spec 1)
 FRAME_SIZE = 224
 # Per-task head state that the reference resets after every task; a file may still carry it (spec 1).
 _STRAY = {f"classifier.{k}" for k in ("weight", "bias", "means", "precisions", "task_mean", "task_precision")}
@@ -58,8 +57,16 @@ class ReferenceModel:
 
     def model_config(self) -> ModelConfig:
         """The orbit-lite model that computes what this reference model computes."""
-        return ModelConfig(learner=self.learner, backbone=BACKBONES[self.backbone], weights="pretrained",
-                           head=self.head, logit_scale=LOGIT_SCALES[self.head], style="reference")  # fmt: skip
+        from orbit_lite.models.heads import HEADS as HEAD_TYPES  # torch: only once a model is built
+
+        return ModelConfig(
+            learner=self.learner,
+            backbone=BACKBONES[self.backbone],
+            weights="pretrained",
+            head=self.head,
+            logit_scale=HEAD_TYPES[self.head].default_scale,  # not in the files: the reference's own
+            style="reference",
+        )
 
 
 def resolve(
@@ -80,9 +87,11 @@ def resolve(
             f"_224_lite.pth); fix: give --learner ({', '.join(HEADS)}) and --backbone ({', '.join(BACKBONES)})"
         )
     if learner not in HEADS or backbone not in BACKBONES:
-        raise OrbitLiteError(f"unknown reference model {learner} on {backbone}; fix: --learner one of "
-                             f"{', '.join(HEADS)}, --backbone one of {', '.join(BACKBONES)} "
-                             f"(or {', '.join(BACKBONES.values())})")  # fmt: skip
+        raise OrbitLiteError(
+            f"unknown reference model {learner} on {backbone}; fix: --learner one of "
+            f"{', '.join(HEADS)}, --backbone one of {', '.join(BACKBONES)} "
+            f"(or {', '.join(BACKBONES.values())})"
+        )
     head = head or HEADS[learner][0]
     if head not in HEADS[learner]:
         raise OrbitLiteError(
@@ -134,11 +143,7 @@ def key_map(learner: FewShotLearner) -> dict[str, str]:
             for k in film.gamma[key].state_dict():  # block.0 Linear, block.1 LayerNorm, block.3 Linear
                 mapping[f"film_generator.generators.{i}.block.{k}"] = f"film.{ours}.{key}.{k}"
             mapping[f"film_generator.regularizers.{i}"] = f"film.r_{ours}.{key}"
-    if learner.head.name == "versa":
-        for ref, ours in (("weight_processor", "f_w"), ("bias_processor", "f_b")):
-            for j in range(3):  # linear1..3 are the Sequential's 0, 2, 4 (ELUs between)
-                for p in ("weight", "bias"):
-                    mapping[f"classifier.{ref}.linear{j + 1}.{p}"] = f"head.{ours}.{2 * j}.{p}"
+    mapping.update({ref: f"head.{ours}" for ref, ours in learner.head.reference_keys().items()})
     return mapping
 
 
@@ -165,8 +170,11 @@ def check_state(state: dict[str, Tensor], mapping: dict[str, str], expected: dic
     keys = set(state) - _STRAY
     unexpected = sorted(keys - set(mapping))
     missing = sorted(set(mapping) - keys)
-    shapes = [f"{k} {list(state[k].shape)} (expected {list(expected[mapping[k]].shape)})"
-              for k in sorted(keys & set(mapping)) if state[k].shape != expected[mapping[k]].shape]  # fmt: skip
+    shapes = [
+        f"{k} {list(state[k].shape)} (expected {list(expected[mapping[k]].shape)})"
+        for k in sorted(keys & set(mapping))
+        if state[k].shape != expected[mapping[k]].shape
+    ]
     if not (unexpected or missing or shapes):
         return
     problems = []
@@ -195,7 +203,7 @@ def import_reference(path: Path, ref: ReferenceModel) -> tuple[dict[str, Any], i
     check_state(state, mapping, ours, f"{ref.describe()} ({LEARNERS[ref.learner].description})")
     converted = {mapping[k]: v for k, v in state.items() if k in mapping}
     left = set(ours) - set(converted)
-    converted.update({k: ours[k] for k in left})  # only the head's scale buffer, set from the spec
+    converted.update({k: ours[k] for k in left})  # only the head's scale buffer, set from the reference code
     assert left <= {"head.scale"}, f"key map misses {sorted(left)}"
     learner.load_state_dict(converted)
     source = {"file": path.name, "learner": ref.learner, "backbone": ref.backbone, "head": ref.head}

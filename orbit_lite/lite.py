@@ -4,7 +4,7 @@
 subset of H are computed under ``no_grad`` in chunks, so activation memory does not grow with the number of rows; the
 H rows are computed with grad and their gradients are multiplied by N/H. For a loss L that depends on the rows, the
 gradient is then an unbiased estimate of the full one: E[(N/H) sum_{h in H} dL/dy_h * dy_h/dtheta] =
-sum_n dL/dy_n * dy_n/dtheta, because each row is in the subset with probability H/N (spec/lite.md 1.3, 9.1).
+sum_n dL/dy_n * dy_n/dtheta, because each row is in the subset with probability H/N.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Pure metric functions and their aggregation (docs/reference.md 6)."""
+"""Pure metric functions and their aggregation."""
 
 from __future__ import annotations
 

@@ -97,10 +97,15 @@ def check_results_out(out: Path, overwrite: bool) -> None:
     why = results_ownership(out)
     if why is not None:
         legacy = (out / RESULTS_MARKER).is_file() or (out / "metrics.json").is_file()
-        fix = (f"if it holds results of an older orbit-lite, move it aside (mv {out} {out}.old) or choose a new --out"
-               if legacy else "choose a new or empty --out")  # fmt: skip
-        raise OrbitLiteError(f"{out} is not a results folder orbit-lite can prove it wrote ({why}); it is never "
-                             f"replaced, even with --overwrite: {fix}")  # fmt: skip
+        fix = (
+            f"if it holds results of an older orbit-lite, move it aside (mv {out} {out}.old) or choose a new --out"
+            if legacy
+            else "choose a new or empty --out"
+        )
+        raise OrbitLiteError(
+            f"{out} is not a results folder orbit-lite can prove it wrote ({why}); it is never "
+            f"replaced, even with --overwrite: {fix}"
+        )
     if not overwrite:
         raise OrbitLiteError(f"{out} already holds results; pass --overwrite to replace them or choose a new --out")
 
@@ -111,8 +116,10 @@ def refuse_current_folder(out: Path) -> None:
     here = Path.cwd().resolve()
     target = out.resolve()
     if (target == here or target in here.parents) and out.is_dir() and any(out.iterdir()):
-        raise OrbitLiteError(f"--out {out} is the current folder (or holds it) and is not empty; orbit-lite writes "
-                             "results into a new or empty folder: choose one, e.g. --out results")  # fmt: skip
+        raise OrbitLiteError(
+            f"--out {out} is the current folder (or holds it) and is not empty; orbit-lite writes "
+            "results into a new or empty folder: choose one, e.g. --out results"
+        )
 
 
 def install_folder(tmp: Path, out: Path) -> None:
@@ -160,22 +167,29 @@ def check_run_out(run_dir: Path) -> str | None:
         return None
     run_id = run_id_of(run_dir)
     if run_id is None:
-        raise OrbitLiteError(f"{run_dir} is not an orbit-lite training run (no {RUN_MARKER} marker, whatever files it "
-                             "holds); it is never written into: choose a new or empty --out")  # fmt: skip
+        raise OrbitLiteError(
+            f"{run_dir} is not an orbit-lite training run (no {RUN_MARKER} marker, whatever files it "
+            "holds); it is never written into: choose a new or empty --out"
+        )
     foreign = sorted({p.name for p in run_dir.iterdir()} - RUN_FILES)
     checkpoints = run_dir / "checkpoints"
     if checkpoints.is_dir():  # last.pt, best.pt and the temporaries of their atomic writes (after a kill)
-        foreign += [f"checkpoints/{p.name}" for p in sorted(checkpoints.iterdir())
-                    if not re.fullmatch(r"(last|best)\.pt|\.(last|best)\.pt\..+\.tmp", p.name)]  # fmt: skip
+        foreign += [
+            f"checkpoints/{p.name}"
+            for p in sorted(checkpoints.iterdir())
+            if not re.fullmatch(r"(last|best)\.pt|\.(last|best)\.pt\..+\.tmp", p.name)
+        ]
     if foreign:
-        raise OrbitLiteError(f"{run_dir} holds {foreign[0]}, which is not part of an orbit-lite training run; it is "
-                             "never written into: choose a new or empty --out")  # fmt: skip
+        raise OrbitLiteError(
+            f"{run_dir} holds {foreign[0]}, which is not part of an orbit-lite training run; it is "
+            "never written into: choose a new or empty --out"
+        )
     return run_id
 
 
 def mark_run(run_dir: Path, run_id: str) -> None:
     """Write ``run_dir``'s marker (before any other file of the run)."""
-    from orbit_lite.checkpoint import atomic_write_text
+    from orbit_lite.publish import atomic_write_text
 
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / RUN_MARKER, json.dumps({"orbit_lite": _RUN_KIND, "id": run_id}) + "\n")
@@ -249,26 +263,16 @@ def is_predictions_csv(path: Path) -> bool:
 
 
 PNG_SOFTWARE = "orbit-lite"  # the Software text chunk of every PNG orbit-lite writes starts with this
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def is_orbit_lite_png(path: Path) -> bool:
-    """A PNG written by orbit-lite: its Software text chunk (before the image data) names orbit-lite."""
+    """A PNG written by orbit-lite: its Software text chunk (read before the image data) names orbit-lite."""
+    from PIL import Image  # only when a PNG is checked: the command line starts without it
+
     try:
-        with open(path, "rb") as f:
-            if f.read(8) != _PNG_SIGNATURE:
-                return False
-            while True:
-                head = f.read(8)
-                if len(head) < 8:
-                    return False
-                size, kind = int.from_bytes(head[:4], "big"), head[4:]
-                if kind in (b"IDAT", b"IEND") or size > 2**20:  # text chunks come first; past them, none is ours
-                    return False
-                data = f.read(size + 4)[:size]  # the chunk and its CRC
-                if kind == b"tEXt" and data.startswith(b"Software\x00" + PNG_SOFTWARE.encode()):
-                    return True
-    except OSError:
+        with Image.open(path, formats=["PNG"]) as image:
+            return str(image.info.get("Software", "")).startswith(PNG_SOFTWARE)
+    except (OSError, ValueError, Image.DecompressionBombError):  # not a PNG (UnidentifiedImageError), unreadable
         return False
 
 
@@ -371,8 +375,9 @@ def _lock_holder(lock: Path) -> str:
     if pid is None and _just_created(lock):  # another run created it a moment ago and is writing its pid
         return "a run that is starting"
     if pid is None or lines[1:2] != [_LOCK_TAG]:
-        raise OrbitLiteError(f"{lock} exists and was not written by orbit-lite; it is never removed: choose another "
-                             "--out") from None  # fmt: skip
+        raise OrbitLiteError(
+            f"{lock} exists and was not written by orbit-lite; it is never removed: choose another --out"
+        ) from None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

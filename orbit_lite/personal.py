@@ -93,8 +93,9 @@ def load_personal(path: Path | str, device: torch.device | str = "cpu") -> Perso
     names = record["object_names"]
     way = _head_width(path, head, backbone.feature_dim, record["state"])
     if way != len(names):  # a wrong count would name the wrong objects (recognize) or export a mislabelled model
-        raise OrbitLiteError(f"{path}: damaged personal recognizer: {len(names)} object names for a head that scores "
-                             f"{way} objects")  # fmt: skip
+        raise OrbitLiteError(
+            f"{path}: damaged personal recognizer: {len(names)} object names for a head that scores {way} objects"
+        )
     backbone.to(device).eval()
     prepare_backbone(backbone, torch.device(device))  # shape buckets and channels-last on a GPU
     head.to(device).eval()
@@ -102,5 +103,12 @@ def load_personal(path: Path | str, device: torch.device | str = "cpu") -> Perso
     film = None if film is None else {k: (g.to(device), b.to(device)) for k, (g, b) in film.items()}
     state = tuple(t.to(device) for t in record["state"])
     recognizer = Personalized(backbone, head, film, state, len(record["object_names"]))
-    return PersonalModel(recognizer, list(record["object_names"]), record["user"], record["frame_size"],
-                         record["clip_length"], record["config"], record.get("check_clips"))  # fmt: skip
+    return PersonalModel(
+        recognizer,
+        list(record["object_names"]),
+        record["user"],
+        record["frame_size"],
+        record["clip_length"],
+        record["config"],
+        record.get("check_clips"),
+    )

@@ -12,9 +12,28 @@ from dataclasses import dataclass
 
 import torch
 
-from orbit_lite.config import Config, LiteConfig, TrainConfig
+from orbit_lite.config import DEVICES, Config, LiteConfig, TrainConfig
+from orbit_lite.errors import OrbitLiteError
 from orbit_lite.models.backbones import Backbone
 from orbit_lite.shapes import Buckets
+
+
+def select_device(name: str, option: str = "train.device=") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then the CPU. ``option`` is how the user gave it (``train.device=`` in a
+    config, ``--device `` on commands that take the flag), so that the fix names what they can change."""
+    if name not in DEVICES:
+        raise OrbitLiteError(f"unknown device {name!r}; expected one of {', '.join(DEVICES)}")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise OrbitLiteError(f"{option}cuda but no CUDA device is visible; use {option}cpu or {option}auto")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise OrbitLiteError(f"{option}mps but Apple MPS is not available; use {option}cpu or {option}auto")
+    return torch.device(name)
 
 
 def _wanted(setting: str, device: torch.device) -> bool:

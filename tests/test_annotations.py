@@ -6,16 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orbit_lite.data.annotations import (
-    ISSUES,
-    expand_filter,
-    frame_tags,
-    keep_mask,
-    parse_annotations,
-    valid_frame_positions,
-)
+from orbit_lite.data.annotations import frame_tags, keep_mask, parse_annotations, valid_frame_positions
 from orbit_lite.data.layout import index_tree
 from orbit_lite.errors import OrbitLiteError
+from orbit_lite.tags import ISSUES, expand_filter
 
 
 def clean_frame(**issues: bool | None) -> dict:

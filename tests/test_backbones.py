@@ -31,7 +31,7 @@ FILM_COUNTS = {
     "vit_b_32_in21k": 25,
     "vit_b_32_clip_laion2b": 25,
 }
-# The reference's state_dict under feature_extractor. (spec/orbit-checkpoints.md 3.1): keys, and norm-layer eps.
+# The reference's state_dict under feature_extractor.: its keys, and norm-layer eps.
 REFERENCE_KEYS = {"tf_efficientnet_b0": 358, "tf_efficientnetv2_s_in21k": 780, "vit_b_32_in21k": 150,
                   "vit_b_32_clip_laion2b": 151}  # fmt: skip
 REFERENCE_EPS = {"tf_efficientnet_b0": 1e-3, "tf_efficientnetv2_s_in21k": 1e-3, "vit_b_32_in21k": 1e-6,

@@ -61,7 +61,7 @@ def test_a_read_only_or_full_location_fails_before_any_work(
     def no_checkpoint_reading(*args, **kwargs):
         raise AssertionError("work started before the output location was checked")
 
-    monkeypatch.setattr("orbit_lite.engine.personalize.load_learner", no_checkpoint_reading)  # imported by the command
+    monkeypatch.setattr("orbit_lite.engine.evaluate.open_model", no_checkpoint_reading)  # imported by the engine
     monkeypatch.setattr(os, "open", read_only)
     result = evaluate(tiny_frames, tiny_checkpoint, tmp_path / "r")
     assert result.exit_code == 1

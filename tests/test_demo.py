@@ -12,7 +12,7 @@ from orbit_lite.config import load_config
 from orbit_lite.data.layout import index_tree
 from orbit_lite.data.synth import synthesize
 from orbit_lite.engine.evaluate import evaluate_users, make_protocol
-from orbit_lite.engine.personalize import load_learner
+from orbit_lite.engine.model import Checkpoint, open_model
 from orbit_lite.engine.train import train
 from orbit_lite.metrics import mean_ci95
 
@@ -25,7 +25,7 @@ def test_cpu_demo_beats_chance_on_the_test_users(tmp_path: Path) -> None:
     data = synthesize(tmp_path / "data", "demo", frame_size=64, seed=0).root
     cfg = load_config([str(RECIPE)], ["data.num_workers=0"])
     train(cfg, data, tmp_path / "run")
-    learner, cfg = load_learner(tmp_path / "run" / "checkpoints" / "best.pt", torch.device("cpu"))
+    learner, cfg = open_model(Checkpoint(tmp_path / "run" / "checkpoints" / "best.pt"), torch.device("cpu"))
     users = index_tree(data).users("test")
     # One task per user: the demo's clutter videos are short, so every task would score the same frames.
     results, _ = evaluate_users(learner, users, make_protocol(cfg, tasks=1), cfg)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from orbit_lite.config import ModelConfig
-from orbit_lite.data.synth import object_frames
+from orbit_lite.data.synth_render import object_frames
 from orbit_lite.learners import create_learner
 from orbit_lite.learners.base import Personalized
 from orbit_lite.personal import PersonalModel, load_personal, save_personal
@@ -40,7 +40,7 @@ def personal(
     learner = create_learner(model, 32)
     frames = object_frames(12 * clip_length, 32)
     _calibrate_norms(learner.backbone, frames)
-    if learner.film is not None:
+    if getattr(learner, "film", None) is not None:  # a meta-learner with a FiLM generator (a FineTuner has none)
         with torch.no_grad():
             for gate in [*learner.film.r_gamma.values(), *learner.film.r_beta.values()]:
                 gate.normal_(0, 0.5)  # FiLM far from the identity, so folding it is really tested

@@ -10,7 +10,7 @@ import torch
 
 from orbit_lite.config import Config, LiteConfig, TrainConfig, from_dict
 from orbit_lite.data.layout import index_tree
-from orbit_lite.data.tasks import UserTaskDataset, task_loader
+from orbit_lite.data.loader import UserTaskDataset, task_loader
 from orbit_lite.models.backbones import create_backbone
 from orbit_lite.runtime import prepare_backbone
 from tests.conftest import TINY_RECIPE

@@ -213,7 +213,7 @@ def test_reference_mahalanobis_spreads_a_one_example_class_over_the_whole_matrix
     labels = torch.tensor([0, 0, 1, 2, 2])  # class 1 has one example
     eye = torch.eye(6, dtype=torch.float64)
     expected = []
-    for c in range(3):  # the reference's maths (spec/lite.md 3.5), with its scalar "covariance" of one vector
+    for c in range(3):  # the reference's maths, with its scalar "covariance" of one vector
         rows = features[labels == c]
         cov = torch.cov(rows.T) if len(rows) > 1 else rows[0].var() * torch.ones_like(eye)
         lam = len(rows) / (len(rows) + 1)

@@ -1,6 +1,6 @@
 """`orbit-lite import-orbit`: reference checkpoints in the published layout give the reference model's probabilities.
 
-The reference side is written here from the spec (spec/orbit-checkpoints.md), not from orbit-lite's modules: the file
+The reference side is written here from the reference's published layout, not from orbit-lite's modules: the file
 is built from timm and hand-made tensors under the reference's key names, and its predictions are computed with
 torch.nn.functional (set encoder, FiLM generators and formula, heads) around timm's own forward.
 """
@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from orbit_lite.checkpoint import load_checkpoint
 from orbit_lite.cli.main import app
-from orbit_lite.engine.personalize import load_learner
+from orbit_lite.engine.model import Checkpoint, open_model
 
 TAGS = {
     "efficientnet_b0": "tf_efficientnet_b0",
@@ -40,7 +40,7 @@ runner = CliRunner()
 
 
 def _film_layers(backbone: str, net: torch.nn.Module) -> list[str]:
-    """The reference's FiLM tags, written out from the spec's list (3.3)."""
+    """The reference's FiLM tags, written out from the reference's list."""
     if backbone.startswith("vit"):  # the CLIP ViT's norm_pre is left out
         return [f"blocks.{i}.{n}" for i in range(12) for n in ("norm1", "norm2")] + ["norm"]
     assert backbone == "efficientnet_b0"  # no published FiLM-ed layout has another EfficientNet
@@ -197,7 +197,7 @@ CASES = [
     ("simple_cnaps", "", "efficientnet_b0", "mahalanobis"),
     ("cnaps", "", "efficientnet_b0", "versa"),
     ("protonets", "", "vit_b_32", "proto"),
-    # Of the 12 published layouts (spec orbit-checkpoints.md), these 8 cover every backbone, every learner and head,
+    # Of the 12 published layouts, these 8 cover every backbone, every learner and head,
     # and FiLM on both a CNN and a ViT; the larger networks are slow at 224 px on a CPU.
     pytest.param(
         "protonets", "_cosine", "efficientnet_v2_s", "proto_cosine", marks=(pytest.mark.slow, pytest.mark.heavy)
@@ -220,7 +220,7 @@ def test_imported_checkpoint_gives_the_reference_probabilities(learner, cosine, 
     context, target = _frames(5, seed=1), _frames(4, seed=2)
     # simple_cnaps: class 1 has a single frame, so the reference's one-frame covariance is exercised
     labels = torch.tensor([0, 0, 1, 2, 2]) if head == "mahalanobis" else torch.tensor([0, 1, 2, 0, 1])
-    learner_model, _ = load_learner(tmp_path / "ck.pt", torch.device("cpu"))
+    learner_model, _ = open_model(Checkpoint(tmp_path / "ck.pt"), torch.device("cpu"))
     recognizer = learner_model.personalize(context.unsqueeze(1), labels, 3)
     ours = torch.softmax(recognizer.predict(target.unsqueeze(1)), 1)
     expected = reference_probabilities(state, learner, head, backbone, context, labels, target)

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from orbit_lite.cli.main import app
 from orbit_lite.data.check import check_tree
 from orbit_lite.data.layout import index_tree
-from orbit_lite.engine.personalize import load_learner, personalize_user
+from orbit_lite.engine.model import Checkpoint, open_model
+from orbit_lite.engine.personalize import personalize_user
 from orbit_lite.engine.recognize import recognize
 
 runner = CliRunner()
@@ -74,7 +75,7 @@ def test_an_object_with_an_empty_clean_folder_is_refused_by_name_and_reported_by
 def test_recognize_warns_about_frames_that_data_check_cannot_order(
     tiny_frames: Path, tiny_checkpoint: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    learner, cfg = load_learner(tiny_checkpoint, CPU)
+    learner, cfg = open_model(Checkpoint(tiny_checkpoint), CPU)
     user = index_tree(tiny_frames).users("test")[0]
     model, _ = personalize_user(learner, user, cfg)
     source = user.objects[0].clutter[0].frames
@@ -99,7 +100,7 @@ def test_personalize_names_every_object_left_without_a_readable_clean_video(
     from orbit_lite.engine.personalize import personal_context
     from orbit_lite.errors import OrbitLiteError
 
-    _, cfg = load_learner(tiny_checkpoint, CPU)
+    _, cfg = open_model(Checkpoint(tiny_checkpoint), CPU)
     user = index_tree(tiny_copy).users("test")[0]
     for video in (v for obj in user.objects for v in obj.clean):
         for i in range(video.frames.count):

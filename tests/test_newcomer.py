@@ -92,14 +92,14 @@ def test_the_same_seed_gives_the_same_run(tiny_frames: Path, tmp_path: Path) -> 
 
 
 def test_evaluate_reports_the_chance_level() -> None:
-    from orbit_lite.engine.evaluate import UserResult, VideoScore
     from orbit_lite.engine.report import chance_level
+    from orbit_lite.results import TaskResult, UserResult, VideoScore
 
     def score(task: int) -> VideoScore:
         return VideoScore("P1", task, f"v{task}", "mug", 0, 10, 1.0, 0.0, 1.0)
 
-    result = UserResult("P1", scores=[score(0), score(1), score(1)])
-    result.tasks = [{"task_object_list": ["a", "b"]}, {"task_object_list": ["a", "b", "c", "d"]}]
+    tasks = (TaskResult(("a", "b"), {}), TaskResult(("a", "b", "c", "d"), {}))
+    result = UserResult("P1", scores=(score(0), score(1), score(1)), tasks=tasks)
     assert chance_level([result]) == pytest.approx((1 / 2 + 1 / 4 + 1 / 4) / 3)  # averaged as the scores are
     assert chance_level([UserResult("P2")]) is None
 

@@ -234,8 +234,9 @@ def test_written_files_and_folders_follow_the_umask(tmp_path: Path, mask: int) -
     import os
 
     from orbit_lite.checkpoint import atomic_write_text, save_checkpoint
-    from orbit_lite.engine.evaluate import UserResult, make_protocol
+    from orbit_lite.engine.evaluate import make_protocol
     from orbit_lite.engine.report import write_results
+    from orbit_lite.results import UserResult
 
     old = os.umask(mask)
     try:

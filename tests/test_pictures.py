@@ -20,10 +20,11 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def personal(tiny_frames: Path, tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from orbit_lite.engine.personalize import load_learner, personalize_user
+    from orbit_lite.engine.model import Checkpoint, open_model
+    from orbit_lite.engine.personalize import personalize_user
     from orbit_lite.personal import save_personal
 
-    learner, cfg = load_learner(tiny_checkpoint, torch.device("cpu"))
+    learner, cfg = open_model(Checkpoint(tiny_checkpoint), torch.device("cpu"))
     model, _ = personalize_user(learner, index_tree(tiny_frames).users("test")[0], cfg)
     path = tmp_path_factory.mktemp("personal") / "me.pt"
     save_personal(path, model)
@@ -145,19 +146,20 @@ def test_smoothing_starts_at_the_first_value_and_skips_gaps() -> None:
 
 
 def test_confusion_counts_frames_by_object_name_across_tasks() -> None:
-    from orbit_lite.engine.evaluate import UserResult, VideoScore
+    from orbit_lite.results import TaskResult, UserResult, VideoScore
     from orbit_lite.visual.evaluation import confusion_figure, confusion_of
 
     def score(task: int, video: str, obj: str, accuracy: float) -> VideoScore:
         return VideoScore("P1", task, video, obj, 0, 0, accuracy, 0.0, 0.0)
 
-    result = UserResult("P1", scores=[score(0, "a1", "mug", 0.5), score(0, "b1", "keys", 1.0),
-                                      score(1, "c1", "cup", 1 / 3), score(1, "a1", "mug", 0.0)])  # fmt: skip
-    result.tasks = [  # task 1 teaches a different subset, so its labels index another list
-        {"task_object_list": ["keys", "mug"], "task_videos": {"a1": {"1": 1, "2": 0}, "b1": {"1": 0}}},
-        {"task_object_list": ["cup", "mug"], "task_videos": {"c1": {"1": 1, "2": 1, "3": 0}, "a1": {"1": 0}}},
-        {"task_object_list": ["cup", "mug", "pen"], "task_videos": {}},  # pen: taught, never scored
-    ]
+    scores = (score(0, "a1", "mug", 0.5), score(0, "b1", "keys", 1.0), score(1, "c1", "cup", 1 / 3),
+              score(1, "a1", "mug", 0.0))  # fmt: skip
+    tasks = (  # task 1 teaches a different subset, so its labels index another list
+        TaskResult(("keys", "mug"), {"a1": {"1": 1, "2": 0}, "b1": {"1": 0}}),
+        TaskResult(("cup", "mug"), {"c1": {"1": 1, "2": 1, "3": 0}, "a1": {"1": 0}}),
+        TaskResult(("cup", "mug", "pen"), {}),  # pen: taught, never scored
+    )
+    result = UserResult("P1", scores=scores, tasks=tasks)
     c = confusion_of(result)
     assert c.objects == ("cup", "keys", "mug", "pen")
     # a1's frame 1 is scored by both tasks (mug, then cup): one frame, split between their answers

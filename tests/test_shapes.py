@@ -11,7 +11,8 @@ import torch
 from orbit_lite.config import Config, LiteConfig, ModelConfig, from_dict
 from orbit_lite.data.layout import index_tree
 from orbit_lite.engine.evaluate import evaluate_users, make_protocol
-from orbit_lite.engine.personalize import load_learner, personalize_user
+from orbit_lite.engine.model import Checkpoint, open_model
+from orbit_lite.engine.personalize import personalize_user
 from orbit_lite.engine.recognize import recognize
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners import create_learner
@@ -141,7 +142,7 @@ def test_evaluation_personalize_and_recognize_see_only_buckets(
         for i in range(length):
             (folder / f"frame{i:05d}.jpg").write_bytes(clip.frames.path(i).read_bytes())
         videos.append(folder)
-    learner, cfg = load_learner(tiny_checkpoint, CPU)
+    learner, cfg = open_model(Checkpoint(tiny_checkpoint), CPU)
     sizes = _record_batches(learner)
     _evaluate_personalize_recognize(learner, cfg, users, videos)  # CPU default: no buckets
     unpadded = set(sizes)

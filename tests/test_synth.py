@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from orbit_lite.data.layout import index_tree
-from orbit_lite.data.synth import ObjectLook, render_clean, synthesize
+from orbit_lite.data.synth import synthesize
+from orbit_lite.data.synth_render import ObjectLook, render_clean
 from orbit_lite.data.video import FrameReader
 from orbit_lite.errors import OrbitLiteError
 

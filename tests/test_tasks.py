@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from orbit_lite.config import DataConfig, evaluation_sampling, training_sampling
-from orbit_lite.data.annotations import expand_filter, valid_frame_positions
+from orbit_lite.data.annotations import valid_frame_positions
 from orbit_lite.data.layout import index_tree
+from orbit_lite.data.loader import UserTaskDataset, task_loader
 from orbit_lite.data.plan import plan_task
-from orbit_lite.data.tasks import TaskBuilder, UserTaskDataset, task_loader
+from orbit_lite.data.tasks import TaskBuilder
+from orbit_lite.tags import expand_filter
 
 DATA = DataConfig(frame_size=32, num_workers=0)
 
@@ -133,7 +135,7 @@ def test_corrupt_video_file_is_skipped(tiny_videos: Path, tmp_path: Path, caplog
     with caplog.at_level(logging.WARNING):
         task = builder.build(user, rng(), train=True)
     assert task is not None and broken.video_id not in task.context_video_ids
-    assert str(broken.path) in builder.bad_videos
+    assert str(broken.path) in builder.skips.videos
 
 
 def test_loader_gives_the_same_tasks_with_and_without_workers(tiny_frames: Path) -> None:

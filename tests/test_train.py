@@ -3,6 +3,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from typer.testing import CliRunner
 from orbit_lite.checkpoint import load_checkpoint
 from orbit_lite.cli.main import app
 from orbit_lite.config import Config, TrainConfig, from_dict
-from orbit_lite.engine.train import Monitor, learning_rate, train
+from orbit_lite.engine.schedule import learning_rate
+from orbit_lite.engine.train import Monitor, train
 from tests.conftest import TINY_RECIPE
 
 runner = CliRunner()
@@ -188,7 +190,7 @@ def test_resume_from_the_middle_of_an_epoch(tiny_frames: Path, tmp_path: Path) -
 
 
 def _reference_multistep(cfg: TrainConfig) -> list[float]:
-    # Written from spec orbit.md 5, not from learning_rate: timm's multistep scheduler counts the milestones
+    # Written from the reference's set-up, not from learning_rate: timm's multistep scheduler counts the milestones
     # range(decay_epochs, epochs, decay_epochs) that are <= t + 1, warms up linearly for t < warmup_t, and the
     # reference steps it with epoch + 1 after each epoch; epoch 0 runs at the lr the scheduler was built with.
     milestones = list(range(cfg.decay_epochs, cfg.epochs, cfg.decay_epochs))
@@ -250,13 +252,24 @@ def test_multistep_schedule_matches_the_reference_at_every_epoch(changes: dict) 
     assert ours == pytest.approx(_timm_multistep(cfg), rel=1e-12)
 
 
-def test_default_schedule_is_the_spec_table() -> None:
-    # spec orbit.md 5: 1.0, 1.8, 2.6, 3.4, 4.2e-6 during warm-up, 5e-6 for epochs 5-13, 2.5e-6 from epoch 14 to the end
+def test_default_schedule_is_the_reference_table() -> None:
+    # the reference's default schedule: 1.0, 1.8, 2.6, 3.4, 4.2e-6 during warm-up, 5e-6 for epochs 5-13, 2.5e-6 from
+    # epoch 14 to the end
     lrs = [learning_rate(e, TrainConfig()) for e in range(30)]
     assert lrs == pytest.approx([1.0e-6, 1.8e-6, 2.6e-6, 3.4e-6, 4.2e-6] + [5e-6] * 9 + [2.5e-6] * 16, rel=1e-12)
     # 40 epochs, decay every 10, no warm-up: milestones 10, 20, 30, each one epoch early (stepped with epoch + 1)
     lrs = [learning_rate(e, TrainConfig(epochs=40, decay_epochs=10, warmup_epochs=0, lr=1.0)) for e in range(40)]
     assert lrs == pytest.approx([1.0] * 9 + [0.5] * 10 + [0.25] * 10 + [0.125] * 11, rel=1e-12)
+
+
+@pytest.mark.parametrize("warmup", [0, 3])
+def test_cosine_schedule_is_the_half_cosine_after_the_warm_up(warmup: int) -> None:
+    cfg = TrainConfig(scheduler="cosine", warmup_epochs=warmup, epochs=12, lr=1e-3, warmup_lr=1e-5, min_lr=1e-6)
+    span = cfg.epochs - warmup
+    expected = [cfg.warmup_lr + e * (cfg.lr - cfg.warmup_lr) / warmup for e in range(warmup)] + [
+        cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t / span)) for t in range(span)
+    ]
+    assert [learning_rate(e, cfg) for e in range(cfg.epochs)] == pytest.approx(expected, rel=1e-12)
 
 
 def test_cosine_schedule_falls_towards_min_lr() -> None:

@@ -31,8 +31,16 @@ def backbones_command(
             film = len(meta_backbone(spec, max(spec.min_size, 64)).film_layers)
             weights = pretrained_weights(spec)
             sizes = f">= {spec.min_size}" + (f", multiple of {spec.size_multiple}" if spec.size_multiple > 1 else "")
-            rows.append({"name": registered, "feature_dim": spec.feature_dim, "film_layers": film, "sizes": sizes,
-                         "weights": weights, "notes": spec.notes})  # fmt: skip
+            rows.append(
+                {
+                    "name": registered,
+                    "feature_dim": spec.feature_dim,
+                    "film_layers": film,
+                    "sizes": sizes,
+                    "weights": weights,
+                    "notes": spec.notes,
+                }
+            )
         if as_json:
             out.print_json(json.dumps(rows))
             return

@@ -68,9 +68,14 @@ def summarize(
     for split, s in summary.items():
         f = s.frames_per_video
         table.add_row(
-            split, str(s.users), str(s.objects), str(s.clean_videos), str(s.clutter_videos), f"{s.frames:,}",
+            split,
+            str(s.users),
+            str(s.objects),
+            str(s.clean_videos),
+            str(s.clutter_videos),
+            f"{s.frames:,}",
             f"{f['min']:.0f} / {f['mean']:.1f} / {f['median']:.0f} / {f['max']:.0f}",
-        )  # fmt: skip
+        )
     out.print(table)
     unreadable = sum(s.unreadable_videos for s in summary.values())
     if unreadable:

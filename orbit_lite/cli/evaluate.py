@@ -3,58 +3,42 @@
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
-from dataclasses import dataclass
+from collections.abc import Mapping
+from contextlib import ExitStack
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from orbit_lite.choices import MODES, PROTOCOLS, SPLITS
 from orbit_lite.cli.common import check_recipes, err, one_line_errors, out, plural, progress_bar
-from orbit_lite.config import Config as ConfigSchema
-from orbit_lite.config import apply_overrides, from_dict, to_dict
 from orbit_lite.errors import OrbitLiteError
-from orbit_lite.outputs import check_results_out, claim_out, refuse_current_folder
+from orbit_lite.outputs import check_results_out, refuse_current_folder
+from orbit_lite.results import METRICS, CostSummary, RunMetrics, Summary
 
-if TYPE_CHECKING:  # the engine (torch) loads once the options are known to be right: mistakes answer at once
-    from orbit_lite.engine.distributed import Dist
-
-
-class Mode(str, Enum):
-    clutter = "clutter"
-    clean = "clean"
+# The choices as the options offer them (the default first); the names are defined once, in orbit_lite.choices.
+Mode = Enum("Mode", {m: m for m in MODES}, type=str)
+Protocol = Enum("Protocol", {p: p for p in PROTOCOLS}, type=str)
+Split = Enum("Split", {s: s for s in sorted(SPLITS, key=lambda s: s != "test")}, type=str)
 
 
-class Protocol(str, Enum):
-    orbit2022 = "orbit2022"
-    orbit2021 = "orbit2021"
-
-
-class Split(str, Enum):
-    test = "test"
-    validation = "validation"
-    train = "train"
-
-
-def results_table(metrics: dict, title: str) -> Table:
+def results_table(metrics: RunMetrics, title: str) -> Table:
     table = Table(title=title, box=box.SIMPLE_HEAD)
     for column in ("user", "scores", "frame accuracy", "frames to recognition", "video accuracy"):
         table.add_column(column, justify="left" if column == "user" else "right")
 
-    def cells(m: dict) -> list[str]:
-        return [f"{100 * m[k]['mean']:.2f} ({100 * m[k]['ci95']:.2f})" for k in
-                ("frame_accuracy", "frames_to_recognition", "video_accuracy")]  # fmt: skip
+    def cells(m: Mapping[str, Summary]) -> list[str]:
+        return [f"{100 * m[k].mean:.2f} ({100 * m[k].ci95:.2f})" for k in METRICS]
 
-    for user, m in metrics["per_user"].items():
-        if not m["frame_accuracy"]["n"]:  # nothing scored (a dropped user): said below the table, never a nan row
+    for user, m in metrics.per_user.items():
+        if not m["frame_accuracy"].n:  # nothing scored (a dropped user): said below the table, never a nan row
             continue
-        table.add_row(escape(user), str(m["frame_accuracy"]["n"]), *cells(m))
+        table.add_row(escape(user), str(m["frame_accuracy"].n), *cells(m))
     table.add_section()
-    table.add_row("all", str(metrics["frame_accuracy"]["n"]), *cells(metrics), style="bold")
+    table.add_row("all", str(metrics.scores["frame_accuracy"].n), *cells(metrics.scores), style="bold")
     return table
 
 
@@ -71,35 +55,17 @@ def parse_users(users: str | None) -> list[str] | None:
     return names
 
 
-def cost_line(cost: dict) -> str:
+def cost_line(cost: CostSummary) -> str:
     """The cost summary, as ORBIT reports it: per task to personalise, per frame to recognize."""
-    if not cost["tasks"]:
+    if not cost.tasks:
         return "cost: no task personalized"
-    frame = cost["inference_macs_per_frame"] or 0
-    return (f"cost per task: {cost['task_macs_to_personalise'] / 1e9:,.2f} GMACs and "
-            f"{cost['task_seconds_to_personalise']:.2f} s to personalise, {cost['task_params_added']:,.0f} parameters "
-            f"added to {cost['params_base']:,}; per frame: {frame / 1e9:.3f} GMACs, "
-            f"{1000 * (cost['inference_seconds_per_frame'] or 0):.1f} ms")  # fmt: skip
-
-
-RUNTIME_KEYS = ("train.channels_last", "train.pin_memory", "train.cudnn_benchmark")
-
-
-def refuse_model_overrides(overrides: list[str]) -> None:
-    """The model (and how it was trained) comes from the checkpoint: a ``--set`` there would be recorded in the
-    results' config without changing the weights that are evaluated."""
-    from orbit_lite.learners import LEARNERS
-
-    for item in overrides:
-        key = item.partition("=")[0]
-        section = key.split(".")[0]
-        if key in RUNTIME_KEYS:  # how the model runs on this device, not what it is: applied
-            continue
-        if key == "model.learner" and not LEARNERS.get(item.partition("=")[2], LEARNERS["protonets"]).meta_trained:
-            continue  # a FineTuner re-using the checkpoint's backbone (the reference's --model_path)
-        if section in ("model", "train"):
-            raise OrbitLiteError(f"--set {item}: evaluate takes {section}.* from the checkpoint and cannot change it; "
-                                 "train a model with that setting instead")  # fmt: skip
+    frame = cost.inference_macs_per_frame or 0
+    return (
+        f"cost per task: {(cost.task_macs_to_personalise or 0) / 1e9:,.2f} GMACs and "
+        f"{cost.task_seconds_to_personalise or 0:.2f} s to personalise, {cost.task_params_added or 0:,.0f} "
+        f"parameters added to {cost.params_base:,}; per frame: {frame / 1e9:.3f} GMACs, "
+        f"{1000 * (cost.inference_seconds_per_frame or 0):.1f} ms"
+    )
 
 
 @one_line_errors
@@ -133,107 +99,78 @@ def evaluate_command(
     check_results_out(out_dir, overwrite)  # refuse early, before any work (every rank checks, so all stop together)
     if seed < 0:
         raise OrbitLiteError(f"--seed must be >= 0, got {seed}")
-    if (checkpoint is None) == (not config):
-        from orbit_lite.engine.personalize import check_model_source
-
-        check_model_source(checkpoint, config, overrides)  # raises: one of them, not both
-    if checkpoint is not None:  # a recipe's model may be overridden; a checkpoint's is what was trained
-        refuse_model_overrides(overrides)
     check_recipes(config, overrides)  # before torch: a mistake in a recipe answers at once
+    from orbit_lite.engine.model import parse_source  # torch: a source is checked by its learner's kind
+
+    source = parse_source(checkpoint, config, overrides, settings=True)
     wanted = parse_users(users)
-    from orbit_lite.engine.distributed import from_env
+    from orbit_lite.engine.evaluate import EvaluationRequest, run
 
-    dist = from_env(os.environ)
-    options = EvaluateOptions(data, checkpoint, list(config), out_dir, mode, split, wanted, protocol, tasks, overrides,
-                              seed, device, overwrite)  # fmt: skip
-    with claim_out(out_dir) if dist.main else nullcontext():  # one writer: rank 0 holds the output location
-        _evaluate(options, dist)
-
-
-@dataclass(frozen=True)
-class EvaluateOptions:
-    """What ``orbit-lite evaluate`` was asked to do, after the checks that need no work."""
-
-    data: Path
-    checkpoint: Path | None  # None: a recipe (learners without meta-trained parts)
-    recipes: list[Path]
-    out_dir: Path
-    mode: Mode
-    split: Split
-    users: list[str] | None  # None: every user of the split
-    protocol: Protocol
-    tasks: int | None  # None: the protocol's number
-    overrides: list[str]
-    seed: int
-    device: str
-    overwrite: bool
-
-
-def _evaluate(o: EvaluateOptions, dist: Dist) -> None:
-    from orbit_lite import runtime
-    from orbit_lite.data.layout import index_benchmark
-    from orbit_lite.engine.distributed import gather_to_main, setup, teardown
-    from orbit_lite.engine.evaluate import evaluate_users, make_protocol
-    from orbit_lite.engine.personalize import open_learner
-    from orbit_lite.engine.report import check_scored, write_results
-    from orbit_lite.engine.train import select_device
-
-    device = setup(dist, select_device(o.device, "--device "))
-    learner, cfg = open_learner(o.checkpoint, o.recipes, o.overrides, device)
-    cfg = from_dict(ConfigSchema, apply_overrides(to_dict(cfg), o.overrides))
-    runtime.prepare(learner, cfg, learner.device, allow_compile=False)  # lite.buckets and the like, as overridden
-    spec = make_protocol(cfg, o.protocol.value, o.mode.value, o.tasks)
-    split = o.split.value
-    index = index_benchmark(o.data)
-    chosen = index.users(split)
-    if o.users is not None:
-        chosen = tuple(index.user(u, split) for u in o.users)
-    if not chosen:
-        raise OrbitLiteError(f"{index.root / split}: the {split} split holds no users")
-    mine = chosen[dist.rank :: dist.world]
-    try:
-        with progress_bar(f"evaluating {len(mine)} users", len(mine), enabled=dist.main) as advance:
-            results, seconds = evaluate_users(learner, mine, spec, cfg, o.seed, progress=lambda _: advance(1))
-        gathered = gather_to_main((results, seconds), dist)
-    finally:
-        teardown(dist)
-    if gathered is None:
+    request = EvaluationRequest(
+        data,
+        source,
+        out_dir,
+        protocol.value,
+        mode.value,
+        split.value,
+        None if wanted is None else tuple(wanted),
+        tasks,
+        seed,
+        device,
+        overwrite,
+    )
+    with ExitStack() as bars:
+        report = run(request, monitor=_Bar(bars))
+    if report is None:  # another rank: rank 0 reports
         return
-    order = {u.user_id: i for i, u in enumerate(chosen)}
-    results = sorted((r for part, _ in gathered for r in part), key=lambda r: order[r.user])
-    seconds = max(s for _, s in gathered)
-    config = {**to_dict(cfg), "evaluation": {"protocol": spec.name, "mode": spec.mode, "split": split,
-              "tasks_per_user": spec.tasks_per_user, "seed": o.seed,
-              "checkpoint": str(o.checkpoint) if o.checkpoint else None, "recipes": [str(p) for p in o.recipes],
-              "sampling": to_dict(spec.sampling)}}  # fmt: skip
-    check_scored(results, spec)
-    metrics = write_results(o.out_dir, results, spec, split, seconds, config, o.overwrite)
-    out.print(results_table(metrics, f"{spec.name}, {spec.mode} videos, {split} users (mean (95% CI), %)"))
-    _print_summary(metrics, seconds, o.out_dir)
+    metrics, protocol_ = report.metrics, report.protocol
+    title = f"{protocol_.name}, {protocol_.mode} videos, {report.split} users (mean (95% CI), %)"
+    out.print(results_table(metrics, title))
+    _print_summary(metrics, report.seconds, report.out_dir)
 
 
-def _print_summary(metrics: dict, seconds: float, out_dir: Path) -> None:
-    from orbit_lite.data.tasks import TaskBuilder
+class _Bar:
+    """A progress bar over the users this process evaluates (on a terminal; rank 0 only)."""
 
-    if metrics.get("chance") is not None:
-        out.print(f"chance: {100 * metrics['chance']:.2f}% frame accuracy (a uniform guess among each task's "
-                  "objects, averaged as the scores are)", markup=False)  # fmt: skip
-    encoded = metrics["frames_encoded"]
-    out.print(f"{encoded['total']:,} frames encoded ({encoded['context']:,} context, {encoded['target']:,} query), "
-              f"{metrics['personalizations']} personalizations, {seconds:.1f} s; results in {out_dir}",
-              markup=False)  # fmt: skip
-    out.print(cost_line(metrics["cost"]), markup=False)
-    skipped = metrics["skipped_videos"]
+    def __init__(self, stack: ExitStack) -> None:
+        self.stack = stack
+        self.advance = lambda n=1: None
+
+    def started(self, users: int) -> None:
+        from orbit_lite.engine.distributed import from_env
+
+        main = from_env(os.environ).main
+        self.advance = self.stack.enter_context(progress_bar(f"evaluating {users} users", users, enabled=main))
+
+    def user_done(self, user: str) -> None:
+        self.advance(1)
+
+
+def _print_summary(metrics: RunMetrics, seconds: float, out_dir: Path) -> None:
+    from orbit_lite.results import skipped_counts
+
+    if metrics.chance is not None:
+        out.print(f"chance: {100 * metrics.chance:.2f}% frame accuracy (a uniform guess among each task's objects, "
+                  "averaged as the scores are)", markup=False)  # fmt: skip
+    encoded = metrics.frames_encoded
+    out.print(
+        f"{encoded.total:,} frames encoded ({encoded.context:,} context, {encoded.target:,} query), "
+        f"{metrics.personalizations} personalizations, {seconds:.1f} s; results in {out_dir}",
+        markup=False,
+    )
+    out.print(cost_line(metrics.cost), markup=False)
+    skipped = metrics.skipped_videos
     if skipped:
-        frames, whole = TaskBuilder.skipped_counts(skipped)
+        frames, whole = skipped_counts(skipped)
         left = f"{plural(frames, 'corrupt frame')} and {plural(whole, 'whole video')}"
-        err.print(f"[yellow]left out {left} (unreadable, too few usable frames or a wrong annotation file; "
-                  f"{plural(len(skipped), 'video')} affected); see skipped_videos in metrics.json[/]")  # fmt: skip
-    for d in metrics["dropped_users"]:
-        err.print(f"[yellow]user {escape(d['user'])} left out of the evaluation: {escape(d['reason'])}[/]")
-    dropped = {d["user"] for d in metrics["dropped_users"]}
-    for user in (u for u, m in metrics["per_user"].items() if not m["frame_accuracy"]["n"] and u not in dropped):
+        err.print(
+            f"[yellow]left out {left} (unreadable, too few usable frames or a wrong annotation file; "
+            f"{plural(len(skipped), 'video')} affected); see skipped_videos in metrics.json[/]"
+        )
+    for user, reason in metrics.dropped_users:
+        err.print(f"[yellow]user {escape(user)} left out of the evaluation: {escape(reason)}[/]")
+    dropped = {user for user, _ in metrics.dropped_users}
+    for user in (u for u, m in metrics.per_user.items() if not m["frame_accuracy"].n and u not in dropped):
         err.print(f"[yellow]user {escape(user)}: no query video could be scored (too short or corrupt)[/]")
-    for d in metrics["dropped_objects"]:
-        err.print(f"[yellow]user {escape(d['user'])}: object {escape(d['object'])!r} left out (no usable clean "
-                  "video)[/]")  # fmt: skip
+    for user, obj in metrics.dropped_objects:
+        err.print(f"[yellow]user {escape(user)}: object {escape(obj)!r} left out (no usable clean video)[/]")

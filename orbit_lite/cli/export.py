@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from enum import Enum
 from pathlib import Path
 
@@ -31,22 +29,13 @@ def export_command(
     """Export a personal recognizer: uint8 frames in, logits and probabilities out, FiLM folded in."""
     check_file_out(out_file, overwrite, is_onnx_file, "an ONNX model")
     writable_parent(out_file)
+    from orbit_lite.engine.model import open_personal
     from orbit_lite.export import export_onnx, onnx_parity  # torch: only once the options are known to be right
-    from orbit_lite.personal import load_personal
+    from orbit_lite.publish import publish_file
 
-    model = load_personal(model_file)
-    # Written beside --out (under a name no one else has) and moved there only once checked, so a failed check
-    # leaves --out as it was.
-    try:
-        out_file.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(prefix=f".{out_file.name}.", suffix=".unchecked", dir=out_file.parent)
-    except OSError as e:
-        from orbit_lite.checkpoint import write_failure
-
-        raise write_failure(out_file, e) from None
-    os.close(handle)
-    staged = Path(name)
-    try:
+    model = open_personal(model_file)
+    # Written beside --out under a fresh name and moved there only once checked: a failed check leaves --out as it was.
+    with publish_file(out_file, suffix=".unchecked") as staged:
         export_onnx(model, staged)
         if check:
             try:
@@ -56,13 +45,15 @@ def export_command(
                     "--check needs onnxruntime: pip install 'orbit-lite[export]' (or --no-check)"
                 ) from None
             if not parity.ok:
-                raise OrbitLiteError(f"onnxruntime's output differs from PyTorch's {parity.summary()}; "
-                                     f"{out_file} was not written")  # fmt: skip
+                raise OrbitLiteError(
+                    f"onnxruntime's output differs from PyTorch's {parity.summary()}; {out_file} was not written"
+                )
             out.print(f"check: onnxruntime agrees with PyTorch {parity.summary()}", markup=False)
-        path = staged.replace(out_file)
-    finally:
-        staged.unlink(missing_ok=True)
+    path = out_file
     clip = f"{model.clip_length}, " if model.clip_length > 1 else ""
     side = model.frame_size
-    out.print(f"wrote {path}: input 'frames' uint8 [batch, {clip}3, {side}, {side}], outputs 'logits', "
-              f"'probabilities' over {', '.join(model.object_names)}", markup=False)  # fmt: skip
+    out.print(
+        f"wrote {path}: input 'frames' uint8 [batch, {clip}3, {side}, {side}], outputs 'logits', "
+        f"'probabilities' over {', '.join(model.object_names)}",
+        markup=False,
+    )

@@ -51,5 +51,7 @@ def import_orbit_command(
         f"{ref.head} (logit scale {model['logit_scale']:g}), reference style -> {out_file}",
         highlight=False,
     )
-    out.print(f"next: orbit-lite evaluate --data ORBIT_ROOT --checkpoint {out_file} --out results/{out_file.stem}",
-              highlight=False)  # fmt: skip
+    out.print(
+        f"next: orbit-lite evaluate --data ORBIT_ROOT --checkpoint {out_file} --out results/{out_file.stem}",
+        highlight=False,
+    )

@@ -50,20 +50,20 @@ def personalize_command(
     if (user is None) == (videos is None) or (user is not None and data is None):
         raise OrbitLiteError("give either --user ID with --data ROOT, or --videos DIR")
     check_recipes(config, overrides)  # before torch: a mistake in a recipe answers at once
-    from orbit_lite.engine.personalize import check_model_source  # torch: the model's source is checked by its kind
+    from orbit_lite.engine.model import open_model, parse_source  # torch: a source is checked by its learner's kind
 
-    check_model_source(checkpoint, config, overrides)
+    source = parse_source(checkpoint, config, overrides)
     check_file_out(out_file, overwrite, is_orbit_lite_checkpoint("personal"), "a personal recognizer")
     writable_parent(out_file)
     # the data and the engine (torch) load only once the options are known to be right: mistakes answer at once
     from orbit_lite.data.layout import index_tree, index_user_folder
-    from orbit_lite.data.tasks import TaskBuilder
-    from orbit_lite.engine.personalize import open_learner, personalize_user
-    from orbit_lite.engine.train import select_device
+    from orbit_lite.engine.personalize import personalize_user
     from orbit_lite.personal import save_personal
+    from orbit_lite.results import Skipped, skipped_counts
+    from orbit_lite.runtime import select_device
 
     who = index_tree(data).user(user) if user is not None else index_user_folder(videos).users()[0]
-    learner, cfg = open_learner(checkpoint, config, overrides, select_device(device, "--device "))
+    learner, cfg = open_model(source, select_device(device, "--device "))
     model, task = personalize_user(learner, who, cfg)
     save_personal(out_file, model)
     table = Table(title=f"personal recognizer for {escape(who.user_id)}", box=box.SIMPLE_HEAD)
@@ -74,11 +74,11 @@ def personalize_command(
         frames = int((task.context_labels == label).sum()) * task.clip_length
         table.add_row(str(label), escape(name), str(len(ids)), str(frames))  # user text is never markup
     out.print(table)
-    skipped = model.config.get("skipped", [])
+    skipped = [Skipped.from_json(s) for s in model.config.get("skipped", [])]
     if skipped:
-        frames, whole = TaskBuilder.skipped_counts(skipped)
+        frames, whole = skipped_counts(skipped)
         left = f"{plural(frames, 'corrupt frame')} and {plural(whole, 'whole video')}"
-        names = ", ".join(s["video"] for s in skipped)
+        names = ", ".join(s.video for s in skipped)
         err.print(f"left out {left} (unreadable or too few usable frames): {names}", markup=False, soft_wrap=True)
     out.print(f"saved to {out_file}", markup=False)
 
@@ -104,12 +104,12 @@ def recognize_command(
         check_file_out(csv_path, True, is_predictions_csv, "a predictions CSV", has_overwrite_flag=False)
         writable_parent(csv_path)
     check_picture_outs(annotate, plot, inputs)
-    from orbit_lite.checkpoint import atomic_write_text
+    from orbit_lite.engine.model import open_personal
     from orbit_lite.engine.recognize import recognize
-    from orbit_lite.engine.train import select_device
-    from orbit_lite.personal import load_personal
+    from orbit_lite.publish import atomic_write_text
+    from orbit_lite.runtime import select_device
 
-    model = load_personal(model_file, select_device(device, "--device "))
+    model = open_personal(model_file, select_device(device, "--device "))
     names = model.object_names
     recognitions = [recognize(model, path, label) for path in inputs]
     if csv_path is not None:
@@ -118,18 +118,26 @@ def recognize_command(
         writer.writerow(["input", "frame", "prediction", "probability", *[f"p_{n}" for n in names]])
         for r in recognitions:
             for number, pred, probs in zip(r.frame_numbers, r.predictions, r.probabilities, strict=True):
-                writer.writerow([r.source, int(number), names[pred], f"{probs[pred]:.4f}",
-                                 *[f"{p:.4f}" for p in probs]])  # fmt: skip
+                writer.writerow(
+                    [r.source, int(number), names[pred], f"{probs[pred]:.4f}", *[f"{p:.4f}" for p in probs]]
+                )
         atomic_write_text(csv_path, buffer.getvalue())
     write_pictures(recognitions, names, annotate, plot)
     summary = [
-        {"input": r.source, "frames": len(r.predictions), "prediction": names[r.video_prediction],
-         "confidence": float(r.probabilities[:, r.video_prediction].mean()), **r.scores(len(names)),
-         **r.cost_per_frame(),
-         "per_frame": [{"frame": int(n), "prediction": names[p], "probability": float(q[p])}
-                       for n, p, q in zip(r.frame_numbers, r.predictions, r.probabilities, strict=True)]}
+        {
+            "input": r.source,
+            "frames": len(r.predictions),
+            "prediction": names[r.video_prediction],
+            "confidence": float(r.probabilities[:, r.video_prediction].mean()),
+            **r.scores(len(names)),
+            **r.cost_per_frame(),
+            "per_frame": [
+                {"frame": int(n), "prediction": names[p], "probability": float(q[p])}
+                for n, p, q in zip(r.frame_numbers, r.predictions, r.probabilities, strict=True)
+            ],
+        }
         for r in recognitions
-    ]  # fmt: skip
+    ]
     if as_json:
         out.print_json(json.dumps({"objects": names, "label": label, "inputs": summary}))
         return

@@ -42,8 +42,13 @@ def train_command(
     if not dist.main:  # one voice: rank 0 draws the progress and reports
         train(cfg, data, out_dir, resume=resume, dist=dist)
         return
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[info]}")]  # fmt: skip
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+    ]
     # one run at a time in --out (two would interleave metrics and checkpoints); a file as --out's parent, a
     # read-only file system: one-line errors now
     if not err.is_terminal:  # a log file or a pipe: progress lines with the time left instead of a bar
@@ -57,5 +62,8 @@ def train_command(
         with claim_out(out_dir), Progress(*columns, console=err, transient=False) as progress:
             report = train(cfg, data, out_dir, resume=resume, monitor=RichMonitor(progress), dist=dist)
     best = "n/a" if report.best is None else f"{report.best:.1%}"
-    out.print(f"trained {report.epochs} epochs ({report.steps} optimizer steps); best validation accuracy {best}; "
-              f"checkpoints in {report.run_dir / 'checkpoints'}", markup=False)  # fmt: skip
+    out.print(
+        f"trained {report.epochs} epochs ({report.steps} optimizer steps); best validation accuracy {best}; "
+        f"checkpoints in {report.run_dir / 'checkpoints'}",
+        markup=False,
+    )

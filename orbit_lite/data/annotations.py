@@ -2,7 +2,7 @@
 
 Each video's JSON maps a frame file name (``<video>-00001.jpg``) to a dict. Clutter frames carry
 ``object_bounding_box`` (in 1080x1080 pixel coordinates, or null) and ``object_not_present_issue``; clean frames carry
-seven issue booleans. Filters follow the reference semantics (docs/reference.md 1.4): a value True tags the frame
+seven issue booleans. Filters follow the reference semantics: a value True tags the frame
 ``<key>``, False tags it ``no_<key>``, null gives no tag, and a frame is kept iff *any* of its tags is in the filter
 (OR). ``no_issues`` and ``mixed_issues`` expand to the seven negative / positive tags.
 """
@@ -19,35 +19,7 @@ import numpy as np
 from orbit_lite.data.layout import Video, parse_frame_number
 from orbit_lite.errors import CorruptMediaError, OrbitLiteError
 
-ISSUES = (
-    "object_not_present_issue",
-    "framing_issue",
-    "viewpoint_issue",
-    "blur_issue",
-    "occlusion_issue",
-    "overexposed_issue",
-    "underexposed_issue",
-)
-FILTER_TAGS = frozenset(ISSUES) | {f"no_{k}" for k in ISSUES} | {"no_issues", "mixed_issues"}
-OBJECT_PRESENT = "no_object_not_present_issue"
-
 FrameAnnotations = dict[int, dict]  # frame number -> annotation dict
-
-
-def expand_filter(tags: Iterable[str]) -> frozenset[str]:
-    """Validate filter tags and expand ``no_issues`` / ``mixed_issues``."""
-    out: set[str] = set()
-    for tag in tags:
-        if tag not in FILTER_TAGS:
-            valid = ", ".join(sorted(FILTER_TAGS))
-            raise OrbitLiteError(f"unknown annotation filter {tag!r}; valid filters: {valid}")
-        if tag == "no_issues":
-            out.update(f"no_{k}" for k in ISSUES)
-        elif tag == "mixed_issues":
-            out.update(ISSUES)
-        else:
-            out.add(tag)
-    return frozenset(out)
 
 
 def frame_tags(annotation: Mapping[str, object]) -> set[str]:

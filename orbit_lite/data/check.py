@@ -98,8 +98,12 @@ def _check_names(video: Video, benchmark: bool) -> list[Problem]:
         if parsed is None:
             problems.append(Problem(video.path, "name is not <user>--<object>--<clean|clutter>--<id>"))
         elif parsed.user != video.user or parsed.video_type != video.video_type:
-            problems.append(Problem(video.path, f"name says {parsed.user}/{parsed.video_type}, folders say "
-                                                f"{video.user}/{video.video_type}"))  # fmt: skip
+            problems.append(
+                Problem(
+                    video.path,
+                    f"name says {parsed.user}/{parsed.video_type}, folders say {video.user}/{video.video_type}",
+                )
+            )
     frames = video.frames
     unordered = frames.order_problem() if frames is not None else None
     if unordered:
@@ -160,8 +164,13 @@ def _check_annotations(video: Video, annotation_dir: Path) -> list[Problem]:
         return []  # an empty video is reported once, as empty
     missing, extra = len(expected - raw.keys()), len(raw.keys() - expected)
     if missing or extra:
-        return [Problem(video.annotation_path, f"does not match the frames: {missing} frames without an "
-                                               f"annotation, {extra} annotations without a frame")]  # fmt: skip
+        return [
+            Problem(
+                video.annotation_path,
+                f"does not match the frames: {missing} frames without an "
+                f"annotation, {extra} annotations without a frame",
+            )
+        ]
     return []
 
 

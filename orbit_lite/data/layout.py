@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from orbit_lite.choices import SPLITS
 from orbit_lite.errors import OrbitLiteError
 
-SPLITS = ("train", "validation", "test")
 VIDEO_TYPES = ("clean", "clutter")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -117,8 +117,10 @@ class FrameFolder:
         if not self.count or self.names is None or self.ordered:
             return None
         shown = ", ".join(self.names[:3]) + (", ..." if self.count > 3 else "")
-        return (f"cannot order the frames by number ({shown}): name them <name>-NNNNN.jpg or <name>N.jpg with "
-                "distinct numbers")  # fmt: skip
+        return (
+            f"cannot order the frames by number ({shown}): name them <name>-NNNNN.jpg or <name>N.jpg with "
+            "distinct numbers"
+        )
 
     def frame_numbers(self) -> np.ndarray:
         """1-based frame numbers in temporal order, ``[count]`` int64."""

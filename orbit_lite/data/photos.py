@@ -20,8 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from orbit_lite.data.annotations import ISSUES
 from orbit_lite.errors import OrbitLiteError
+from orbit_lite.tags import ISSUES
 
 PACKAGE = "scikit-image"
 ORIGINAL_SIZE = 1080  # annotation boxes are in the coordinates of ORBIT's 1080x1080 originals
@@ -154,8 +154,15 @@ class PhotoContent:
         """Draw ``photo`` (longest side ``longest``) centred at (cx, cy) with a thin white border; mark ``mask``."""
         scale = longest / max(photo.shape[:2])
         w, h = max(2, round(photo.shape[1] * scale)), max(2, round(photo.shape[0] * scale))
-        patch = cv2.copyMakeBorder(cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA), 2, 2, 2, 2,
-                                   cv2.BORDER_CONSTANT, value=(235, 235, 230))  # fmt: skip
+        patch = cv2.copyMakeBorder(
+            cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA),
+            2,
+            2,
+            2,
+            2,
+            cv2.BORDER_CONSTANT,
+            value=(235, 235, 230),
+        )
         x0, y0 = round(cx - patch.shape[1] / 2), round(cy - patch.shape[0] / 2)
         H, W = canvas.shape[:2]
         cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x0 + patch.shape[1], W), min(y0 + patch.shape[0], H)
@@ -196,8 +203,14 @@ class PhotoContent:
         size = side * rng.uniform(0.38, 0.5)
         for i in rng.permutation(len(others))[: int(rng.integers(5, 8))]:  # distractors, some far from the target
             x = rng.choice([rng.uniform(0.1, 0.35), rng.uniform(0.65, 0.9), rng.uniform(0.3, 0.7)]) * width
-            self._paste(scene, self._photos[others[i].clutter], x, rng.uniform(0.2, 0.8) * height,
-                        side * rng.uniform(0.25, 0.42), None)  # fmt: skip
+            self._paste(
+                scene,
+                self._photos[others[i].clutter],
+                x,
+                rng.uniform(0.2, 0.8) * height,
+                side * rng.uniform(0.25, 0.42),
+                None,
+            )
         mask = np.zeros(scene.shape[:2], np.float32)
         self._paste(scene, self._photos[BY_NAME[name].clutter], tx, ty, size, mask)
         if rng.random() < 0.6:  # another photo lies over a corner of the object

@@ -99,9 +99,14 @@ def _test_target_clips(usable: UsableVideo, cfg: SamplingConfig, rng: np.random.
     # Test targets are single frames (any clip method, with L=1) in temporal order, each with its causal history of
     # the L-1 frames before it in the video itself, as an app would see them.
     local = sample_clips(
-        len(usable.valid), cfg.target_clip_method, 1, rng,
-        clip_cap=cfg.clip_cap, subsample_factor=cfg.subsample_factor, frame_cap=cfg.frame_cap,
-    )  # fmt: skip
+        len(usable.valid),
+        cfg.target_clip_method,
+        1,
+        rng,
+        clip_cap=cfg.clip_cap,
+        subsample_factor=cfg.subsample_factor,
+        frame_cap=cfg.frame_cap,
+    )
     frames = np.sort(usable.valid[local[:, 0]])
     return _skip_corrupt(causal_windows(frames, cfg.clip_length), usable.corrupt)
 

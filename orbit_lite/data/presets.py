@@ -38,7 +38,7 @@ PRESETS = {
     "demo": Preset({"train": 10, "validation": 3, "test": 4}, (4, 6), (3, 4), (1, 2), 50, 75, 96),
     # clutter videos longer than the protocol's 200 sampled frames, so tasks sample different frames
     "long": Preset({"train": 2, "validation": 1, "test": 2}, (4, 4), (2, 2), (1, 1), 60, 320, 64),
-    # ORBIT's shape (spec orbit.md 1.2): 44/6/17 users, ~486 objects, ~3,800 videos with ORBIT's clean/clutter mix
+    # ORBIT's shape: 44/6/17 users, ~486 objects, ~3,800 videos with ORBIT's clean/clutter mix
     # per object; short, small videos so that it fits on a laptop's disk (clutter videos keep the 50 frames that
     # the evaluation protocol needs).
     "orbit-scale": Preset(

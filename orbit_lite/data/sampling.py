@@ -2,7 +2,7 @@
 
 Positions are 0-based indices into a list of frames (usually a video's valid frames). A clip is ``L`` consecutive
 positions. Unlike the reference code, clip methods select *clip* indices and map them to frame positions, so
-``clip_length > 1`` is correct for every method (docs/reference.md 2.2 and 9).
+``clip_length > 1`` is correct for every method.
 """
 
 from __future__ import annotations

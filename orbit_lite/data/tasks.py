@@ -1,4 +1,5 @@
-"""Tasks as typed values, built from plans by decoding only the frames they need; a Dataset/DataLoader over users.
+"""Tasks as typed values, built from plans by decoding only the frames they need (the Dataset/DataLoader over users
+is in :mod:`orbit_lite.data.loader`).
 
 A corrupt frame or video met while building a task is skipped with a warning that names it, and the task is drawn
 again without it, so a long run never dies on one bad file. When one frame of a frame folder fails, every frame of
@@ -9,21 +10,23 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
 
 from orbit_lite.config import DataConfig, SamplingConfig
-from orbit_lite.data.annotations import expand_filter, valid_frame_positions
+from orbit_lite.data.annotations import valid_frame_positions
 from orbit_lite.data.layout import User, Video
 from orbit_lite.data.plan import CandidateObject, TaskPlan, UsableVideo, VideoPlan, plan_task
 from orbit_lite.data.sampling import clean_clean_split
+from orbit_lite.data.skips import SkipLog
 from orbit_lite.data.video import FrameReader, as_frames
 from orbit_lite.errors import CorruptMediaError
+from orbit_lite.results import Skipped
+from orbit_lite.tags import expand_filter
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +106,7 @@ class TaskBuilder:
         self._context_tags = expand_filter(sampling.context_filter)
         self._target_tags = expand_filter(sampling.target_filter)
         self._candidates: dict[str, list[CandidateObject]] = {}
-        self.bad_videos: dict[str, str] = {}  # video path -> reason it was left out, for reports
-        self.bad_frames: dict[str, dict[int, str]] = {}  # frame-folder path -> {position of a corrupt frame: reason}
-        self._videos: dict[str, Video] = {}  # path -> video, for every video named above
+        self.skips = SkipLog()  # what was left out as corrupt, for reports
         self.short_videos: set[str] = set()  # paths of readable videos with too few frames that pass the filter
 
     def candidates(self, user: User) -> list[CandidateObject]:
@@ -129,14 +130,14 @@ class TaskBuilder:
     def _usable(self, videos: Sequence[Video], tags: frozenset[str], min_frames: int) -> tuple[UsableVideo, ...]:
         out = []
         for video in videos:
-            if str(video.path) in self.bad_videos:
+            if str(video.path) in self.skips.videos:
                 continue
             try:
                 valid = valid_frame_positions(video, tags, self.sampling.require_annotations)
             except CorruptMediaError as e:
                 self._mark_bad(video, e)
                 continue
-            corrupt = np.array(sorted(self.bad_frames.get(str(video.path), ())), dtype=np.int64)
+            corrupt = np.array(sorted(self.skips.frames.get(str(video.path), ())), dtype=np.int64)
             readable = valid[~np.isin(valid, corrupt)]
             if len(readable) >= min_frames:
                 out.append(UsableVideo(video, readable, corrupt))
@@ -145,7 +146,7 @@ class TaskBuilder:
             else:  # usable but for its corrupt frames: say so, once
                 reason = f"{len(corrupt)} of {video.num_frames} frames corrupt; too few usable frames left"
                 log.warning("skipping video %s: %s", video.path, reason)
-                self.bad_videos[str(video.path)] = reason
+                self.skips.leave_out_video(video, reason)
         return tuple(out)
 
     def _mark_bad(self, video: Video, error: CorruptMediaError) -> None:
@@ -153,17 +154,16 @@ class TaskBuilder:
         failed = Path(str(error.path))
         in_folder = video.frames is not None and failed.parent == video.path
         position = video.frames.position_of(failed.name) if in_folder else None
-        self._videos[str(video.path)] = video
         if position is not None:
             found = self._probe_frames(video)
             found.setdefault(position, error.reason)
-            self.bad_frames.setdefault(str(video.path), {}).update(found)
+            self.skips.leave_out_frames(video, found)
             names = [f"{video.frames.name(p)} ({found[p]})" for p in sorted(found)[:_SHOWN_FRAMES]]
             more = f" and {len(found) - _SHOWN_FRAMES} more" if len(found) > _SHOWN_FRAMES else ""
             log.warning("skipping %d corrupt frame(s) of %s: %s%s", len(found), video.path, ", ".join(names), more)
         else:
             log.warning("skipping video %s: %s", video.path, error.reason)
-            self.bad_videos[str(video.path)] = error.reason
+            self.skips.leave_out_video(video, error.reason)
         self._candidates.pop(video.user, None)
 
     def _probe_frames(self, video: Video) -> dict[int, str]:
@@ -180,7 +180,7 @@ class TaskBuilder:
     def read_available(self, video: Video, positions: np.ndarray) -> tuple[np.ndarray, torch.Tensor] | None:
         """Frames at ``positions`` without the corrupt ones: (positions read, ``[U, 3, S, S]``); None when the whole
         video is unreadable. What is left out is recorded as in task building."""
-        known = np.array(sorted(self.bad_frames.get(str(video.path), ())), dtype=np.int64)
+        known = np.array(sorted(self.skips.frames.get(str(video.path), ())), dtype=np.int64)
         positions = positions[~np.isin(positions, known)]
         for _ in range(2):  # a failed frame makes one probe of the whole folder; a second failure is the video's
             if not len(positions):
@@ -189,9 +189,9 @@ class TaskBuilder:
                 return positions, self.reader.read(video, positions)
             except CorruptMediaError as e:
                 self._mark_bad(video, e)
-            if str(video.path) in self.bad_videos:
+            if str(video.path) in self.skips.videos:
                 return None
-            positions = positions[~np.isin(positions, np.array(sorted(self.bad_frames[str(video.path)])))]
+            positions = positions[~np.isin(positions, np.array(sorted(self.skips.frames[str(video.path)])))]
         return None
 
     def probe_context(self, user: User, chunk: int = 64) -> None:
@@ -203,31 +203,14 @@ class TaskBuilder:
                 for start in range(0, len(usable.valid), chunk):  # in chunks: a long video never sits in memory
                     if (
                         self.read_available(usable.video, usable.valid[start : start + chunk]) is None
-                        and str(usable.video.path) in self.bad_videos
+                        and str(usable.video.path) in self.skips.videos
                     ):
                         break
         self._candidates.pop(user.user_id, None)  # recomputed from what was found
 
-    def skipped(self) -> list[dict]:
-        """What was left out, one entry per video: ``video``, ``path``, ``reason`` and any corrupt ``frames``."""
-        out = []
-        for path in sorted(set(self.bad_videos) | set(self.bad_frames)):
-            video = self._videos.get(path)
-            entry = {"video": video.video_id if video else Path(path).name, "path": path}
-            frames = self.bad_frames.get(path, {})
-            entry["reason"] = self.bad_videos.get(path, f"{len(frames)} corrupt frame(s) left out")
-            entry["whole_video"] = path in self.bad_videos  # left out entirely (not only some of its frames)
-            if frames and video is not None and video.frames is not None:
-                entry["frames"] = [video.frames.name(p) for p in sorted(frames)]
-            out.append(entry)
-        return out
-
-    @staticmethod
-    def skipped_counts(skipped: Sequence[dict]) -> tuple[int, int]:
-        """(corrupt frames, whole videos) left out, from :meth:`skipped` entries."""
-        frames = sum(len(s.get("frames", ())) for s in skipped)
-        whole = sum(1 for s in skipped if s.get("whole_video", "frames" not in s))
-        return frames, whole
+    def skipped(self) -> list[Skipped]:
+        """What was left out so far, one entry per video."""
+        return self.skips.entries()
 
     def plan(self, user: User, rng: np.random.Generator, train: bool) -> TaskPlan | None:
         """A task plan for ``user``, or None (with a warning) when it has fewer than two usable objects."""
@@ -308,112 +291,3 @@ class TaskBuilder:
         failed = Path(str(error.path))
         video = next(p.video for p in plan.context + plan.target if p.video.path in (failed, failed.parent))
         self._mark_bad(video, error)
-
-
-class UserTaskSampler(Sampler[tuple[int, int]]):
-    """Yields task keys ``(epoch, item)``: each user ``tasks_per_user`` times, shuffled per epoch for training.
-
-    The epoch travels inside the key, so worker processes (which hold copies of the dataset) need no epoch state and
-    a task is the same whatever the number of workers. With several ranks, the epoch's order is cut into groups of
-    ``group`` keys (one optimizer step's tasks) and rank r takes keys r, r + world, ... of every group.
-    """
-
-    def __init__(
-        self, num_users: int, tasks_per_user: int, shuffle: bool, seed: int = 0, rank: int = 0, world: int = 1,
-        group: int = 1,
-    ) -> None:  # fmt: skip
-        self.num_items = num_users * tasks_per_user
-        self.shuffle = shuffle
-        self.seed = seed
-        self.rank, self.world, self.group = rank, world, max(group, 1)
-        self.epoch = 0
-        self.start = 0
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """Draw epoch ``epoch``'s order; skip its first ``start`` keys (to resume inside an epoch)."""
-        self.epoch = epoch
-        self.start = start
-
-    def _order(self) -> np.ndarray:
-        order = np.arange(self.num_items)
-        if self.shuffle:
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_items)
-        return order[self.start :]
-
-    def groups(self) -> list[tuple[int, int]]:
-        """Per group of the rest of the epoch: (keys in the group, keys of this rank in it)."""
-        remaining = self.num_items - self.start
-        sizes = [min(self.group, remaining - s) for s in range(0, remaining, self.group)]
-        return [(n, len(range(self.rank, n, self.world))) for n in sizes]
-
-    def __len__(self) -> int:
-        return sum(mine for _, mine in self.groups())
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        order = self._order()
-        mine = [
-            int(item)
-            for start in range(0, len(order), self.group)
-            for item in order[start : start + self.group][self.rank :: self.world]
-        ]
-        return iter((self.epoch, item) for item in mine)
-
-
-class UserTaskDataset(Dataset):
-    """Task ``(epoch, item)`` is user ``item // tasks_per_user`` drawn with generator seed ``[seed, epoch, item]``.
-
-    ``__getitem__`` returns None when the user cannot make a task (the loop skips it).
-    """
-
-    def __init__(
-        self,
-        users: Sequence[User],
-        sampling: SamplingConfig,
-        data: DataConfig,
-        *,
-        train: bool,
-        tasks_per_user: int,
-        seed: int = 0,
-    ) -> None:
-        self.users = list(users)
-        self.builder = TaskBuilder(sampling, data)
-        self.train = train
-        self.tasks_per_user = tasks_per_user
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return len(self.users) * self.tasks_per_user
-
-    def __getitem__(self, key: tuple[int, int]) -> Task | None:
-        epoch, item = key
-        rng = np.random.default_rng([self.seed, epoch, item])
-        task = self.builder.build(self.users[item // self.tasks_per_user], rng, self.train)
-        if task is not None:
-            task.key = (epoch, item)
-        return task
-
-
-def _keep(task: Task | None) -> Task | None:
-    return task
-
-
-def task_loader(
-    dataset: UserTaskDataset, *, shuffle: bool, num_workers: int = 0, seed: int = 0, rank: int = 0, world: int = 1,
-    group: int = 1, pin_memory: bool = False,
-) -> DataLoader:  # fmt: skip
-    """One task per item; ``num_workers`` processes decode upcoming tasks while the current one is computed.
-
-    ``loader.sampler.set_epoch(e)`` before each epoch gives a fresh, reproducible task order and draw; ``rank``,
-    ``world`` and ``group`` deal each group of ``group`` tasks out across ranks (see :class:`UserTaskSampler`).
-    """
-    sampler = UserTaskSampler(len(dataset.users), dataset.tasks_per_user, shuffle, seed, rank, world, group)
-    return DataLoader(
-        dataset,
-        sampler=sampler,
-        batch_size=None,
-        collate_fn=_keep,
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0,
-        prefetch_factor=2 if num_workers > 0 else None,
-        pin_memory=pin_memory,  # Task.pin_memory: page-locked buffers, so the copies to the GPU do not block
-    )

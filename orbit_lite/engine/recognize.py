@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -15,48 +14,11 @@ from orbit_lite.data.layout import FRAME_EXTENSIONS, video_from_path
 from orbit_lite.data.sampling import causal_windows
 from orbit_lite.data.video import FrameReader, as_frames, read_image
 from orbit_lite.errors import OrbitLiteError
-from orbit_lite.metrics import frame_accuracy, frames_to_recognition, video_accuracy, video_prediction
+from orbit_lite.metrics import video_prediction
 from orbit_lite.personal import PersonalModel
+from orbit_lite.results import Recognition
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Recognition:
-    """What the recognizer saw in one input.
-
-    Attributes:
-        source: the input's path.
-        frame_numbers: ``[F]`` 1-based frame numbers in temporal order.
-        predictions: ``[F]`` predicted labels.
-        probabilities: ``[F, K]`` softmax over the user's objects.
-        video_prediction: the most frequent prediction (ties: lowest label).
-        label: the true label when one was given, else None.
-    """
-
-    source: str
-    frame_numbers: np.ndarray
-    predictions: np.ndarray
-    probabilities: np.ndarray
-    video_prediction: int
-    label: int | None = None
-    macs: int = 0  # multiply-accumulates of the recognizer over all frames (orbit_lite.cost)
-    seconds: float = 0.0  # wall time of the recognizer over all frames, decoding excluded
-
-    def cost_per_frame(self) -> dict[str, float]:
-        """Inference MACs and seconds per frame, as ORBIT reports them."""
-        n = max(len(self.predictions), 1)
-        return {"inference_macs_per_frame": self.macs / n, "inference_seconds_per_frame": self.seconds / n}
-
-    def scores(self, way: int) -> dict[str, float]:
-        """Frame accuracy, frames-to-recognition and video accuracy (needs ``label``)."""
-        if self.label is None:
-            return {}
-        return {
-            "frame_accuracy": frame_accuracy(self.predictions, self.label),
-            "frames_to_recognition": frames_to_recognition(self.predictions, self.label),
-            "video_accuracy": video_accuracy(self.predictions, self.label, way),
-        }
 
 
 def _read(path: Path, size: int) -> tuple[torch.Tensor, np.ndarray]:
@@ -91,5 +53,6 @@ def recognize(model: PersonalModel, path: Path | str, label: str | None = None, 
     probs = torch.cat(probabilities).numpy()
     predictions = probs.argmax(1)
     true = names.index(label) if label is not None else None
-    return Recognition(str(path), numbers, predictions, probs, video_prediction(predictions, len(names)), true,
-                       macs, seconds)  # fmt: skip
+    return Recognition(
+        str(path), numbers, predictions, probs, video_prediction(predictions, len(names)), true, macs, seconds
+    )

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -18,15 +16,13 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from orbit_lite.checkpoint import umask_mode, write_failure
-from orbit_lite.engine.evaluate import Protocol, UserResult
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.metrics import summarize_scores
 from orbit_lite.outputs import RESULTS_MARKER, check_results_out, install_folder, results_marker
+from orbit_lite.publish import publish_folder
+from orbit_lite.results import METRICS, CostSummary, FramesEncoded, Inference, Protocol, RunMetrics, Summary, UserResult
 from orbit_lite.visual.evaluation import CONFUSION_FILE, FTR_FILE, confusion_figure, frames_to_recognition_figure
 from orbit_lite.visual.png import new_figure, png_bytes
-
-METRICS = ("frame_accuracy", "frames_to_recognition", "video_accuracy")
 
 
 def per_video_table(results: Sequence[UserResult]) -> pd.DataFrame:
@@ -47,59 +43,63 @@ def _grouped(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _summary(scores: pd.Series) -> Summary:
+    return Summary(**summarize_scores(scores.to_numpy()))
+
+
 def aggregate(
     results: Sequence[UserResult], protocol: Protocol, split: str, wall_seconds: float
-) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+) -> tuple[RunMetrics, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """metrics.json's content and the per-video, per-user and per-object tables."""
     videos = per_video_table(results)
     per_user = _grouped(videos, ["user"]) if len(videos) else pd.DataFrame()
     per_object = _grouped(videos, ["user", "object"]) if len(videos) else pd.DataFrame()
-    metrics: dict[str, Any] = {"protocol": protocol.name, "mode": protocol.mode, "split": split,
-                               "tasks_per_user": protocol.tasks_per_user, "users": len(results)}  # fmt: skip
-    for metric in METRICS:
-        metrics[metric] = summarize_scores(videos[metric].to_numpy())
-    metrics["chance"] = chance_level(results)
-    metrics["per_user"] = {
-        r.user: {m: summarize_scores(videos.loc[videos["user"] == r.user, m].to_numpy()) for m in METRICS}
-        for r in results
-    }
-    context = sum(r.frames_encoded["context"] for r in results)
-    target = sum(r.frames_encoded["target"] for r in results)
-    metrics["frames_encoded"] = {"context": context, "target": target, "total": context + target}
-    metrics["personalizations"] = sum(r.personalizations for r in results)
-    metrics["cost"] = cost_summary(results)
-    metrics["wall_seconds"] = round(wall_seconds, 3)
-    metrics["skipped_videos"] = [s for r in results for s in r.skipped]
-    metrics["dropped_users"] = [{"user": r.user, "reason": r.dropped} for r in results if r.dropped]
-    metrics["dropped_objects"] = [{"user": r.user, "object": o} for r in results for o in r.dropped_objects]
+    metrics = RunMetrics(
+        protocol.name,
+        protocol.mode,
+        split,
+        protocol.tasks_per_user,
+        users=len(results),
+        scores={m: _summary(videos[m]) for m in METRICS},
+        per_user={r.user: {m: _summary(videos.loc[videos["user"] == r.user, m]) for m in METRICS} for r in results},
+        frames_encoded=sum((r.frames_encoded for r in results), FramesEncoded()),
+        personalizations=sum(r.personalizations for r in results),
+        cost=cost_summary(results),
+        chance=chance_level(results),
+        wall_seconds=round(wall_seconds, 3),
+        skipped_videos=tuple(s for r in results for s in r.skipped),
+        dropped_users=tuple((r.user, r.dropped) for r in results if r.dropped),
+        dropped_objects=tuple((r.user, o) for r in results for o in r.dropped_objects),
+    )
     return metrics, videos, per_user, per_object
 
 
 def chance_level(results: Sequence[UserResult]) -> float | None:
     """The frame accuracy of guessing uniformly among a task's objects, averaged as the scores are (over every scored
     (task, video)); None when nothing was scored."""
-    ways = [len(r.tasks[s.task]["task_object_list"]) for r in results for s in r.scores]
+    ways = [len(r.tasks[s.task].object_names) for r in results for s in r.scores]
     return sum(1 / w for w in ways) / len(ways) if ways else None
 
 
-def cost_summary(results: Sequence[UserResult]) -> dict[str, Any]:
+def cost_summary(results: Sequence[UserResult]) -> CostSummary:
     """Mean cost per task (MACs and seconds to personalise, parameters a task adds) and per query frame."""
-    tasks = [t for r in results for t in r.tasks if "task_macs_to_personalise" in t]
-    frames = sum(r.inference["frames"] for r in results)
+    costs = [t.cost for r in results for t in r.tasks if t.cost is not None]
+    inference = sum((r.inference for r in results), Inference())
+    frames = inference.frames
 
-    def mean(key: str) -> float | None:
-        return sum(t[key] for t in tasks) / len(tasks) if tasks else None
+    def mean(values: list[float]) -> float | None:
+        return sum(values) / len(values) if values else None
 
-    return {
-        "tasks": len(tasks),
-        "task_macs_to_personalise": mean("task_macs_to_personalise"),
-        "task_seconds_to_personalise": mean("task_seconds_to_personalise"),
-        "params_base": max((r.params_base for r in results), default=0),
-        "task_params_added": mean("task_params_added"),
-        "frames": frames,
-        "inference_macs_per_frame": sum(r.inference["macs"] for r in results) / frames if frames else None,
-        "inference_seconds_per_frame": sum(r.inference["seconds"] for r in results) / frames if frames else None,
-    }
+    return CostSummary(
+        tasks=len(costs),
+        task_macs_to_personalise=mean([c.macs for c in costs]),
+        task_seconds_to_personalise=mean([c.seconds for c in costs]),
+        params_base=max((r.params_base for r in results), default=0),
+        task_params_added=mean([c.params_added for c in costs]),
+        frames=frames,
+        inference_macs_per_frame=inference.macs / frames if frames else None,
+        inference_seconds_per_frame=inference.seconds / frames if frames else None,
+    )
 
 
 def check_scored(results: Sequence[UserResult], protocol: Protocol) -> None:
@@ -111,16 +111,20 @@ def check_scored(results: Sequence[UserResult], protocol: Protocol) -> None:
     if short:
         kind = "held-out clean" if protocol.mode == "clean" else "clutter"
         need = protocol.sampling.min_target_frames
-        why.append(f"{short} {kind} videos have fewer than the {need} usable frames a query video needs "
-                   "(test_sampling.min_target_frames)")  # fmt: skip
+        why.append(
+            f"{short} {kind} videos have fewer than the {need} usable frames a query video needs "
+            "(test_sampling.min_target_frames)"
+        )
     skipped = sum(len(r.skipped) for r in results)
     if skipped:
         why.append(f"{skipped} videos had corrupt files")
     dropped = [r.user for r in results if r.dropped]
     if dropped:
         why.append(f"users {', '.join(dropped)} had fewer than two teachable objects")
-    raise OrbitLiteError(f"no video could be scored ({protocol.name}, {protocol.mode} mode): "
-                         f"{'; '.join(why) or 'no query videos'}; nothing written")  # fmt: skip
+    raise OrbitLiteError(
+        f"no video could be scored ({protocol.name}, {protocol.mode} mode): "
+        f"{'; '.join(why) or 'no query videos'}; nothing written"
+    )
 
 
 def json_safe(value: Any) -> Any:
@@ -139,8 +143,13 @@ def plot_per_user(per_user: pd.DataFrame, title: str) -> bytes:
     fig = new_figure(max(4.0, 0.5 * len(per_user) + 2), 3.5, layout="constrained")
     ax = fig.subplots()
     if len(per_user):
-        ax.bar(per_user["user"], 100 * per_user["frame_accuracy"], yerr=100 * per_user["frame_accuracy_ci95"],
-               capsize=3, color="#4C72B0")  # fmt: skip
+        ax.bar(
+            per_user["user"],
+            100 * per_user["frame_accuracy"],
+            yerr=100 * per_user["frame_accuracy_ci95"],
+            capsize=3,
+            color="#4C72B0",
+        )
     ax.set_ylabel("frame accuracy (%)")
     ax.set_ylim(0, 100)
     ax.set_title(title)
@@ -161,14 +170,14 @@ def write_results(
     wall_seconds: float,
     config: dict[str, Any],
     overwrite: bool = False,
-) -> dict[str, Any]:
+) -> RunMetrics:
     """Write every output file into ``out`` all at once; returns metrics.json's content."""
     prepare_out(out, overwrite)
     metrics, videos, per_user, per_object = aggregate(results, protocol, split, wall_seconds)
     title = f"{protocol.name} {protocol.mode}, {split} users"
     files = {  # built in memory first: a full disk is then one failed write, with the size it needed known
-        "results.json": json.dumps({r.user: r.tasks for r in results}, allow_nan=False).encode(),
-        "metrics.json": json.dumps(json_safe(metrics), indent=2, allow_nan=False).encode(),
+        "results.json": json.dumps({r.user: r.to_json() for r in results}, allow_nan=False).encode(),
+        "metrics.json": json.dumps(json_safe(metrics.to_json()), indent=2, allow_nan=False).encode(),
         "per_video.csv": videos.to_csv(index=False).encode(),
         "per_user.csv": per_user.to_csv(index=False).encode(),
         "per_object.csv": per_object.to_csv(index=False).encode(),
@@ -177,21 +186,9 @@ def write_results(
         CONFUSION_FILE: png_bytes(confusion_figure(results, title)),
         FTR_FILE: png_bytes(frames_to_recognition_figure(videos["frames_to_recognition"].to_numpy(), title)),
     }
-    tmp: Path | None = None
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-        tmp.chmod(umask_mode(0o777))  # mkdtemp's folder is private; results get the mode mkdir would give
+    needed = sum(len(d) for d in files.values())
+    with publish_folder(out, install=install_folder, needed=lambda _: needed) as tmp:
         for name, data in files.items():
             (tmp / name).write_bytes(data)
         (tmp / RESULTS_MARKER).write_text(results_marker(tmp))  # last: the proof covers every file written
-        install_folder(tmp, out)
-    except OSError as e:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise write_failure(out, e, sum(len(d) for d in files.values())) from None
-    except BaseException:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return metrics

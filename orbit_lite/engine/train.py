@@ -7,7 +7,6 @@ boundary) continues exactly as if it had never stopped.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import json
 import logging
@@ -24,16 +23,20 @@ import torch
 import yaml
 
 from orbit_lite import runtime
-from orbit_lite.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
-from orbit_lite.config import DEVICES, Config, TrainConfig, from_dict, to_dict
+from orbit_lite.checkpoint import load_checkpoint, save_checkpoint
+from orbit_lite.config import Config, from_dict, to_dict
 from orbit_lite.data.layout import DatasetIndex, index_benchmark
-from orbit_lite.data.tasks import UserTaskDataset, task_loader
+from orbit_lite.data.loader import UserTaskDataset, task_loader
 from orbit_lite.engine import distributed
 from orbit_lite.engine.distributed import Dist
+from orbit_lite.engine.schedule import build_optimizer, learning_rate, set_lr
 from orbit_lite.engine.validate import validate
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners import FewShotLearner, create_learner
 from orbit_lite.outputs import RUN_MARKER, check_run_out, mark_run, new_id, run_id_of
+from orbit_lite.publish import atomic_write_text
+from orbit_lite.results import TrainProgress
+from orbit_lite.runtime import select_device
 from orbit_lite.visual import tensorboard
 from orbit_lite.visual.curves import plot_curves, read_records
 
@@ -57,65 +60,6 @@ class TrainReport:
     steps: int
     best: float | None
     last_validation: dict[str, float] | None
-
-
-def select_device(name: str, option: str = "train.device=") -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then the CPU. ``option`` is how the user gave it (``train.device=`` in a
-    config, ``--device `` on commands that take the flag), so that the fix names what they can change."""
-    if name not in DEVICES:
-        raise OrbitLiteError(f"unknown device {name!r}; expected one of {', '.join(DEVICES)}")
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise OrbitLiteError(f"{option}cuda but no CUDA device is visible; use {option}cpu or {option}auto")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise OrbitLiteError(f"{option}mps but Apple MPS is not available; use {option}cpu or {option}auto")
-    return torch.device(name)
-
-
-def learning_rate(epoch: int, cfg: TrainConfig) -> float:
-    """The schedule, per epoch: linear warm-up from ``warmup_lr``, then constant, multi-step or cosine decay."""
-    if epoch < cfg.warmup_epochs:
-        return cfg.warmup_lr + epoch * (cfg.lr - cfg.warmup_lr) / cfg.warmup_epochs
-    if cfg.scheduler == "multistep":
-        return cfg.lr * cfg.decay_rate ** _decays_by(epoch, cfg)
-    if cfg.scheduler == "cosine":
-        span = max(cfg.epochs - cfg.warmup_epochs, 1)
-        return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * (epoch - cfg.warmup_epochs) / span))
-    return cfg.lr
-
-
-def decay_milestones(cfg: TrainConfig) -> list[int]:
-    """The reference's multistep milestones: every ``decay_epochs`` strictly inside the run (none if it is longer)."""
-    return list(range(cfg.decay_epochs, cfg.epochs, cfg.decay_epochs))
-
-
-def _decays_by(epoch: int, cfg: TrainConfig) -> int:
-    # The reference's timm scheduler counts the milestones <= t + 1 and is stepped with t = epoch + 1 after each
-    # epoch, so epoch e >= 1 runs at the count for e + 1; epoch 0 runs at the lr the optimizer was built with.
-    if epoch == 0:
-        return 0
-    return bisect.bisect_right(decay_milestones(cfg), epoch + 1)
-
-
-def build_optimizer(learner: FewShotLearner, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Two groups: the backbone (``lr * backbone_lr_scale``) and everything else; frozen parameters are left out."""
-    backbone = [p for p in learner.backbone.parameters() if p.requires_grad]
-    ids = {id(p) for p in backbone}
-    rest = [p for p in learner.parameters() if p.requires_grad and id(p) not in ids]
-    groups = [{"params": rest, "lr_scale": 1.0}, {"params": backbone, "lr_scale": cfg.backbone_lr_scale}]
-    groups = [g for g in groups if g["params"]]
-    kind = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return kind(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
-
-
-def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr * group["lr_scale"]
 
 
 def _memory_mb(device: torch.device) -> float:
@@ -156,9 +100,12 @@ def _check_resumable(saved: Config, cfg: Config, path: Path) -> dict[str, dict[s
             f"{path} holds a different model (model.{key}={a[key]!r}, the config says {b[key]!r}); "
             "resume with the run's own config or start a new --out"
         )
-    changed = {f"{s}.{k}": {"was": to_dict(getattr(saved, s))[k], "now": v}
-               for s in ("data", "train_sampling", "test_sampling", "lite", "train")
-               for k, v in to_dict(getattr(cfg, s)).items() if to_dict(getattr(saved, s))[k] != v}  # fmt: skip
+    changed = {
+        f"{s}.{k}": {"was": to_dict(getattr(saved, s))[k], "now": v}
+        for s in ("data", "train_sampling", "test_sampling", "lite", "train")
+        for k, v in to_dict(getattr(cfg, s)).items()
+        if to_dict(getattr(saved, s))[k] != v
+    }
     if changed:
         log.warning("resuming with changed settings: %s", ", ".join(changed))
     return changed
@@ -204,17 +151,21 @@ def _prepare(cfg: Config, data_root: Path, run: _Run, resume: bool) -> tuple[Dat
     """Check --out before any work: only a run orbit-lite marked as its own is resumed or started again."""
     record = None
     if resume and run.dir.is_dir() and run_id_of(run.dir) is None and run.last.is_file():
-        raise OrbitLiteError(f"{run.dir} has no {RUN_MARKER} marker (a run of an older orbit-lite, or not "
-                             "orbit-lite's), so it is not resumed; to go on from its weights, start a new run with "
-                             f"--out NEW --set train.init={run.last}")  # fmt: skip
+        raise OrbitLiteError(
+            f"{run.dir} has no {RUN_MARKER} marker (a run of an older orbit-lite, or not "
+            "orbit-lite's), so it is not resumed; to go on from its weights, start a new run with "
+            f"--out NEW --set train.init={run.last}"
+        )
     owned = check_run_out(run.dir)  # the run's id when it is a marked run; refuses any other non-empty folder
     if resume:
         if owned is None or not run.last.exists():
             raise OrbitLiteError(f"{run.dir}: nothing to resume (no checkpoints/last.pt); drop --resume to start")
         record = load_checkpoint(run.last, "training")
         if record.get("run_id") != owned:
-            raise OrbitLiteError(f"{run.last} was not written by the run marked in {run.dir / RUN_MARKER}; it is not "
-                                 "resumed: start a new run with --out NEW")  # fmt: skip
+            raise OrbitLiteError(
+                f"{run.last} was not written by the run marked in {run.dir / RUN_MARKER}; it is not "
+                "resumed: start a new run with --out NEW"
+            )
         record["changed"] = _check_resumable(from_dict(Config, record["config"]), cfg, run.last)
     elif run.last.exists():
         raise OrbitLiteError(f"{run.dir} already holds a training run; pass --resume to continue it or use a new --out")
@@ -238,23 +189,35 @@ class _Loop:
         model = cfg.model
         if tc.init and record is None:  # the init checkpoint brings every weight: nothing to download
             model = dataclasses.replace(model, weights="none")
-        self.learner = create_learner(model, cfg.data.frame_size).to(self.device)
+        self.learner = create_learner(model, cfg.data.frame_size, bf16=tc.bf16).to(self.device)
         if tc.init and record is None:
             load_init_weights(self.learner, Path(tc.init))
-        self.learner.bf16 = tc.bf16
         self.runtime = runtime.prepare(self.learner, cfg, self.device)  # buckets, channels-last, cuDNN, compile
         self.optimizer = build_optimizer(self.learner, tc)
-        self.progress: dict[str, Any] = {"epoch": 0, "position": 0, "step": 0, "best": None, "metrics_bytes": 0}
+        self.progress = TrainProgress()
         if record is not None:
             self.learner.load_state_dict(record["model"])
             self.optimizer.load_state_dict(record["optimizer"])
-            self.progress = dict(record["progress"])
+            self.progress = TrainProgress.from_json(record["progress"])
         distributed.broadcast_parameters(self.learner, dist)
-        self.dataset = UserTaskDataset(index.users("train"), cfg.train_sampling, cfg.data, train=True,
-                                       tasks_per_user=tc.tasks_per_user, seed=tc.seed)  # fmt: skip
-        self.loader = task_loader(self.dataset, shuffle=True, num_workers=cfg.data.num_workers, seed=tc.seed,
-                                  rank=dist.rank, world=dist.world, group=tc.tasks_per_batch,
-                                  pin_memory=self.runtime.pin_memory)  # fmt: skip
+        self.dataset = UserTaskDataset(
+            index.users("train"),
+            cfg.train_sampling,
+            cfg.data,
+            train=True,
+            tasks_per_user=tc.tasks_per_user,
+            seed=tc.seed,
+        )
+        self.loader = task_loader(
+            self.dataset,
+            shuffle=True,
+            num_workers=cfg.data.num_workers,
+            seed=tc.seed,
+            rank=dist.rank,
+            world=dist.world,
+            group=tc.tasks_per_batch,
+            pin_memory=self.runtime.pin_memory,
+        )
         self.val_users = index.splits.get("validation", ())
         if not self.val_users and dist.main:
             log.warning("no validation users in %s: best.pt will follow the last epoch", index.root)
@@ -262,10 +225,14 @@ class _Loop:
     def save(self, path: Path) -> None:
         if not self.dist.main:  # one writer: rank 0
             return
-        self.progress["metrics_bytes"] = self.run.metrics_size()
-        payload = {"config": to_dict(self.cfg), "model": self.learner.state_dict(),
-                   "optimizer": self.optimizer.state_dict(), "progress": self.progress,
-                   "run_id": self.run.id}  # fmt: skip
+        self.progress = dataclasses.replace(self.progress, metrics_bytes=self.run.metrics_size())
+        payload = {
+            "config": to_dict(self.cfg),
+            "model": self.learner.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "progress": self.progress.to_json(),
+            "run_id": self.run.id,
+        }
         save_checkpoint(path, payload, "training")
 
     def log(self, record: dict[str, Any]) -> None:
@@ -281,27 +248,37 @@ class _Loop:
             torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.progress["step"] += 1
-        self.progress["position"] += group
-        last_of_epoch = self.progress["position"] >= len(self.dataset)
-        if self.progress["step"] % tc.log_every == 0 or last_of_epoch:
+        p = self.progress
+        self.progress = dataclasses.replace(p, step=p.step + 1, position=p.position + group)
+        last_of_epoch = self.progress.position >= len(self.dataset)
+        if self.progress.step % tc.log_every == 0 or last_of_epoch:
             sums = [sum(w[0] for w in window), sum(w[1] for w in window), float(len(window))]
             loss, accuracy, tasks = distributed.all_sum(sums, self.dist, self.device)  # every rank's tasks
             if tasks:
                 seconds = max(time.perf_counter() - started, 1e-9)
                 lr = self.optimizer.param_groups[0]["lr"]
-                self.log({"type": "train", "epoch": epoch, "step": self.progress["step"], "tasks": int(tasks),
-                          "loss": loss / tasks, "accuracy": accuracy / tasks, "lr": lr, "tasks_per_s": tasks / seconds,
-                          "memory_mb": round(_memory_mb(self.device), 1)})  # fmt: skip
+                self.log(
+                    {
+                        "type": "train",
+                        "epoch": epoch,
+                        "step": self.progress.step,
+                        "tasks": int(tasks),
+                        "loss": loss / tasks,
+                        "accuracy": accuracy / tasks,
+                        "lr": lr,
+                        "tasks_per_s": tasks / seconds,
+                        "memory_mb": round(_memory_mb(self.device), 1),
+                    }
+                )
             window.clear()
-        if tc.checkpoint_every and self.progress["step"] % tc.checkpoint_every == 0 and not last_of_epoch:
+        if tc.checkpoint_every and self.progress.step % tc.checkpoint_every == 0 and not last_of_epoch:
             self.save(self.run.last)  # at a step boundary nothing is pending: a resume from here is exact
 
     def epoch(self, epoch: int) -> None:
         tc, learner = self.cfg.train, self.learner
-        _set_lr(self.optimizer, learning_rate(epoch, tc))
+        set_lr(self.optimizer, learning_rate(epoch, tc))
         sampler = self.loader.sampler
-        sampler.set_epoch(epoch, self.progress["position"])
+        sampler.set_epoch(epoch, self.progress.position)
         self.monitor.start_epoch(epoch, tc.epochs, len(sampler))
         tasks = iter(self.loader)
         window: list[tuple[float, float]] = []
@@ -312,31 +289,44 @@ class _Loop:
                 if task is None:
                     continue
                 stats = learner.train_task(
-                    task.context_clips, task.context_labels, task.target_clips, task.target_labels, task.way,
-                    self.cfg.lite, _task_generator(tc.seed, task.key), loss_weight=1.0 / tc.tasks_per_batch,
-                )  # fmt: skip
+                    task.context_clips,
+                    task.context_labels,
+                    task.target_clips,
+                    task.target_labels,
+                    task.way,
+                    self.cfg.lite,
+                    _task_generator(tc.seed, task.key),
+                    loss_weight=1.0 / tc.tasks_per_batch,
+                )
                 window.append((stats.loss, stats.accuracy))
                 self.monitor.task_done(stats.loss, stats.accuracy, _memory_mb(self.device))
             logged_before = len(window)
             self.step(epoch, group, window, started)
             if logged_before and not window:
                 started = time.perf_counter()
-        self.progress.update(epoch=epoch + 1, position=0)
+        self.progress = dataclasses.replace(self.progress, epoch=epoch + 1, position=0)
 
     def validate_and_save(self, epoch: int) -> dict[str, Any]:
         tc = self.cfg.train
         spread = distributed.replica_spread(self.learner.parameters(), self.dist, self.device)
-        record: dict[str, Any] = {"type": "epoch", "epoch": epoch, "step": self.progress["step"]}
+        record: dict[str, Any] = {"type": "epoch", "epoch": epoch, "step": self.progress.step}
         if self.dist.active:
             record["replica_spread"] = spread  # 0.0: every rank holds the same weights
         due = self.val_users and ((epoch + 1) % tc.val_every == 0 or epoch + 1 == tc.epochs)
         if due and self.dist.main:  # validation is small: rank 0 runs it while the others wait
-            result = validate(self.learner, self.val_users, self.cfg.test_sampling, self.cfg.data, self.cfg.lite,
-                              tc.val_tasks_per_user, tc.seed + 1)  # fmt: skip
+            result = validate(
+                self.learner,
+                self.val_users,
+                self.cfg.test_sampling,
+                self.cfg.data,
+                self.cfg.lite,
+                tc.val_tasks_per_user,
+                tc.seed + 1,
+            )
             record.update(result)
             score = result["frame_accuracy"]
-            if math.isfinite(score) and (self.progress["best"] is None or score > self.progress["best"]):
-                self.progress["best"] = score
+            if math.isfinite(score) and (self.progress.best is None or score > self.progress.best):
+                self.progress = dataclasses.replace(self.progress, best=score)
                 self.save(self.run.best)
         elif not self.val_users:
             self.save(self.run.best)
@@ -373,14 +363,20 @@ def train(
         if record is None:
             atomic_write_text(run.dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
         elif record["changed"]:  # config.yaml keeps what the run started with; the change is logged where it happened
-            run.log({"type": "resume", "epoch": record["progress"]["epoch"], "step": record["progress"]["step"],
-                     "changed": record["changed"]})  # fmt: skip
+            run.log(
+                {
+                    "type": "resume",
+                    "epoch": record["progress"]["epoch"],
+                    "step": record["progress"]["step"],
+                    "changed": record["changed"],
+                }
+            )
         if events:
             run.tensorboard = tensorboard.TensorBoardLog(run.dir, record["progress"]["step"] if record else None)
     loop.learner.train()
     validation = None
     try:
-        for epoch in range(loop.progress["epoch"], cfg.train.epochs):
+        for epoch in range(loop.progress.epoch, cfg.train.epochs):
             loop.epoch(epoch)
             record_epoch = loop.validate_and_save(epoch)
             keys = ("frame_accuracy", "ci95", "videos", "chance")
@@ -393,4 +389,4 @@ def train(
         if run.tensorboard is not None:
             run.tensorboard.close()
         distributed.teardown(dist)
-    return TrainReport(run.dir, cfg.train.epochs, loop.progress["step"], loop.progress["best"], validation or None)
+    return TrainReport(run.dir, cfg.train.epochs, loop.progress.step, loop.progress.best, validation or None)

@@ -8,7 +8,7 @@ import numpy as np
 
 from orbit_lite.config import DataConfig, LiteConfig, SamplingConfig
 from orbit_lite.data.layout import User
-from orbit_lite.data.tasks import UserTaskDataset, task_loader
+from orbit_lite.data.loader import UserTaskDataset, task_loader
 from orbit_lite.learners import FewShotLearner
 from orbit_lite.metrics import frame_accuracy, mean_ci95
 

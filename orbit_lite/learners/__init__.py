@@ -1,43 +1,68 @@
-"""Learners by name: each is a backbone, an adaptation scheme and a head (spec orbit.md 3, lite.md 3)."""
+"""Learners by name: each is a backbone, an adaptation scheme and a head."""
 
 from __future__ import annotations
 
 from orbit_lite.config import FinetuneConfig, ModelConfig
 from orbit_lite.errors import OrbitLiteError
-from orbit_lite.learners.base import FewShotLearner, LearnerSpec, Personalized, TaskStats
+from orbit_lite.learners.base import SOURCES, FewShotLearner, Learner, LearnerSpec, Personalized, TaskStats
 from orbit_lite.learners.finetune import FineTuner, why_nothing_to_meta_train
 
 LEARNERS: dict[str, LearnerSpec] = {
     "protonets": LearnerSpec(
-        "proto", film=False, learn_backbone=True, description="ProtoNets: learned backbone", from_pretrained=True
+        FewShotLearner,
+        "proto",
+        film=False,
+        learn_backbone=True,
+        description="ProtoNets: learned backbone",
+        sources=("checkpoint", "recipe"),
     ),
     "simple_cnaps": LearnerSpec(
-        "mahalanobis", film=True, learn_backbone=False, description="Simple CNAPs: frozen backbone, FiLM, Mahalanobis"
+        FewShotLearner,
+        "mahalanobis",
+        film=True,
+        learn_backbone=False,
+        description="Simple CNAPs: frozen backbone, FiLM, Mahalanobis",
+        sources=("checkpoint",),
     ),
-    "cnaps": LearnerSpec("versa", film=True, learn_backbone=False, description="CNAPs: frozen backbone, FiLM, Versa"),
+    "cnaps": LearnerSpec(
+        FewShotLearner,
+        "versa",
+        film=True,
+        learn_backbone=False,
+        description="CNAPs: frozen backbone, FiLM, Versa",
+        sources=("checkpoint",),
+    ),
     "finetuner": LearnerSpec(
+        FineTuner,
         "linear",
         film=False,
         learn_backbone=False,
-        meta_trained=False,
-        from_pretrained=True,
         description="FineTuner: frozen backbone, linear head tuned per task by gradient steps",
+        sources=("recipe", "backbone"),
     ),
     "finetuner_film": LearnerSpec(
+        FineTuner,
         "linear",
         film=False,
         learn_backbone=False,
         tune_film=True,
-        meta_trained=False,
-        from_pretrained=True,
         description="FineTuner + FiLM: linear head and the FiLM layers' affines tuned per task (LITE)",
+        sources=("recipe", "backbone"),
     ),
 }
+assert all(set(spec.sources) <= set(SOURCES) for spec in LEARNERS.values())
 
 
-def create_learner(model: ModelConfig, frame_size: int, finetune: FinetuneConfig | None = None) -> FewShotLearner:
+def learners_from(source: str) -> list[str]:
+    """The learners whose model may come from ``source`` (one of :data:`SOURCES`)."""
+    return [name for name, spec in LEARNERS.items() if source in spec.sources]
+
+
+def create_learner(
+    model: ModelConfig, frame_size: int, finetune: FinetuneConfig | None = None, bf16: bool = False
+) -> Learner:
     """Build the learner ``model.learner``; an unknown name lists the available ones. ``finetune`` configures the
-    FineTuner learners (default: the reference's settings)."""
+    FineTuner learners (default: the reference's settings); ``bf16`` runs the networks under bf16 autocast."""
     if model.learner not in LEARNERS:
         raise OrbitLiteError(f"unknown learner {model.learner!r}; available: {', '.join(LEARNERS)}")
     spec = LEARNERS[model.learner]
@@ -46,9 +71,9 @@ def create_learner(model: ModelConfig, frame_size: int, finetune: FinetuneConfig
             f"model.head={model.head!r} does not fit learner {model.learner!r}: the linear head is tuned by gradient "
             "steps (learners finetuner, finetuner_film); fix: leave model.head empty"
         )
-    if not spec.meta_trained:
-        return FineTuner(model, spec, frame_size, finetune or FinetuneConfig())
-    learner = FewShotLearner(model, spec, frame_size)
+    if not spec.meta_trained:  # tuned per task: the finetune section says how
+        return spec.cls(model, spec, frame_size, finetune or FinetuneConfig(), bf16)
+    learner = spec.cls(model, spec, frame_size, bf16)
     if not learner.learn_backbone and not learner.film_enabled and not learner.head_has_parameters():
         raise OrbitLiteError(
             f"learner {model.learner!r} with model.learn_backbone=false and model.film=false has nothing to train; "
@@ -59,11 +84,14 @@ def create_learner(model: ModelConfig, frame_size: int, finetune: FinetuneConfig
 
 __all__ = [
     "LEARNERS",
+    "SOURCES",
     "FewShotLearner",
     "FineTuner",
+    "Learner",
     "LearnerSpec",
     "Personalized",
     "TaskStats",
     "create_learner",
+    "learners_from",
     "why_nothing_to_meta_train",
 ]

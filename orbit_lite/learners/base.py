@@ -12,7 +12,7 @@ and a bounded-memory, exact pass over the query set:
 3. one backward pass from the head state and FiLM parameters into the support path with those collected gradients.
 
 By the chain rule this is the gradient of the whole task's loss (mean cross-entropy over every query clip), with
-the LITE estimate on the support path and the exact gradient on the query path (spec/lite.md 9.5).
+the LITE estimate on the support path and the exact gradient on the query path.
 """
 
 from __future__ import annotations
@@ -35,17 +35,33 @@ from orbit_lite.shapes import run_bucketed
 Film = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
+# Where a learner's model can come from (see ``orbit_lite.engine.model``): a training checkpoint of it, a recipe
+# alone (pretrained backbone weights, nothing meta-trained), or another checkpoint's backbone under it.
+SOURCES = ("checkpoint", "recipe", "backbone")
+
+
 @dataclass(frozen=True)
 class LearnerSpec:
-    """What a learner name means: its head and which parts adapt or learn."""
+    """What a learner name means: its class, its head, which parts adapt or learn, and where its model may come
+    from (a subset of :data:`SOURCES`)."""
 
+    cls: type[Learner]
     head: str
     film: bool
     learn_backbone: bool
     description: str
+    sources: tuple[str, ...]
     tune_film: bool = False  # FineTuner + FiLM: the FiLM layers' own affines are tuned per task
-    meta_trained: bool = True  # False: nothing to meta-train (personalized by gradient steps from pretrained weights)
-    from_pretrained: bool = False  # may personalize straight from pretrained weights (a recipe, no checkpoint)
+
+    @property
+    def meta_trained(self) -> bool:
+        """Has parts that meta-training learns: only then is there a training checkpoint of it."""
+        return "checkpoint" in self.sources
+
+    @property
+    def from_pretrained(self) -> bool:
+        """May personalize straight from pretrained weights (a recipe, no checkpoint)."""
+        return "recipe" in self.sources
 
 
 @dataclass
@@ -75,20 +91,52 @@ def encode_clips(backbone: Backbone, clips: torch.Tensor, film: Film | None, bf1
     return features.view(-1, length, features.shape[-1]).mean(1)
 
 
-class FewShotLearner(nn.Module):
-    """Backbone + optional FiLM (generator and set encoder) + head.
+class Learner(nn.Module):
+    """What every learner is: a backbone and a head that :meth:`personalize` a user's context clips into a
+    :class:`Personalized` recognizer. Learners without meta-trained parts (the FineTuners) are only this; a
+    :class:`FewShotLearner` is also meta-trained.
 
     Args:
         model: the model section of the config; empty fields take ``spec``'s values.
-        spec: the learner's defaults.
+        spec: the learner's registry entry.
         frame_size: input frame side (some backbones are built for one size).
+        bf16: run the networks under bf16 autocast.
     """
 
-    def __init__(self, model: ModelConfig, spec: LearnerSpec, frame_size: int) -> None:
+    def __init__(self, model: ModelConfig, spec: LearnerSpec, frame_size: int, bf16: bool = False) -> None:
         super().__init__()
+        self.backbone = create_backbone(model.backbone, model.weights, frame_size, film_style=model.style)
+        self.backbone.requires_grad_(False)
+        self._build_adaptation(model, spec)  # between backbone and head: the order parameters are registered in
+        scale = model.logit_scale or None
+        self.head = create_head(
+            model.head or spec.head, self.backbone.feature_dim, scale, model.learn_scale, style=model.style
+        )
+        self.bf16 = bf16  # bf16 autocast of the backbone and set encoder
+
+    def _build_adaptation(self, model: ModelConfig, spec: LearnerSpec) -> None:
+        """The parts that adapt the backbone to a task (none here)."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def clip_features(self, clips: torch.Tensor, film: Film | None) -> torch.Tensor:
+        """Per-clip features ``[n, D]``: frame features averaged over the clip."""
+        return encode_clips(self.backbone, clips, film, self.bf16)
+
+    def personalize(self, clips: torch.Tensor, labels: torch.Tensor, way: int, chunk_size: int = 256) -> Personalized:
+        """A personal recognizer from context clips ``[N, L, 3, S, S]`` (uint8) and labels ``[N]``."""
+        raise NotImplementedError
+
+
+class FewShotLearner(Learner):
+    """A meta-learner: backbone + optional FiLM (generator and set encoder) + head, trained task by task with
+    :meth:`train_task`, and personalized in one forward pass."""
+
+    def _build_adaptation(self, model: ModelConfig, spec: LearnerSpec) -> None:
         self.film_enabled = spec.film if model.film is None else model.film
         self.learn_backbone = spec.learn_backbone if model.learn_backbone is None else model.learn_backbone
-        self.backbone = create_backbone(model.backbone, model.weights, frame_size, film_style=model.style)
         self.backbone.requires_grad_(self.learn_backbone)
         self.set_encoder = None
         self.film = None
@@ -97,20 +145,13 @@ class FewShotLearner(nn.Module):
             frames = self.backbone.spec
             mean, std = (frames.mean, frames.std) if model.style == "reference" else ((0.5,) * 3, (0.5,) * 3)
             self.set_encoder = SetEncoder(model.set_encoder_width, style=model.style, mean=mean, std=std)
-            self.film = FilmGenerator(self.backbone.film_layers, model.set_encoder_width,
-                                      scale_only=self.backbone.film_scale_only)  # fmt: skip
-        scale = model.logit_scale or None
-        self.head = create_head(model.head or spec.head, self.backbone.feature_dim, scale, model.learn_scale,
-                                style=model.style)  # fmt: skip
+            self.film = FilmGenerator(
+                self.backbone.film_layers, model.set_encoder_width, scale_only=self.backbone.film_scale_only
+            )
         self.film_reg_weight = model.film_reg_weight
-        self.bf16 = False
 
     def head_has_parameters(self) -> bool:
         return any(p.requires_grad for p in self.head.parameters())
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
 
     # -- pieces ------------------------------------------------------------------------------------------------
     def set_reps(self, clips: torch.Tensor) -> torch.Tensor:
@@ -122,10 +163,6 @@ class FewShotLearner(nn.Module):
             frames = frames.to(device, non_blocking=True)
             reps = run_bucketed(self.set_encoder, frames, self.backbone.buckets, device).float()
         return reps.view(-1, length, reps.shape[-1]).mean(1)
-
-    def clip_features(self, clips: torch.Tensor, film: Film | None) -> torch.Tensor:
-        """Per-clip features ``[n, D]``: frame features averaged over the clip."""
-        return encode_clips(self.backbone, clips, film, self.bf16)
 
     def _support(self, clips: torch.Tensor, h: int, chunk: int, generator: torch.Generator | None) -> tuple:
         film = None
@@ -188,7 +225,7 @@ class FewShotLearner(nn.Module):
                 if leaf.grad is not None:
                     outputs.append(t)
                     grads.append(leaf.grad)
-        if self.film is not None:  # once per task, not divided by tasks_per_batch (spec/lite.md 3.6)
+        if self.film is not None:  # once per task, not divided by tasks_per_batch
             outputs.append(self.film.regularizer() * self.film_reg_weight)
             grads.append(torch.ones((), device=self.device))
         if outputs:

@@ -1,6 +1,6 @@
 """FineTuner and FineTuner + FiLM: personalization by gradient steps, the ORBIT reference's third family.
 
-Per task (docs/reference.md 3.6): a linear head starting at zeros, ``finetune.steps`` full-batch steps of Adam or SGD
+Per task: a linear head starting at zeros, ``finetune.steps`` full-batch steps of Adam or SGD
 with cross-entropy over every context clip, BatchNorm in eval mode. ``finetuner_film`` also tunes the weight and
 bias of the backbone's FiLM-tagged norm layers themselves (the reference's ``unfreeze_film``), starting from the
 backbone's values for every task; the optimizer sees those very tensors, as the reference's does (a multiplicative
@@ -25,8 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from orbit_lite.config import FinetuneConfig, ModelConfig
-from orbit_lite.errors import OrbitLiteError
-from orbit_lite.learners.base import FewShotLearner, LearnerSpec, Personalized, TaskStats
+from orbit_lite.learners.base import Learner, LearnerSpec, Personalized
 from orbit_lite.lite import lite_forward
 
 
@@ -48,7 +47,7 @@ def make_optimizer(
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-class FineTuner(FewShotLearner):
+class FineTuner(Learner):
     """A frozen backbone, a per-task linear head and (``tune_film``) per-task norm-layer affines, tuned by gradient.
 
     Args:
@@ -56,27 +55,31 @@ class FineTuner(FewShotLearner):
         spec: the learner's registry entry.
         frame_size: input frame side.
         finetune: steps, optimizer and LITE settings of personalization.
+        bf16: run the backbone under bf16 autocast.
+        seed: of the LITE draws of each personalization.
     """
 
-    def __init__(self, model: ModelConfig, spec: LearnerSpec, frame_size: int, finetune: FinetuneConfig) -> None:
+    def __init__(
+        self,
+        model: ModelConfig,
+        spec: LearnerSpec,
+        frame_size: int,
+        finetune: FinetuneConfig,
+        bf16: bool = False,
+        seed: int = 0,
+    ) -> None:
         model = dataclasses.replace(model, film=False, learn_backbone=False)
-        super().__init__(model, spec, frame_size)
+        super().__init__(model, spec, frame_size, bf16)
         self.tune_film = spec.tune_film
         self.finetune = finetune
         self.style = model.style
-        self.seed = 0  # of LITE's draws: a personalization is reproducible
-
-    def head_has_parameters(self) -> bool:
-        return True  # its parameters are made per task
+        self.seed = seed  # of LITE's draws: a personalization is reproducible
 
     def tuned_names(self) -> list[str]:
         """Names (inside the backbone's network) of the parameters tuned per task: FiLM layers' weight and bias."""
         if not self.tune_film:
             return []
         return [f"{layer}.{p}" for layer, _ in self.backbone.film_layers for p in ("weight", "bias")]
-
-    def train_task(self, *args, **kwargs) -> TaskStats:
-        raise OrbitLiteError(why_nothing_to_meta_train("finetuner_film" if self.tune_film else "finetuner"))
 
     # -- personalization ---------------------------------------------------------------------------------------
     def personalize(self, clips: torch.Tensor, labels: torch.Tensor, way: int, chunk_size: int = 256) -> Personalized:
@@ -126,8 +129,9 @@ class FineTuner(FewShotLearner):
         clips, else the exact gradient in chunks of ``finetune.batch_size`` clips, each weighted by its share."""
         n, cfg = len(clips), self.finetune
         if cfg.lite and cfg.h < n:
-            features = lite_forward(lambda c: self.tuned_clip_features(c, tuned), clips, h=cfg.h,
-                                    chunk_size=chunk, generator=generator)  # fmt: skip
+            features = lite_forward(
+                lambda c: self.tuned_clip_features(c, tuned), clips, h=cfg.h, chunk_size=chunk, generator=generator
+            )
             F.cross_entropy(self.head.logits(features, head), labels).backward()
             return
         for start in range(0, n, cfg.batch_size):

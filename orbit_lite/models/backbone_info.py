@@ -104,8 +104,9 @@ def onnx_support(backbone: Backbone, frame_size: int) -> str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(backbone.eval(), (frames,), None, dynamo=True, optimize=False, verbose=False,
-                              opset_version=18)  # fmt: skip
+            torch.onnx.export(
+                backbone.eval(), (frames,), None, dynamo=True, optimize=False, verbose=False, opset_version=18
+            )
     except Exception as exc:  # the exporter fails in many types (dynamo, export, onnxscript): all mean "no"
         return f"no: {' '.join(str(exc).split())[:200] or type(exc).__name__}"
     finally:

@@ -3,11 +3,11 @@
 For each adapted layer with C channels, two small networks map the task embedding z to ``g_gamma(z)`` and
 ``g_beta(z)`` (Linear -> LayerNorm -> ReLU -> Linear), and two learned vectors ``r_gamma``, ``r_beta`` (initialised
 N(0, 0.001^2)) gate them: ``gamma = 1 + g_gamma(z) * r_gamma``, ``beta = g_beta(z) * r_beta``. FiLM therefore starts
-at the identity, and the regularizer ``sum ||r||^2`` keeps it near there (spec/lite.md 3.4).
+at the identity, and the regularizer ``sum ||r||^2`` keeps it near there.
 
 How ``(gamma, beta)`` change a norm layer's affine ``(w, b)`` is the FiLM *style* (:func:`film_affine`): orbit-lite's
-``gamma * norm(x) + beta`` scales the layer's own bias too, while the ORBIT reference code only shifts it
-(spec/orbit-checkpoints.md 4). The generator is the same for both; its outputs mean different things.
+``gamma * norm(x) + beta`` scales the layer's own bias too, while the ORBIT reference code only shifts it.
+The generator is the same for both; its outputs mean different things.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A head is split in two so that a personalized model is a value: :meth:`Head.fit` maps context features ``[N, D]`` and
 labels ``[N]`` to a :data:`HeadState` (a tuple of tensors), and :meth:`Head.logits` scores query features ``[M, D]``
 against that state, giving ``[M, way]``. The state stays on the autograd graph: the reference code wrapped it in
-``nn.Parameter``, which detaches it, so no gradient reached the context path (docs/reference.md 3.5); here it is never
+``nn.Parameter``, which detaches it, so no gradient reached the context path; here it is never
 wrapped, detached or read through ``.data``.
 
 All head maths runs in at least float32 with autocast switched off: the cost is small (``K`` is at most ~15), and the
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from orbit_lite.errors import OrbitLiteError
+from orbit_lite.models.head_export import CosineLogits, LinearLogits, MahalanobisLogits, ProtoLogits
 
 HeadState = tuple[Tensor, ...]
 
@@ -129,6 +130,15 @@ class Head(nn.Module):
         """Same as :meth:`logits`, so that module hooks see the call."""
         return self.logits(query, state)
 
+    def exportable(self, state: HeadState) -> nn.Module:
+        """The logits of this head with ``state`` as a standalone module (features ``[B, D]`` -> logits ``[B, K]``,
+        on the CPU, float32), in operations an ONNX export keeps."""
+        raise OrbitLiteError(f"no ONNX export for the {self.name!r} head")
+
+    def reference_keys(self) -> dict[str, str]:
+        """The ORBIT reference code's state_dict keys of this head's own parameters -> this head's keys."""
+        return {}
+
     def extra_repr(self) -> str:
         with torch.no_grad():
             scale = self.temperature().item()
@@ -146,6 +156,9 @@ class ProtoHead(Head):
         with _no_autocast(features):
             return (class_means(features.to(_compute_dtype(features)), labels, way),)
 
+    def exportable(self, state: HeadState) -> nn.Module:
+        return ProtoLogits(float(self.temperature()), means=state[0])
+
     def logits(self, query: Tensor, state: HeadState) -> Tensor:
         self._check(query, "query features")
         (means,) = state
@@ -162,6 +175,9 @@ class CosineProtoHead(ProtoHead):
 
     name = "proto_cosine"
     default_scale = 32.0
+
+    def exportable(self, state: HeadState) -> nn.Module:
+        return CosineLogits(float(self.temperature()), means=state[0])
 
     def logits(self, query: Tensor, state: HeadState) -> Tensor:
         self._check(query, "query features")
@@ -196,7 +212,7 @@ class MahalanobisHead(Head):
 
     A class with one context example has a zero scatter matrix. orbit-lite gives it a zero class covariance; the
     ``reference`` style reproduces the reference code, whose covariance of a single vector is the (unbiased) variance of
-    its D entries added to every matrix entry (spec/lite.md 3.5), so that its checkpoints give its predictions.
+    its D entries added to every matrix entry, so that its checkpoints give its predictions.
     """
 
     name = "mahalanobis"
@@ -223,6 +239,9 @@ class MahalanobisHead(Head):
             sigma = lam * class_cov + (1 - lam) * task_cov + eye  # + I keeps every Sigma'_c positive definite
             return means, torch.linalg.cholesky(sigma)
 
+    def exportable(self, state: HeadState) -> nn.Module:
+        return MahalanobisLogits(float(self.temperature()), state[0], state[1])
+
     def logits(self, query: Tensor, state: HeadState) -> Tensor:
         self._check(query, "query features")
         means, chol = state
@@ -244,8 +263,8 @@ class VersaHead(Head):
 
     ``w_c = mu_c + f_w(mu_c)`` (residual MLP ``D -> D``), ``b_c = f_b(mu_c)`` (MLP ``D -> 1``, no residual), and
     ``logits = scale * (x W^T + b)``. State: ``(W [K, D], b [K])``. Unlike the reference code, ``f_w`` and ``f_b``
-    receive gradients (docs/reference.md 3.5). ``f_b``'s hidden width is ``D``; the ``reference`` style's is 1, as in
-    the reference code and its published checkpoints (``D -> 1 -> 1 -> 1``).
+    receive gradients. ``f_b``'s hidden width is ``D``; the ``reference`` style's is 1, as in the
+    reference code (``D -> 1 -> 1 -> 1``).
     """
 
     name = "versa"
@@ -263,6 +282,18 @@ class VersaHead(Head):
         with _no_autocast(features):
             means = class_means(features.to(self.f_w[0].weight.dtype), labels, way)
             return means + self.f_w(means), self.f_b(means).squeeze(1)
+
+    def exportable(self, state: HeadState) -> nn.Module:
+        return LinearLogits(float(self.temperature()), weight=state[0], bias=state[1])
+
+    def reference_keys(self) -> dict[str, str]:
+        # the reference's linear1..3 are the Sequential's 0, 2, 4 (ELUs between)
+        return {
+            f"classifier.{ref}.linear{j + 1}.{p}": f"{ours}.{2 * j}.{p}"
+            for ref, ours in (("weight_processor", "f_w"), ("bias_processor", "f_b"))
+            for j in range(3)
+            for p in ("weight", "bias")
+        }
 
     def logits(self, query: Tensor, state: HeadState) -> Tensor:
         self._check(query, "query features")
@@ -286,6 +317,9 @@ class LinearHead(Head):
         _class_counts(labels, way)
         dtype = _compute_dtype(features)
         return features.new_zeros(way, self.feature_dim, dtype=dtype), features.new_zeros(way, dtype=dtype)
+
+    def exportable(self, state: HeadState) -> nn.Module:  # a FineTuner's tuned norm layers are in its backbone
+        return LinearLogits(float(self.temperature()), weight=state[0], bias=state[1])
 
     def logits(self, query: Tensor, state: HeadState) -> Tensor:
         self._check(query, "query features")

@@ -5,9 +5,9 @@ the task embedding is the mean over all context frames. Two styles:
 
 - ``orbit_lite``: GroupNorm, which normalizes each frame on its own, so a frame's vector does not depend on which
   frames share its chunk: LITE's cached and recomputed rows agree, and the embedding is the same however the context
-  set is chunked (the reference code's training-mode BatchNorm was not; spec/lite.md 6.2). Frames in [-1, 1]; ceil
+  set is chunked (the reference code's training-mode BatchNorm was not). Frames in [-1, 1]; ceil
   pooling, so small frames never pool down to nothing.
-- ``reference``: the ORBIT reference code's layout, for its checkpoints (spec/orbit-checkpoints.md 3.2): BatchNorm that
+- ``reference``: the ORBIT reference code's layout, for its checkpoints: BatchNorm that
   always uses its stored statistics (the reference runs it in eval mode, so this is again per frame), floor pooling,
   and the backbone's own normalization of the frames.
 """
@@ -56,8 +56,9 @@ class SetEncoder(nn.Module):
         self.width = width
         self.style = style
         self.register_buffer("input_scale", 1.0 / torch.tensor(std).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("input_shift", -torch.tensor(mean).view(1, 3, 1, 1) / torch.tensor(std).view(1, 3, 1, 1),
-                             persistent=False)  # fmt: skip
+        self.register_buffer(
+            "input_shift", -torch.tensor(mean).view(1, 3, 1, 1) / torch.tensor(std).view(1, 3, 1, 1), persistent=False
+        )
         self.train()
 
     def train(self, mode: bool = True) -> SetEncoder:

@@ -165,8 +165,20 @@ def resolve(name: str) -> TimmModel:
     if tag and cfg is not None:
         url = f"https://huggingface.co/{cfg.hf_hub_id}/resolve/main/model.safetensors" if cfg.hf_hub_id else cfg.url
     dim = _feature_dim(net, default)
-    return TimmModel(PREFIX + full, arch, full if tag else None, mean, std, default, sized, minimum, multiple, dim,
-                     classifier, url or "")  # fmt: skip
+    return TimmModel(
+        PREFIX + full,
+        arch,
+        full if tag else None,
+        mean,
+        std,
+        default,
+        sized,
+        minimum,
+        multiple,
+        dim,
+        classifier,
+        url or "",
+    )
 
 
 def _feature_dim(net: nn.Module, size: int) -> int:
@@ -228,8 +240,18 @@ def film_norm_types() -> tuple[type[nn.Module], ...]:
 
     from timm.layers import evo_norm, norm, norm_act
 
-    torch_norms = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.InstanceNorm1d,
-                   nn.InstanceNorm2d, nn.InstanceNorm3d, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)  # fmt: skip
+    torch_norms = (
+        nn.BatchNorm1d,
+        nn.BatchNorm2d,
+        nn.BatchNorm3d,
+        nn.SyncBatchNorm,
+        nn.InstanceNorm1d,
+        nn.InstanceNorm2d,
+        nn.InstanceNorm3d,
+        nn.LayerNorm,
+        nn.GroupNorm,
+        nn.RMSNorm,
+    )
     timm_norms = tuple(
         cls
         for module in (norm, norm_act, evo_norm)

@@ -1,4 +1,4 @@
-"""The ORBIT reference code's feature extractors, built by timm (spec/orbit-checkpoints.md 2 and 4).
+"""The ORBIT reference code's feature extractors, built by timm.
 
 The reference builds every backbone with ``timm.create_model(<name>, pretrained=True, num_classes=0)``; the same
 architectures in today's timm carry the same state_dict keys and shapes, so its checkpoints load unchanged. This

@@ -8,8 +8,6 @@ it (recognition is causal), so the video shows what the recognizer would have sa
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,14 +16,14 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from orbit_lite.checkpoint import umask_mode
 from orbit_lite.data.decoders import native_stderr_silenced
 from orbit_lite.data.layout import FRAME_EXTENSIONS, video_from_path
 from orbit_lite.errors import CorruptMediaError, OrbitLiteError
 from orbit_lite.outputs import VIDEO_MARK_BOX
+from orbit_lite.publish import publish_file
 
 if TYPE_CHECKING:
-    from orbit_lite.engine.recognize import Recognition
+    from orbit_lite.results import Recognition
 
 MIN_SIDE = 240  # smaller footage (the 32-96 px synthetic sets) is enlarged so that the text stays legible
 DEFAULT_FPS = 30.0  # ORBIT's videos are filmed at 30 fps; frame folders carry no rate of their own
@@ -89,13 +87,22 @@ def draw_answer(frame: np.ndarray, name: str, probability: float, right: bool | 
     thickness = max(1, round(band / 18))
     baseline = round(band * 0.72)
     margin = max(3, round(0.02 * w))
-    cv2.putText(out, f"{ascii_text(name)} {probability:.0%}", (margin, baseline), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                WHITE, thickness, cv2.LINE_AA)  # fmt: skip
+    cv2.putText(
+        out,
+        f"{ascii_text(name)} {probability:.0%}",
+        (margin, baseline),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        WHITE,
+        thickness,
+        cv2.LINE_AA,
+    )
     if right is not None:
         verdict, colour = ("right", GREEN) if right else ("wrong", RED)
         (tw, _), _ = cv2.getTextSize(verdict, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-        cv2.putText(out, verdict, (w - tw - margin, baseline), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness,
-                    cv2.LINE_AA)  # fmt: skip
+        cv2.putText(
+            out, verdict, (w - tw - margin, baseline), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA
+        )
         cv2.rectangle(out, (0, 0), (w - 1, h - 1), colour, max(2, round(0.01 * w)))  # a frame seen from afar
     return out
 
@@ -107,8 +114,10 @@ def _open_writer(path: Path, fps: float, size: tuple[int, int]) -> tuple[cv2.Vid
         if writer.isOpened():
             return writer, codec
         writer.release()
-    raise OrbitLiteError(f"this OpenCV build can write {path.suffix} video with none of {', '.join(CODECS)}; "
-                         "install opencv-python-headless from PyPI")  # fmt: skip
+    raise OrbitLiteError(
+        f"this OpenCV build can write {path.suffix} video with none of {', '.join(CODECS)}; "
+        "install opencv-python-headless from PyPI"
+    )
 
 
 def output_size(width: int, height: int) -> tuple[int, int]:
@@ -126,35 +135,26 @@ def write_annotated(recognition: Recognition, names: list[str], out: Path) -> tu
     """
     source = Path(recognition.source)
     count = len(recognition.predictions)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     writer = None
     written = 0
-    try:
-        for i, frame in enumerate(original_frames(source, count)):
-            if writer is None:
-                size = output_size(frame.shape[1], frame.shape[0])
-                writer, codec = _open_writer(tmp, input_fps(source), size)
-            if (frame.shape[1], frame.shape[0]) != size:
-                shrink = frame.shape[1] > size[0]
-                frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_NEAREST)
-            pred = int(recognition.predictions[i])
-            right = None if recognition.label is None else pred == recognition.label
-            writer.write(draw_answer(frame, names[pred], float(recognition.probabilities[i, pred]), right))
-            written += 1
+    with publish_file(out, suffix=out.suffix) as tmp:  # the writer picks its container by the suffix
+        try:
+            for i, frame in enumerate(original_frames(source, count)):
+                if writer is None:
+                    size = output_size(frame.shape[1], frame.shape[0])
+                    writer, codec = _open_writer(tmp, input_fps(source), size)
+                if (frame.shape[1], frame.shape[0]) != size:
+                    shrink = frame.shape[1] > size[0]
+                    frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_NEAREST)
+                pred = int(recognition.predictions[i])
+                right = None if recognition.label is None else pred == recognition.label
+                writer.write(draw_answer(frame, names[pred], float(recognition.probabilities[i, pred]), right))
+                written += 1
+        finally:
+            if writer is not None:
+                writer.release()
         if writer is None:
             raise OrbitLiteError(f"{source}: no frames to annotate")
-        writer.release()
-        writer = None
         with open(tmp, "ab") as f:  # the mark outputs.py knows our videos by: a later run may replace this file
             f.write(VIDEO_MARK_BOX)
-        tmp.chmod(umask_mode(0o666))
-        os.replace(tmp, out)
-    except BaseException:
-        if writer is not None:
-            writer.release()
-        tmp.unlink(missing_ok=True)
-        raise
     return written, codec

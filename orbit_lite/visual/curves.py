@@ -54,16 +54,26 @@ def plot_curves(records: Sequence[dict[str, Any]], path: Path) -> Path:
         ax.plot(steps, scale * np.asarray(values), color=colour, alpha=0.25, linewidth=1)
         ax.plot(steps, scale * smoothed(values), color=colour, linewidth=2, label=f"training (smoothed {SMOOTHING})")
     if val:
-        acc_ax.errorbar([r["step"] for r in val], [100 * r["frame_accuracy"] for r in val],
-                        yerr=[100 * r["ci95"] for r in val], color="#55A868", marker="o", capsize=3, linewidth=1.5,
-                        label="validation frame accuracy (95% CI)")  # fmt: skip
+        acc_ax.errorbar(
+            [r["step"] for r in val],
+            [100 * r["frame_accuracy"] for r in val],
+            yerr=[100 * r["ci95"] for r in val],
+            color="#55A868",
+            marker="o",
+            capsize=3,
+            linewidth=1.5,
+            label="validation frame accuracy (95% CI)",
+        )
         chance = val[-1].get("chance")
         if chance is not None:
             acc_ax.axhline(100 * chance, color="grey", linestyle=":", linewidth=1, label="chance")
     lr_ax.plot(steps, [r["lr"] for r in train], color="#8172B2", linewidth=1.5)
     epochs = sorted({(r["epoch"], r["step"]) for r in records if r.get("type") in ("validation", "epoch")})
-    for ax, title, ylabel in ((loss_ax, "training loss", "loss"), (acc_ax, "accuracy", "%"),
-                              (lr_ax, "learning rate", "lr")):  # fmt: skip
+    for ax, title, ylabel in (
+        (loss_ax, "training loss", "loss"),
+        (acc_ax, "accuracy", "%"),
+        (lr_ax, "learning rate", "lr"),
+    ):
         for _, step in epochs:  # epoch boundaries: where validation happens and the schedule may change
             ax.axvline(step, color="grey", alpha=0.2, linewidth=0.8)
         ax.set_title(title, fontsize=10)

@@ -16,7 +16,7 @@ from orbit_lite.visual.png import new_figure, save_png
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from orbit_lite.engine.evaluate import UserResult
+    from orbit_lite.results import UserResult
 
 CONFUSION_FILE = "confusion_matrices.png"
 FTR_FILE = "frames_to_recognition.png"
@@ -57,12 +57,12 @@ def confusion_of(result: UserResult) -> Confusion:
 
     Tasks may teach different subsets of the user's objects; rows and columns are the union, by name."""
     truth = {s.video: s.object for s in result.scores}  # a video shows one object, whichever task scores it
-    objects = sorted({name for task in result.tasks for name in task["task_object_list"]})
+    objects = sorted({name for task in result.tasks for name in task.object_names})
     index = {name: i for i, name in enumerate(objects)}
     answers: dict[tuple[str, str], list[int]] = {}  # (video, frame) -> the predicted object of every task scoring it
     for task in result.tasks:
-        names = task["task_object_list"]
-        for video, frames in task["task_videos"].items():
+        names = task.object_names
+        for video, frames in task.videos.items():
             if video in truth:
                 for frame, predicted in frames.items():
                     answers.setdefault((video, frame), []).append(index[names[predicted]])

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orbit_lite import __version__
-from orbit_lite.checkpoint import atomic_write_bytes
 from orbit_lite.outputs import PNG_SOFTWARE
+from orbit_lite.publish import atomic_write_bytes
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

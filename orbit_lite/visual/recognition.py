@@ -12,7 +12,7 @@ import numpy as np
 from orbit_lite.visual.png import new_figure, save_png
 
 if TYPE_CHECKING:
-    from orbit_lite.engine.recognize import Recognition
+    from orbit_lite.results import Recognition
 
 WIDTH, ROW_HEIGHT = 10.0, 3.2  # inches per figure, per input
 
@@ -40,8 +40,13 @@ def plot_recognitions(recognitions: Sequence[Recognition], names: Sequence[str],
     axes = fig.subplots(len(recognitions), 1, squeeze=False)[:, 0]
     for ax, r in zip(axes, recognitions, strict=True):
         _plot_one(ax, r, names, colours)
-    fig.subplots_adjust(left=0.07, right=0.78, top=1 - 0.42 / (ROW_HEIGHT * len(recognitions)) - 0.02,
-                        bottom=0.5 / (ROW_HEIGHT * len(recognitions)), hspace=0.6)  # fmt: skip
+    fig.subplots_adjust(
+        left=0.07,
+        right=0.78,
+        top=1 - 0.42 / (ROW_HEIGHT * len(recognitions)) - 0.02,
+        bottom=0.5 / (ROW_HEIGHT * len(recognitions)),
+        hspace=0.6,
+    )
     return save_png(fig, path)
 
 
@@ -49,11 +54,26 @@ def _plot_one(ax, r: Recognition, names: Sequence[str], colours: list) -> None:
     x = r.frame_numbers
     for k, name in enumerate(names):
         true = r.label == k
-        ax.plot(x, r.probabilities[:, k], color=colours[k], linewidth=2.6 if true else 1.2,
-                label=f"{name} (true)" if true else name, zorder=3 if true else 2)  # fmt: skip
+        ax.plot(
+            x,
+            r.probabilities[:, k],
+            color=colours[k],
+            linewidth=2.6 if true else 1.2,
+            label=f"{name} (true)" if true else name,
+            zorder=3 if true else 2,
+        )
         # shaded where this object is the answer: the shading's colour reads as "what it said" at every frame
-        ax.fill_between(x, 0, r.probabilities[:, k], where=r.predictions == k, step=None, interpolate=False,
-                        color=colours[k], alpha=0.25, linewidth=0)  # fmt: skip
+        ax.fill_between(
+            x,
+            0,
+            r.probabilities[:, k],
+            where=r.predictions == k,
+            step=None,
+            interpolate=False,
+            color=colours[k],
+            alpha=0.25,
+            linewidth=0,
+        )
     if r.label is not None:
         hits = np.flatnonzero(r.predictions == r.label)
         if hits.size:
@@ -62,8 +82,16 @@ def _plot_one(ax, r: Recognition, names: Sequence[str], colours: list) -> None:
             text, at = f" recognized at frame {int(x[first])} (frames to recognition {first / len(x):.0%})", x[first]
         else:
             text, at = " never recognized (frames to recognition 100%)", x[0]
-        ax.text(at, 0.03, text, transform=ax.get_xaxis_transform(), fontsize=8, va="bottom",
-                bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0, "pad": 1.5}, zorder=4)  # fmt: skip
+        ax.text(
+            at,
+            0.03,
+            text,
+            transform=ax.get_xaxis_transform(),
+            fontsize=8,
+            va="bottom",
+            bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0, "pad": 1.5},
+            zorder=4,
+        )
     name = Path(r.source).name
     ax.set_title("\n".join(textwrap.wrap(name, 90, break_long_words=True)), fontsize=8, loc="left")
     ax.set_xlim(x[0] - 0.5, x[-1] + 0.5)

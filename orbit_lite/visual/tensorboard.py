@@ -15,10 +15,15 @@ from orbit_lite.errors import OrbitLiteError
 FOLDER = "tensorboard"  # inside the run folder
 # metrics.jsonl key -> TensorBoard tag, per record type
 TAGS = {
-    "train": {"loss": "train/loss", "accuracy": "train/accuracy", "lr": "train/lr", "tasks_per_s": "train/tasks_per_s",
-              "memory_mb": "train/memory_mb"},
+    "train": {
+        "loss": "train/loss",
+        "accuracy": "train/accuracy",
+        "lr": "train/lr",
+        "tasks_per_s": "train/tasks_per_s",
+        "memory_mb": "train/memory_mb",
+    },
     "validation": {"frame_accuracy": "validation/frame_accuracy", "ci95": "validation/frame_accuracy_ci95"},
-}  # fmt: skip
+}
 
 
 def installed() -> bool:
@@ -28,8 +33,10 @@ def installed() -> bool:
 def wanted(setting: str) -> bool:
     """Whether to write event files under ``train.tensorboard=setting``; ``on`` without the package is an error."""
     if setting == "on" and not installed():
-        raise OrbitLiteError("train.tensorboard=on needs the tensorboard package: pip install 'orbit-lite[tensorboard]'"
-                             " (or set train.tensorboard=auto or off)")  # fmt: skip
+        raise OrbitLiteError(
+            "train.tensorboard=on needs the tensorboard package: pip install 'orbit-lite[tensorboard]'"
+            " (or set train.tensorboard=auto or off)"
+        )
     return setting == "on" or (setting == "auto" and installed())
 
 

@@ -1,4 +1,5 @@
-"""What the second fault trial (issue 14) found beyond folder ownership: each case failed before its fix."""
+"""Damaged, foreign or unsafe files and full or read-only disks: each is one line naming the file, and nothing is
+left half-written or removed that orbit-lite did not write."""
 
 from __future__ import annotations
 
@@ -181,7 +182,7 @@ def test_a_disk_that_fills_mid_write_is_one_line_and_changes_nothing(
     target = tmp_path / "personal.pt"
     target.write_bytes(personal_file.read_bytes())
     before = target.read_bytes()
-    monkeypatch.setattr("orbit_lite.checkpoint.os.fsync", _enospc)
+    monkeypatch.setattr("orbit_lite.publish.os.fsync", _enospc)
     with pytest.raises(OrbitLiteError) as e:
         save_checkpoint(target, {"x": torch.ones(100_000)}, "personal")
     assert re.match(
@@ -208,7 +209,7 @@ def test_synth_onto_a_full_or_read_only_disk_is_one_line(tmp_path: Path, monkeyp
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
-    monkeypatch.setattr("orbit_lite.data.synth.tempfile.mkdtemp", read_only)
+    monkeypatch.setattr("orbit_lite.publish.tempfile.mkdtemp", read_only)
     result = runner.invoke(app, ["data", "synth", str(tmp_path / "s"), "--preset", "tiny"])
     _one_line(result, "(Read-only file system); nothing was changed there")
 

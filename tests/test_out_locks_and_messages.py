@@ -1,4 +1,5 @@
-"""What a second fault trial of issue 11 found: each case failed before its fix."""
+"""Output locations, locks and one-line messages under misuse: --out ., a killed run, two runs into one --out, foreign
+files that look like ours, and mistakes that name their fix."""
 
 from __future__ import annotations
 
