@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from orbit_lite.choices import HEAD_NAMES, LEARNER_NAMES, backbone_problem
 from orbit_lite.coerce import apply_overrides, from_dict, merge, to_dict
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.limits import (
@@ -25,7 +26,6 @@ from orbit_lite.limits import (
     Switch,
     check_limits,
 )
-from orbit_lite.models.names import HEAD_NAMES, LEARNER_NAMES, backbone_problem
 from orbit_lite.shapes import Buckets
 from orbit_lite.tags import expand_filter
 
@@ -135,7 +135,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check_limits(self, "model")
-        # the registries' messages, before torch loads them (orbit_lite.models.names)
+        # the registries' messages, before torch loads them (orbit_lite.choices)
         if self.learner not in LEARNER_NAMES:
             raise OrbitLiteError(f"unknown learner {self.learner!r}; available: {', '.join(LEARNER_NAMES)}")
         if self.head and self.head not in HEAD_NAMES:

@@ -115,7 +115,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "decode_threads": at_least(0),
     },
     "model": {
-        # registry names: checked against orbit_lite.models.names by ModelConfig, before torch loads
+        # registry names: checked against orbit_lite.choices by ModelConfig, before torch loads
         "learner": ANY,
         "backbone": ANY,
         "weights": ANY,

@@ -24,10 +24,10 @@ runner = CliRunner()
 
 
 def test_the_names_known_before_torch_are_the_registries() -> None:
+    from orbit_lite.choices import BACKBONE_NAMES, HEAD_NAMES, LEARNER_NAMES
     from orbit_lite.learners import LEARNERS
     from orbit_lite.models.backbones import BACKBONES
     from orbit_lite.models.heads import HEADS
-    from orbit_lite.models.names import BACKBONE_NAMES, HEAD_NAMES, LEARNER_NAMES
 
     assert sorted(BACKBONE_NAMES) == sorted(BACKBONES)
     assert sorted(LEARNER_NAMES) == sorted(LEARNERS)
@@ -41,7 +41,7 @@ def test_the_readme_command_table_is_the_command_line() -> None:
         "the README's command table differs from the CLI: python -m orbit_lite.cli.help --write README.md"
     )
     table = command_table()
-    for option in ("evaluate --data ROOT", "[--split test|validation|train]", "[--seed N]", "[--set KEY=VALUE]",
+    for option in ("evaluate --data ROOT", "[--split test|train|validation]", "[--seed N]", "[--set KEY=VALUE]",
                    "[--check/--no-check]", "[--overwrite]", "import-orbit --out CKPT.pt", "INPUT..."):  # fmt: skip
         assert option.replace("|", "\\|") in table, option
 

@@ -12,9 +12,9 @@ from orbit_lite.cli.backbones import backbones_command
 from orbit_lite.cli.common import out, setup_logging
 from orbit_lite.cli.evaluate import evaluate_command
 from orbit_lite.cli.export import export_command
-from orbit_lite.cli.help import ReadableCommand
 from orbit_lite.cli.import_orbit import import_orbit_command
 from orbit_lite.cli.personal import personalize_command, recognize_command
+from orbit_lite.cli.readable import ReadableCommand
 from orbit_lite.cli.train import train_command
 
 app = typer.Typer(
