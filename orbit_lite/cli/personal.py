@@ -141,7 +141,9 @@ def recognize_command(
     if as_json:
         out.print_json(json.dumps({"objects": names, "label": label, "inputs": summary}))
         return
-    table = Table(title=escape(f"recognizer of {model.user}: {', '.join(names)}"), box=box.SIMPLE_HEAD)
+    # the objects on one line of their own (a title would wrap inside a name to the table's width)
+    out.print(f"recognizer of {model.user}: {', '.join(names)}", markup=False, highlight=False, soft_wrap=True)
+    table = Table(box=box.SIMPLE_HEAD)
     # long names (ORBIT video ids run to 80 characters) fold into a tall column: numbered rows, names listed below
     inputs = [Path(s["input"]).name for s in summary]
     numbered = max(map(len, inputs)) > 24
