@@ -15,6 +15,7 @@ from orbit_lite.cli.export import export_command
 from orbit_lite.cli.import_orbit import import_orbit_command
 from orbit_lite.cli.personal import personalize_command, recognize_command
 from orbit_lite.cli.readable import ReadableCommand
+from orbit_lite.cli.serve import serve_command
 from orbit_lite.cli.train import train_command
 
 app = typer.Typer(
@@ -35,6 +36,7 @@ app.command("evaluate", cls=ReadableCommand)(evaluate_command)
 app.command("export", cls=ReadableCommand)(export_command)
 app.command("import-orbit", cls=ReadableCommand)(import_orbit_command)
 app.command("backbones", cls=ReadableCommand)(backbones_command)
+app.command("serve", cls=ReadableCommand)(serve_command)
 
 
 def _version(value: bool) -> None:

@@ -31,6 +31,8 @@ METAVARS: dict[str, str] = {
     "--seed": "N",
     "--frame-size": "N",
     "--backbone": "NAME",
+    "--store": "DIR",
+    "--host": "ADDRESS",
 }
 OUT_METAVARS = {"train": "RUN", "evaluate": "DIR", "personalize": "MODEL.pt", "export": "FILE.onnx",
                 "import-orbit": "CKPT.pt"}  # fmt: skip
