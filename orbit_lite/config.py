@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from orbit_lite.choices import HEAD_NAMES, LEARNER_NAMES, backbone_problem
 from orbit_lite.coerce import apply_overrides, from_dict, merge, to_dict
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.limits import (
@@ -134,6 +135,14 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check_limits(self, "model")
+        # the registries' messages, before torch loads them (orbit_lite.choices)
+        if self.learner not in LEARNER_NAMES:
+            raise OrbitLiteError(f"unknown learner {self.learner!r}; available: {', '.join(LEARNER_NAMES)}")
+        if self.head and self.head not in HEAD_NAMES:
+            raise OrbitLiteError(f"unknown head {self.head!r}; available: {', '.join(HEAD_NAMES)}")
+        problem = backbone_problem(self.backbone)
+        if problem:
+            raise OrbitLiteError(problem)
 
 
 @dataclass(frozen=True)

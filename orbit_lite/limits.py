@@ -116,7 +116,8 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "decode_threads": at_least(0),
     },
     "model": {
-        "learner": ANY,  # registry names: checked when the model is built, before a run writes anything
+        # registry names: checked against orbit_lite.choices by ModelConfig, before torch loads
+        "learner": ANY,
         "backbone": ANY,
         "weights": ANY,
         "head": ANY,

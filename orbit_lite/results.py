@@ -202,6 +202,7 @@ class RunMetrics:
     skipped_videos: tuple[Skipped, ...] = ()
     dropped_users: tuple[tuple[str, str], ...] = ()  # (user, reason)
     dropped_objects: tuple[tuple[str, str], ...] = ()  # (user, object)
+    chance: float | None = None  # frame accuracy of a uniform guess among each task's objects, averaged as scores are
 
     def to_json(self) -> dict[str, Any]:
         head = {
@@ -214,6 +215,7 @@ class RunMetrics:
         return {
             **head,
             **{m: self.scores[m].to_json() for m in METRICS},
+            "chance": self.chance,
             "per_user": {u: {m: s.to_json() for m, s in by.items()} for u, by in self.per_user.items()},
             "frames_encoded": self.frames_encoded.to_json(),
             "personalizations": self.personalizations,

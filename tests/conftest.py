@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# No progress lines off a terminal while testing: many checks count the lines a command prints, and a slow machine
+# would add a progress line to them (tests/test_newcomer.py checks the lines themselves).
+os.environ.setdefault("ORBIT_LITE_PROGRESS_SECONDS", "0")
 
 from orbit_lite.data.synth import synthesize
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 from urllib.error import URLError
 
@@ -12,6 +13,7 @@ import torchvision
 from torch import nn
 
 from orbit_lite.errors import OrbitLiteError
+from orbit_lite.models import timm_backbones
 from orbit_lite.models.backbones import BACKBONES, Backbone, available_backbones, create_backbone
 
 SIZE = 64  # a multiple of 32 that every registered backbone accepts, small enough for the big nets on CPU
@@ -192,11 +194,37 @@ def test_timm_offline_error_names_the_tag_and_the_file_fix(monkeypatch: pytest.M
         raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
 
     monkeypatch.setattr(timm, "create_model", no_network)
+    monkeypatch.setattr(timm_backbones, "unreachable", lambda url: None)  # the hub answers, the download fails
     with pytest.raises(OrbitLiteError) as err:
         create_backbone("vit_b_32_clip_laion2b", "pretrained", frame_size=224)
     message = str(err.value)
     assert "\n" not in message and "vit_base_patch32_clip_224.laion2b" in message and "couldn't connect" in message
     assert "--set model.weights=/path/to/model.safetensors" in message
+
+
+def test_timm_weights_fail_at_once_offline_and_name_the_offline_backbone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import timm
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("timm must not be asked to download when the hub cannot be reached")
+
+    asked: list[str] = []
+    monkeypatch.setattr(timm, "create_model", never)
+    monkeypatch.setattr(timm_backbones, "is_cached", lambda tag, url: False)
+    monkeypatch.setattr(timm_backbones, "unreachable", lambda url: asked.append(url) or "Name or service not known")
+    with pytest.raises(OrbitLiteError) as err:
+        create_backbone("tf_efficientnet_b0", "pretrained", frame_size=SIZE)
+    message = str(err.value)
+    assert asked == ["https://huggingface.co/timm/tf_efficientnet_b0.aa_in1k/resolve/main/model.safetensors"]
+    assert "\n" not in message and "huggingface.co cannot be reached (Name or service not known)" in message
+    assert "--set model.backbone=efficientnet_lite0" in message and "--set model.weights=/path/to/" in message
+
+
+def test_unreachable_answers_quickly_for_a_closed_port() -> None:
+    started = time.perf_counter()
+    why = timm_backbones.unreachable("http://127.0.0.1:9/weights.pth", timeout=2.0)  # port 9 (discard): closed
+    assert why is not None and "\n" not in why
+    assert time.perf_counter() - started < 2.0
 
 
 def test_timm_weights_from_a_local_file(tmp_path: Path) -> None:

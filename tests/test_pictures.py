@@ -94,11 +94,12 @@ def test_recognize_table_shows_whole_video_names(tiny_frames: Path, personal: Pa
     clips = [v for v in user.videos() if v.video_type == "clutter"]
     result = runner.invoke(app, ["recognize", "--model", str(personal), *(str(c.path) for c in clips)])
     assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()
-    rows = lines[next(i for i, line in enumerate(lines) if line.lstrip().startswith("input")) + 2 :]
-    column = "".join(line.split()[0] for line in rows if line.strip())
     assert "…" not in result.stdout
-    assert column == "".join(c.path.name for c in clips), (column, result.stdout)
+    # ORBIT video ids are long: the table numbers its rows and fits 80 columns; each whole name is on one line below
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines if "--" not in line) <= 80
+    for number, clip in enumerate(clips, 1):
+        assert f"{number:>3}  {clip.path.name}" in lines, (clip.path.name, result.stdout)
 
 
 def test_training_leaves_curves_and_tensorboard_events(tiny_checkpoint: Path) -> None:
@@ -146,21 +147,40 @@ def test_smoothing_starts_at_the_first_value_and_skips_gaps() -> None:
 
 def test_confusion_counts_frames_by_object_name_across_tasks() -> None:
     from orbit_lite.results import TaskResult, UserResult, VideoScore
-    from orbit_lite.visual.evaluation import confusion_of
+    from orbit_lite.visual.evaluation import confusion_figure, confusion_of
 
-    def score(task: int, video: str, obj: str) -> VideoScore:
-        return VideoScore("P1", task, video, obj, 0, 0, 0.0, 0.0, 0.0)
+    def score(task: int, video: str, obj: str, accuracy: float) -> VideoScore:
+        return VideoScore("P1", task, video, obj, 0, 0, accuracy, 0.0, 0.0)
 
-    scores = (score(0, "a1", "mug"), score(0, "b1", "keys"), score(1, "c1", "cup"), score(1, "a1", "mug"))
+    scores = (score(0, "a1", "mug", 0.5), score(0, "b1", "keys", 1.0), score(1, "c1", "cup", 1 / 3),
+              score(1, "a1", "mug", 0.0))  # fmt: skip
     tasks = (  # task 1 teaches a different subset, so its labels index another list
         TaskResult(("keys", "mug"), {"a1": {"1": 1, "2": 0}, "b1": {"1": 0}}),
-        TaskResult(("cup", "mug"), {"c1": {"1": 1, "2": 1, "3": 0}, "a1": {"1": 1}}),
+        TaskResult(("cup", "mug"), {"c1": {"1": 1, "2": 1, "3": 0}, "a1": {"1": 0}}),
+        TaskResult(("cup", "mug", "pen"), {}),  # pen: taught, never scored
     )
     result = UserResult("P1", scores=scores, tasks=tasks)
     c = confusion_of(result)
-    assert c.objects == ("cup", "keys", "mug")
-    np.testing.assert_array_equal(c.counts, [[1, 0, 2], [0, 1, 0], [0, 1, 2]])
-    np.testing.assert_allclose(c.row_normalized()[0], [1 / 3, 0, 2 / 3])
+    assert c.objects == ("cup", "keys", "mug", "pen")
+    # a1's frame 1 is scored by both tasks (mug, then cup): one frame, split between their answers
+    np.testing.assert_allclose(c.counts, [[1, 0, 2, 0], [0, 1, 0, 0], [0.5, 1, 0.5, 0], [0, 0, 0, 0]])
+    assert c.frames() == 6  # distinct frames: c1 x 3, b1 x 1, a1 x 2
+    np.testing.assert_allclose(c.row_normalized()[0], [1 / 3, 0, 2 / 3, 0])
+    assert c.empty_rows() == [3]
+    # the title's accuracy is the results table's: the mean of the (task, video) scores, not the pooled frames
+    assert c.accuracy == pytest.approx((0.5 + 1.0 + 1 / 3 + 0.0) / 4) and c.scores == 4
+    ax = confusion_figure([result], "t").axes[0]
+    assert ax.get_title().startswith("P1: frame accuracy 45.83%") and "6 frames, 4 task x video" in ax.get_title()
+    assert "no scored video" in [t.get_text() for t in ax.texts]
+    assert min(label.get_fontsize() for label in ax.get_yticklabels()) >= 9
+
+
+def test_frames_to_recognition_median_at_zero_stays_visible() -> None:
+    from orbit_lite.visual.evaluation import frames_to_recognition_figure
+
+    ax = frames_to_recognition_figure([0.0, 0.0, 0.0, 0.2, 1.0], "t").axes[0]
+    median = next(line for line in ax.get_lines() if line.get_label().startswith("median"))
+    assert median.get_xdata()[0] == 0.0 and ax.get_xlim()[0] < 0  # not under the axis' own line
 
 
 def test_evaluate_writes_its_pictures(tiny_frames: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:

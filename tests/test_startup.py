@@ -80,6 +80,9 @@ def test_option_and_config_mistakes_answer_without_torch(tmp_path: Path) -> None
     f.write_text("x")
     d, new = str(tmp_path), str(tmp_path / "new")
     train = ["train", "--data", d, "--config", str(recipe), "--out", new]
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({"model": {"learner": "protonets", "backbone": "tiny_cnn", "weights": "none"}}))
+    good_train = ["train", "--data", d, "--config", str(good), "--out", new]
     evaluate = ["evaluate", "--data", d, "--checkpoint", str(f)]
     mistakes = {
         "train.epochz": train,
@@ -91,7 +94,14 @@ def test_option_and_config_mistakes_answer_without_torch(tmp_path: Path) -> None
         "is a folder; it must name a file": ["export", "--model", str(f), "--out", d],
         "is not named like a published checkpoint": ["import-orbit", str(f), "--out", new],
         "'huge' is not one of": ["data", "synth", new, "--preset", "huge"],
-    }
+        # registry names in a recipe or a --set, on every command that reads a recipe
+        "unknown backbone 'resnet19'; did you mean resnet18?": [*good_train, "--set", "model.backbone=resnet19"],
+        "unknown learner 'protonet'; available: protonets": [
+            "evaluate", "--data", d, "--config", str(good), "--out", new, "--set", "model.learner=protonet"],
+        "unknown head 'cosine'; available: proto": [
+            "personalize", "--user", "P1", "--data", d, "--config", str(good), "--out", str(tmp_path / "me.pt"),
+            "--set", "model.head=cosine"],
+    }  # fmt: skip
     report = _run(_MISTAKES, json.dumps(list(mistakes.values())))
     for (expected, args), (_, code, stderr, loaded) in zip(mistakes.items(), report, strict=True):
         assert code != 0 and loaded == [], (args, code, loaded)

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from orbit_lite.config import LiteConfig, ModelConfig
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners import create_learner
+from orbit_lite.models import timm_backbones
 from orbit_lite.models.backbones import Backbone, create_backbone
 from orbit_lite.models.timm_any import resolve
 from orbit_lite.personal import PersonalModel, load_personal, save_personal
@@ -251,6 +252,7 @@ def test_offline_pretrained_weights_give_the_one_line_message(monkeypatch: pytes
         return create(name, pretrained=False, **kwargs)
 
     monkeypatch.setattr(timm, "create_model", offline)
+    monkeypatch.setattr(timm_backbones, "unreachable", lambda url: None)  # the hub answers, the download fails
     with pytest.raises(OrbitLiteError) as err:
         create_backbone("timm/test_resnet.r160_in1k", "pretrained", 32)
     message = str(err.value)

@@ -23,15 +23,14 @@ def backbones_command(
     """List the registered backbones, or describe one: feature dim, parameters, FiLM layers, sizes, MACs, ONNX."""
     # torch, torchvision and timm load here, not when the CLI starts
     from orbit_lite.models.backbone_info import describe, meta_backbone
-    from orbit_lite.models.backbones import BACKBONES, available_backbones
+    from orbit_lite.models.backbones import BACKBONES, available_backbones, backbone_spec
 
     if name is None:
         rows = []
         for registered in available_backbones():
             spec = BACKBONES[registered]
             film = len(meta_backbone(spec, max(spec.min_size, 64)).film_layers)
-            weights = f"timm {spec.timm_tag}" if spec.timm_tag else "none"
-            weights = f"torchvision {spec.weights.name}" if spec.weights else weights
+            weights = pretrained_weights(spec)
             sizes = f">= {spec.min_size}" + (f", multiple of {spec.size_multiple}" if spec.size_multiple > 1 else "")
             rows.append(
                 {
@@ -46,13 +45,15 @@ def backbones_command(
         if as_json:
             out.print_json(json.dumps(rows))
             return
-        caption = "and any timm image model as timm/<model>[.<tag>]; `orbit-lite backbones NAME` describes one"
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, caption=caption)
-        for column in ("name", "feature dim", "FiLM layers", "frame sizes", "pretrained weights"):
-            justify = "right" if column in ("feature dim", "FiLM layers") else "left"
-            table.add_column(column, justify=justify, no_wrap=column == "name", overflow="fold")
-        for row in rows:
-            cells = (row["name"], str(row["feature_dim"]), str(row["film_layers"]), row["sizes"], row["weights"])
+        caption = "and any timm model as timm/<model>[.<tag>]; backbones NAME describes one"
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, caption=caption)  # fits an 80-column terminal
+        for column in ("name", "dim", "FiLM", "frame sizes", "pretrained weights"):
+            justify = "right" if column in ("dim", "FiLM") else "left"
+            table.add_column(column, justify=justify, no_wrap=True, min_width=len(column))
+        for registered, row in zip(available_backbones(), rows, strict=True):
+            sizes = row["sizes"].replace(", multiple of ", ", x")
+            cells = (row["name"], str(row["feature_dim"]), str(row["film_layers"]), sizes,
+                     short_weights(BACKBONES[registered]))  # fmt: skip
             table.add_row(*(Text(cell) for cell in cells))
         out.print(table)
         return
@@ -74,6 +75,7 @@ def backbones_command(
         ("feature dim", str(info.feature_dim)),
         ("parameters", f"{info.parameters:,} ({info.parameters / 1e6:.1f} M)"),
         ("FiLM layers", f"{info.film_layers} ({norms}){scale_only}"),
+        ("pretrained weights", pretrained_weights(backbone_spec(name))),
         ("input normalization", f"mean {_floats(info.mean)}, std {_floats(info.std)}"),
         ("default frame size", str(info.default_size)),
         ("frame sizes", info.size_rule),
@@ -91,3 +93,25 @@ def backbones_command(
 
 def _floats(values: tuple[float, ...]) -> str:
     return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
+
+
+def pretrained_weights(spec: object) -> str:
+    """Where ``model.weights=pretrained`` takes a backbone's weights from, and whether that needs the internet."""
+    if getattr(spec, "local_weights", None) is not None:
+        return "ImageNet, installed with orbit-lite (offline)"
+    if getattr(spec, "timm_tag", None):
+        return f"timm {spec.timm_tag} (downloaded once)"
+    if getattr(spec, "weights", None) is not None:
+        return f"torchvision {spec.weights.name} (downloaded once)"
+    return "none"
+
+
+def short_weights(spec: object) -> str:
+    """:func:`pretrained_weights` in a few words, for the table (``--json`` and ``backbones NAME`` give the tag)."""
+    if getattr(spec, "local_weights", None) is not None:
+        return "ImageNet, offline"
+    if getattr(spec, "timm_tag", None):
+        return "timm hub download"
+    if getattr(spec, "weights", None) is not None:
+        return "torchvision download"
+    return "none"

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from orbit_lite.choices import MODES, PROTOCOLS, SPLITS
-from orbit_lite.cli.common import err, one_line_errors, out, plural, progress_bar
+from orbit_lite.cli.common import check_recipes, err, one_line_errors, out, plural, progress_bar
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.outputs import check_results_out, refuse_current_folder
 from orbit_lite.results import METRICS, CostSummary, RunMetrics, Summary
@@ -101,6 +101,7 @@ def evaluate_command(
     check_results_out(out_dir, overwrite)  # refuse early, before any work (every rank checks, so all stop together)
     if seed < 0:
         raise OrbitLiteError(f"--seed must be >= 0, got {seed}")
+    check_recipes(config, overrides)  # before torch: a mistake in a recipe answers at once
     from orbit_lite.engine.model import parse_source  # torch: a source is checked by its learner's kind
 
     source = parse_source(checkpoint, config, overrides, settings=True)
@@ -150,6 +151,9 @@ class _Bar:
 def _print_summary(metrics: RunMetrics, seconds: float, out_dir: Path) -> None:
     from orbit_lite.results import skipped_counts
 
+    if metrics.chance is not None:
+        out.print(f"chance: {100 * metrics.chance:.2f}% frame accuracy (a uniform guess among each task's objects, "
+                  "averaged as the scores are)", markup=False)  # fmt: skip
     encoded = metrics.frames_encoded
     out.print(
         f"{encoded.total:,} frames encoded ({encoded.context:,} context, {encoded.target:,} query), "

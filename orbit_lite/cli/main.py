@@ -14,6 +14,7 @@ from orbit_lite.cli.evaluate import evaluate_command
 from orbit_lite.cli.export import export_command
 from orbit_lite.cli.import_orbit import import_orbit_command
 from orbit_lite.cli.personal import personalize_command, recognize_command
+from orbit_lite.cli.readable import ReadableCommand
 from orbit_lite.cli.serve import serve_command
 from orbit_lite.cli.train import train_command
 
@@ -25,15 +26,17 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,  # help text is plain: "[default: ...]" and "<dir>/[clean/]" are shown, not read as markup
 )
+for registered in data.app.registered_commands:  # readable value names in every command's help
+    registered.cls = ReadableCommand
 app.add_typer(data.app, name="data")
-app.command("train")(train_command)
-app.command("personalize")(personalize_command)
-app.command("recognize")(recognize_command)
-app.command("evaluate")(evaluate_command)
-app.command("export")(export_command)
-app.command("import-orbit")(import_orbit_command)
-app.command("backbones")(backbones_command)
-app.command("serve")(serve_command)
+app.command("train", cls=ReadableCommand)(train_command)
+app.command("personalize", cls=ReadableCommand)(personalize_command)
+app.command("recognize", cls=ReadableCommand)(recognize_command)
+app.command("evaluate", cls=ReadableCommand)(evaluate_command)
+app.command("export", cls=ReadableCommand)(export_command)
+app.command("import-orbit", cls=ReadableCommand)(import_orbit_command)
+app.command("backbones", cls=ReadableCommand)(backbones_command)
+app.command("serve", cls=ReadableCommand)(serve_command)
 
 
 def _version(value: bool) -> None:

@@ -12,7 +12,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from orbit_lite.cli.common import err, one_line_errors, out, plural
+from orbit_lite.cli.common import check_recipes, err, one_line_errors, out, plural
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.outputs import (
     check_file_out,
@@ -49,6 +49,7 @@ def personalize_command(
     """Teach a recognizer a user's objects from their clean videos."""
     if (user is None) == (videos is None) or (user is not None and data is None):
         raise OrbitLiteError("give either --user ID with --data ROOT, or --videos DIR")
+    check_recipes(config, overrides)  # before torch: a mistake in a recipe answers at once
     from orbit_lite.engine.model import open_model, parse_source  # torch: a source is checked by its learner's kind
 
     source = parse_source(checkpoint, config, overrides)
@@ -148,23 +149,35 @@ def recognize_command(
     if as_json:
         out.print_json(json.dumps({"objects": names, "label": label, "inputs": summary}))
         return
-    table = Table(title=escape(f"recognizer of {model.user}: {', '.join(names)}"), box=box.SIMPLE_HEAD)
-    table.add_column("input", overflow="fold", ratio=1)  # the whole name, folded over lines: names differ at the end
+    # the objects on one line of their own (a title would wrap inside a name to the table's width)
+    out.print(f"recognizer of {model.user}: {', '.join(names)}", markup=False, highlight=False, soft_wrap=True)
+    table = Table(box=box.SIMPLE_HEAD)
+    # long names (ORBIT video ids run to 80 characters) fold into a tall column: numbered rows, names listed below
+    inputs = [Path(s["input"]).name for s in summary]
+    numbered = max(map(len, inputs)) > 24
+    table.add_column("#" if numbered else "input", justify="right" if numbered else "left")
     for column in ("frames", "object", "prob."):
         table.add_column(column, justify="left" if column == "object" else "right")
     if label is not None:
         for column in ("frame acc.", "FTR", "video ok"):
             table.add_column(column, justify="right")
-    for s in summary:
-        row = [escape(Path(s["input"]).name), str(s["frames"]), escape(s["prediction"]), f"{s['confidence']:.2f}"]
+    for i, (s, name) in enumerate(zip(summary, inputs, strict=True), 1):
+        first = str(i) if numbered else escape(name)
+        row = [first, str(s["frames"]), escape(s["prediction"]), f"{s['confidence']:.2f}"]
         if label is not None:
             row += [
                 f"{s['frame_accuracy']:.1%}",
-                f"{s['frames_to_recognition']:.2f}",
+                f"{s['frames_to_recognition']:.1%}",  # in % of the frames, as evaluate gives it
                 "yes" if s["video_accuracy"] else "no",
             ]
         table.add_row(*row)
     out.print(table)
+    if numbered:
+        for i, name in enumerate(inputs, 1):
+            out.print(f"{i:>3}  {name}", markup=False, highlight=False, soft_wrap=True)
+    if label is not None:
+        out.print("frame acc.: frames named right; FTR: frames to recognition, % of the frames before the first right "
+                  "answer; video ok: the most frequent answer is right", markup=False, highlight=False)  # fmt: skip
     if csv_path is not None:
         err.print(f"per-frame predictions written to {csv_path}", markup=False)
 

@@ -32,7 +32,7 @@ def train_command(
     cfg = load_config([str(p) for p in config], overrides)
     out_dir = output_path(out_dir, "--out")  # a link to a folder is written through; a link to nothing refused
     # the engine (torch) loads once the config is known to be right: a mistake in it answers at once
-    from orbit_lite.cli.train_monitor import RichMonitor
+    from orbit_lite.cli.train_monitor import LineMonitor, RichMonitor
     from orbit_lite.engine.distributed import from_env
     from orbit_lite.engine.train import train
     from orbit_lite.learners import LEARNERS, why_nothing_to_meta_train
@@ -53,8 +53,16 @@ def train_command(
     ]
     # one run at a time in --out (two would interleave metrics and checkpoints); a file as --out's parent, a
     # read-only file system: one-line errors now
-    with claim_out(out_dir), Progress(*columns, console=err, transient=False, disable=not err.is_terminal) as progress:
-        report = train(cfg, data, out_dir, resume=resume, monitor=RichMonitor(progress), dist=dist)
+    if not err.is_terminal:  # a log file or a pipe: progress lines with the time left instead of a bar
+        monitor = LineMonitor(err)
+        try:
+            with claim_out(out_dir):
+                report = train(cfg, data, out_dir, resume=resume, monitor=monitor, dist=dist)
+        finally:
+            monitor.close()
+    else:
+        with claim_out(out_dir), Progress(*columns, console=err, transient=False) as progress:
+            report = train(cfg, data, out_dir, resume=resume, monitor=RichMonitor(progress), dist=dist)
     best = "n/a" if report.best is None else f"{report.best:.1%}"
     out.print(
         f"trained {report.epochs} epochs ({report.steps} optimizer steps); best validation accuracy {best}; "

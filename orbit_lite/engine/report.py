@@ -65,12 +65,20 @@ def aggregate(
         frames_encoded=sum((r.frames_encoded for r in results), FramesEncoded()),
         personalizations=sum(r.personalizations for r in results),
         cost=cost_summary(results),
+        chance=chance_level(results),
         wall_seconds=round(wall_seconds, 3),
         skipped_videos=tuple(s for r in results for s in r.skipped),
         dropped_users=tuple((r.user, r.dropped) for r in results if r.dropped),
         dropped_objects=tuple((r.user, o) for r in results for o in r.dropped_objects),
     )
     return metrics, videos, per_user, per_object
+
+
+def chance_level(results: Sequence[UserResult]) -> float | None:
+    """The frame accuracy of guessing uniformly among a task's objects, averaged as the scores are (over every scored
+    (task, video)); None when nothing was scored."""
+    ways = [len(r.tasks[s.task].object_names) for r in results for s in r.scores]
+    return sum(1 / w for w in ways) / len(ways) if ways else None
 
 
 def cost_summary(results: Sequence[UserResult]) -> CostSummary:

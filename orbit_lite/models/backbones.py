@@ -278,9 +278,10 @@ def _download(spec: BackboneSpec) -> StateDict:
     except (OSError, RuntimeError) as exc:  # URLError/HTTPError are OSErrors; RuntimeError: bad hash or file
         reason = " ".join(str(exc).split())
         raise OrbitLiteError(
-            f"no internet to download {spec.weights} ({url}): {reason}; fix: download the file on a machine with "
-            f"internet and pass its path as the weights (e.g. --set model.weights=/path/{url.rsplit('/', 1)[-1]}), "
-            f"or place it in {checkpoints}"
+            f"no internet to download {spec.weights} ({url}): {reason}; fix: offline, use a backbone whose weights "
+            f"install with orbit-lite (--set model.backbone={timm_backbones.OFFLINE_BACKBONE}), or download the file "
+            f"on a machine with internet and pass its path as the weights (e.g. --set model.weights=/path/"
+            f"{url.rsplit('/', 1)[-1]}), or place it in {checkpoints}"
         ) from None
 
 

@@ -9,6 +9,10 @@ when a timm backbone is built, so commands that never use one do not pay for the
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from urllib.error import HTTPError
+from urllib.parse import urlsplit
+from urllib.request import Request, urlopen
 
 from torch import Tensor, nn
 
@@ -49,17 +53,60 @@ def build_pretrained(
     """
     import timm
 
-    _log.info("loading timm weights %s (downloaded once into timm's cache)", tag)
     url = url or f"https://huggingface.co/timm/{tag}/resolve/main/model.safetensors"
-    file = url.rsplit("/", 1)[-1]
+    if not is_cached(tag, url):
+        # Asked first, in one short request: offline, the hub client would retry for about a minute and log each try.
+        why = unreachable(url)
+        if why is not None:
+            raise OrbitLiteError(f"cannot download timm weights {tag}: {urlsplit(url).netloc} cannot be reached "
+                                 f"({why}); {offline_fix(url)}")  # fmt: skip
+    _log.info("loading timm weights %s (downloaded once into timm's cache)", tag)
     try:
         return timm.create_model(tag, pretrained=True, **(options or _options(tag, frame_size)))
     except Exception as exc:  # network, hub and file errors all come through timm, in many types
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise OrbitLiteError(
-            f"cannot download timm weights {tag} (no internet?): {reason}; fix: on a machine with internet download "
-            f"{url} and pass it with --set model.weights=/path/to/{file}"
-        ) from None
+        why = f"cannot download timm weights {tag} (no internet?): {reason}"
+        raise OrbitLiteError(f"{why}; {offline_fix(url)}") from None
+
+
+OFFLINE_BACKBONE = "efficientnet_lite0"  # its ImageNet weights install with orbit-lite (models/lite0_weights.py)
+
+
+def offline_fix(url: str) -> str:
+    """The fixes for weights that cannot be downloaded: the backbone that needs no download, or a local file."""
+    file = url.rsplit("/", 1)[-1]
+    return (f"fix: offline, use a backbone whose weights install with orbit-lite (--set model.backbone="
+            f"{OFFLINE_BACKBONE}, or the recipes configs/*_lite0.yaml), or on a machine with internet download {url} "
+            f"and pass it with --set model.weights=/path/to/{file}")  # fmt: skip
+
+
+def is_cached(tag: str, url: str) -> bool:
+    """Whether timm would find the weights of ``tag`` without the network (the Hugging Face cache, or torch.hub's
+    checkpoints folder for weights hosted elsewhere)."""
+    file = url.rsplit("/", 1)[-1]
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(f"timm/{tag}", file), str):
+            return True
+    except (ImportError, ValueError):  # no hub client, or a tag that is no valid repository name
+        pass
+    import torch
+
+    return (Path(torch.hub.get_dir()) / "checkpoints" / file).is_file()
+
+
+def unreachable(url: str, timeout: float = 5.0) -> str | None:
+    """None when the server of ``url`` answers within ``timeout`` seconds (any HTTP status); else why not, in one
+    line. The request honours the usual proxy settings, as the download would."""
+    parts = urlsplit(url)
+    try:
+        with urlopen(Request(f"{parts.scheme}://{parts.netloc}/", method="HEAD"), timeout=timeout):
+            return None
+    except HTTPError:  # it answered
+        return None
+    except (OSError, ValueError) as exc:  # URLError, timeouts, refused connections; a malformed URL
+        return " ".join(str(getattr(exc, "reason", None) or exc).split())[:200] or type(exc).__name__
 
 
 def fit_positions(state: dict[str, Tensor], net: nn.Module) -> dict[str, Tensor]:
