@@ -77,14 +77,14 @@ class SamplingConfig:
 
 
 def training_sampling(**overrides: Any) -> SamplingConfig:
-    """Reference training tasks (spec 2.2): random way, random shots, uniform context / random target clips."""
+    """Reference training tasks: random way, random shots, uniform context / random target clips."""
     return SamplingConfig(**overrides)
 
 
 def evaluation_sampling(**overrides: Any) -> SamplingConfig:
-    """The ORBIT 2022 test protocol (spec 2.4): all objects, all videos, uniform context, 200 random target frames
+    """The ORBIT 2022 test protocol: all objects, all videos, uniform context, 200 random target frames
     per video from the frames where the object is present; a video with under 50 such frames is left out, but its
-    object stays in the task (orbit-lite decision 10.6)."""
+    object stays in the task (docs/reference.md, section 10)."""
     base = dict(
         way_method="max",
         context_shot_method="max",

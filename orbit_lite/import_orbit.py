@@ -36,7 +36,7 @@ BACKBONES = {
 }
 HEADS = {"protonets": ("proto", "proto_cosine"), "simple_cnaps": ("mahalanobis",), "cnaps": ("versa",)}
 FRAME_SIZE = 224
-# Per-task head state that the reference resets after every task; a file may still carry it (spec 1).
+# Per-task head state that the reference resets after every task; a file may still carry it.
 _STRAY = {f"classifier.{k}" for k in ("weight", "bias", "means", "precisions", "task_mean", "task_precision")}
 _FILE_NAME = re.compile(
     r"orbit_cluve_(?P<learner>protonets|simple_cnaps|cnaps)(?P<cosine>_cosine)?_"
@@ -134,7 +134,7 @@ def key_map(learner: FewShotLearner) -> dict[str, str]:
     if learner.film is not None:
         film = learner.film
         keys = dict(zip(film.names, film.gamma.keys(), strict=True))
-        # generator i belongs to the i-th FiLM parameter name in string order (bias before weight; spec 4)
+        # generator i belongs to the i-th FiLM parameter name in string order (bias before weight)
         names = sorted(f"{layer}.{which}" for layer in film.names for which in ("bias", "weight"))
         for i, name in enumerate(names):
             layer, which = name.rsplit(".", 1)

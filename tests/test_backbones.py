@@ -160,7 +160,7 @@ def test_timm_backbones_have_the_reference_layout(name: str) -> None:
     assert backbone.spec.timm_tag == f"{cfg['architecture']}.{cfg['tag']}"
     assert backbone.spec.mean == pytest.approx(cfg["mean"]) and backbone.spec.std == pytest.approx(cfg["std"])
     names = [layer for layer, _ in backbone.film_layers]
-    if name == "tf_efficientnet_b0":  # spec 4: stem, head and every inverted residual's depthwise BN; not blocks.0.0
+    if name == "tf_efficientnet_b0":  # FiLM: stem, head, each inverted residual's depthwise BN; not blocks.0.0
         assert [c for _, c in backbone.film_layers] == [96, 144, 144, 240, 240, 480, 480, 480, 672, 672, 672, 1152,
                                                         1152, 1152, 1152, 32, 1280]  # fmt: skip
         assert names[-2:] == ["bn1", "bn2"] and "blocks.0.0.bn1" not in names

@@ -85,7 +85,7 @@ def _t(gen: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tensor:
 
 
 def reference_state(learner: str, backbone: str, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A random checkpoint in the reference's exact layout (spec 3)."""
+    """A random checkpoint in the reference's exact layout."""
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # timm initialises from the global generator: the same file whatever ran before
     net = timm.create_model(TAGS[backbone], pretrained=False, num_classes=0)
@@ -131,7 +131,7 @@ def _mlp_elu(x: torch.Tensor, state: dict[str, torch.Tensor], prefix: str) -> to
 
 
 def reference_probabilities(state: dict, learner: str, head: str, backbone: str, context, labels, target):
-    """The reference model's personalise + predict (spec 5), in float64 for the heads."""
+    """The reference model's personalise + predict, in float64 for the heads."""
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in NORMS[backbone])
     ctx, tgt = ((f.float() / 255 - mean) / std for f in (context, target))
     net = timm.create_model(TAGS[backbone], pretrained=False, num_classes=0).eval()
@@ -289,7 +289,7 @@ def test_stray_head_state_is_ignored_and_the_reference_wrapper_is_read(tmp_path:
 
 
 def test_import_personalize_recognize_from_jpegs(tmp_path: Path) -> None:
-    """The spec's end-to-end check (spec 6): one 224 px JPEG per clean video, `personalize --videos`, `recognize`."""
+    """The end-to-end check: one 224 px JPEG per clean video, `personalize --videos`, `recognize`."""
     from PIL import Image
 
     state = reference_state("simple_cnaps", "efficientnet_b0", seed=7)

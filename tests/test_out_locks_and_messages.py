@@ -95,7 +95,7 @@ def test_a_foreign_onnx_model_from_pytorch_is_not_ours(tmp_path: Path) -> None:
         return path
 
     assert not is_onnx_file(model(["x"], ["y"]))  # someone's own PyTorch export: replaced with --overwrite before
-    # the same names as orbit-lite's exports, but no orbit-lite export id: still someone else's (issue 14)
+    # the same names as orbit-lite's exports, but no orbit-lite export id: still someone else's
     assert not is_onnx_file(model(["frames"], ["logits", "probabilities"]))
 
 

@@ -100,7 +100,7 @@ def test_results_are_ours_only_while_unchanged(tiny_frames: Path, tiny_checkpoin
 def test_another_tools_results_with_our_file_names_are_never_replaced(
     tiny_frames: Path, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
-    look = tmp_path / "look"  # issue 14, critical 2: said "already holds results" and replaced them with --overwrite
+    look = tmp_path / "look"  # said "already holds results" and replaced them with --overwrite
     look.mkdir()
     (look / "metrics.json").write_text('{"mine": 1}')
     (look / "config.yaml").write_text("mine: true\n")
@@ -114,7 +114,7 @@ def test_another_tools_results_with_our_file_names_are_never_replaced(
 def test_replacing_results_never_touches_a_sibling_with_the_old_trash_name(
     tiny_frames: Path, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
-    out = tmp_path / "ev0"  # issue 14, critical 3: `.ev0.old/` was the fixed trash name, deleted with its content
+    out = tmp_path / "ev0"  # `.ev0.old/` was the fixed trash name, deleted with its content
     sibling = tmp_path / ".ev0.old"
     sibling.mkdir()
     (sibling / "keep.txt").write_text("mine")
@@ -202,7 +202,7 @@ def _train(data: Path, out: Path, *extra: str):
 def test_train_never_writes_into_a_users_folder_with_run_file_names(
     tiny_frames: Path, tmp_path: Path, own: tuple[str, ...]
 ) -> None:
-    project = tmp_path / "myproj"  # issue 14, critical 1: exit 0 and the user's files silently replaced
+    project = tmp_path / "myproj"  # exit 0 and the user's files silently replaced
     for name in own:
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         (project / name).write_text(f"my {name}")
