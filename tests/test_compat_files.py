@@ -38,6 +38,11 @@ def test_an_earlier_checkpoint_evaluates_to_the_same_results_files(tiny_frames: 
         assert (out / name).read_text() == (expected / name).read_text(), name
     for name in ("results.json", "metrics.json"):
         got, want = (json.loads((d / name).read_text()) for d in (out, expected))
+        if name == "metrics.json":  # the one key added since: the chance level, the mean of 1 / way over tasks
+            chance = got.pop("chance")
+            tasks = [t for user in json.loads((out / "results.json").read_text()).values() for t in user]
+            ways = [len(t["task_object_list"]) for t in tasks for _ in t["task_videos"]]  # one per scored video
+            assert abs(chance - sum(1 / w for w in ways) / len(ways)) < 1e-12
         assert untimed(got) == untimed(want), name
     got, want = (yaml.safe_load((d / "config.yaml").read_text()) for d in (out, expected))
     got["evaluation"].pop("checkpoint"), want["evaluation"].pop("checkpoint")  # where the file was
