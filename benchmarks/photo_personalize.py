@@ -55,7 +55,7 @@ def evaluate(data: Path, weights: str, frame_size: int, learner: str = "protonet
     cfg = load_config([str(RECIPE)], [f"model.weights={weights}", f"data.frame_size={frame_size}",
                                       f"model.learner={learner}", *overrides])  # fmt: skip
     torch.manual_seed(seed)  # random weights: the same draw every run
-    model = create_learner(cfg.model, cfg.data.frame_size).eval()
+    model = create_learner(cfg.model, cfg.data.frame_size, buckets=runtime.buckets_of(cfg.lite)).eval()
     runtime.prepare(model, cfg, torch.device("cpu"), allow_compile=False)
     protocol = make_protocol(cfg, "orbit2022", "clutter", tasks)
     users = index_benchmark(data).users("test")

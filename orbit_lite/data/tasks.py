@@ -106,7 +106,7 @@ class TrainTask(TaskContext):
 
 @dataclass(kw_only=True)
 class TestTask(TaskContext):
-    """A test (validation or evaluation) task: a context set and every target video's frames, kept per video because
+    """A test task (validation during training): a context set and every target video's frames, kept per video because
     each video is scored on its own.
 
     Attributes:
