@@ -29,7 +29,7 @@ def run(learner, users, protocol, cfg, share: bool) -> dict:
     results, seconds = evaluate_users(learner, users, protocol, cfg, seed=0, share_work=share)
     scores = [s.frame_accuracy for r in results for s in r.scores]
     return {
-        "frames_encoded": sum(sum(r.frames_encoded.values()) for r in results),
+        "frames_encoded": sum(r.frames_encoded.total for r in results),
         "personalizations": sum(r.personalizations for r in results),
         "seconds": round(seconds, 2),
         "frame_accuracy": float(np.mean(scores)),

@@ -3,13 +3,15 @@
 Parts (``--parts``, default all): ``memory`` (peak memory of a training step against task size, LITE against full
 back-propagation), ``gradient`` (error and variance of the LITE gradient against H), ``image_size`` (84 against
 224 px), ``small_tasks`` (LITE on full tasks against full back-propagation on tasks capped to the same memory),
-``orbit_scale`` (the pipeline at ORBIT's size) and ``pretrained_sizes`` (84, 128 and 224 px with ImageNet weights
-on real photos, no meta-training). ``--quick`` shrinks everything to run in a few minutes (tiny
-backbone, small frames, small data): the same code paths, not the same conclusions. Every number comes from a run
-made by this script.
+``orbit_scale`` (the pipeline at ORBIT's size), ``pretrained_sizes`` (84, 128, 224 and 320 px with ImageNet
+weights on real photos, small objects in clutter, no meta-training) and ``pretrained_lite`` (LITE meta-training from
+those weights at 84 and 224 px, and full tasks against small ones; see benchmarks/pretrained_claims.py).
+``--quick`` shrinks everything to run in a few minutes (tiny backbone, small frames, small data): the same code paths,
+not the same conclusions. Every number comes from a run made by this script.
 
-    python benchmarks/paper_claims.py                 # the full report (about 40 minutes on 2 CPU cores)
+    python benchmarks/paper_claims.py                 # the full report (hours on 2 CPU cores)
     python benchmarks/paper_claims.py --quick --out /tmp/claims
+    python benchmarks/paper_claims.py --parts pretrained_lite --merge --device cuda   # at full size, on a GPU
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +33,7 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-PARTS = ("memory", "gradient", "image_size", "small_tasks", "orbit_scale", "pretrained_sizes")
+PARTS = ("memory", "gradient", "image_size", "small_tasks", "orbit_scale", "pretrained_sizes", "pretrained_lite")
 # A backbone whose receptive field covers an object at 224 px as well as at 84 px, so that the image-size comparison
 # is about the pixels, not about a network that sees only a small patch of a large frame.
 BACKBONE_FOR_SIZES = "small_cnn"
@@ -247,24 +250,6 @@ def part_orbit_scale(quick: bool, tmp: Path) -> dict[str, Any]:
     }  # fmt: skip
 
 
-# ---- image size with pretrained weights, on real photos ---------------------------------------------------------
-def part_pretrained_sizes(quick: bool, tmp: Path) -> dict[str, Any]:
-    """The pretrained-features learners (no meta-training) at each frame size on the photo preset's test users."""
-    from photo_personalize import chance, evaluate, make_data
-
-    from orbit_lite.learners import LEARNERS
-
-    data = make_data(tmp / "photos", seed=0, frame_size=64 if quick else None)
-    sizes = (32, 64) if quick else (84, 128, 224)
-    # ProtoNets only for now: photo_personalize.evaluate runs under no_grad with the recipe's cosine head, which the
-    # FineTuner (gradient steps, linear head) cannot take; its row is still to be added
-    learners = [name for name in ("protonets",) if name in LEARNERS]
-    fewer = ("test_sampling.clip_cap=8",) if quick else ()
-    runs = [evaluate(data, "pretrained", size, learner, overrides=fewer) for learner in learners for size in sizes]
-    where = "photos preset" + (" at 64 px, 8 frames per clutter video" if quick else " (224 px frames)")
-    return {"sizes": list(sizes), "learners": learners, "chance": chance(data), "runs": runs, "data": where}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {', '.join(PARTS)}")
@@ -272,6 +257,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="where the report goes")
     parser.add_argument("--merge", action="store_true", help="keep the other parts' numbers from an earlier run")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from --out's JSON; run nothing")
+    parser.add_argument("--photos-data", type=Path, help="a `data synth --preset photos-clutter` tree to reuse "
+                        "(default: written to a temporary folder)")  # fmt: skip
+    parser.add_argument("--device", default="cpu", help="where pretrained_lite meta-trains (cuda: the full-size run)")
     args = parser.parse_args()
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     unknown = parts - set(PARTS)
@@ -279,6 +267,7 @@ def main() -> None:
         parser.error(f"unknown part(s) {sorted(unknown)}; choose from {', '.join(PARTS)}")
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from claims_report import write_report
+    from pretrained_claims import make_data, part_pretrained_lite, part_pretrained_sizes
 
     from orbit_lite.data.synth import synthesize
 
@@ -288,19 +277,37 @@ def main() -> None:
         print(json.dumps({"report": str(write_report(results, args.out, results["quick"]))}))
         return
     results: dict[str, Any] = {"quick": args.quick}
-    if args.merge and earlier.exists():
-        results = {**json.loads(earlier.read_text()), "quick": args.quick}
+
+    def no_meta_training() -> dict | None:  # read when needed: a run beside this one may have written it since
+        if "pretrained_sizes" not in results and args.merge and earlier.exists():
+            return json.loads(earlier.read_text()).get("pretrained_sizes")
+        return results.get("pretrained_sizes")
+
+    def save_partial(key: str, part: dict) -> None:  # the JSON as it would be if the run ended here; replaced whole
+        now = {**(json.loads(earlier.read_text()) if args.merge and earlier.exists() else {}), **results,
+               key: part}  # fmt: skip
+        args.out.mkdir(parents=True, exist_ok=True)
+        staged = earlier.with_suffix(f".json.{os.getpid()}.partial")
+        staged.write_text(json.dumps(now, indent=2))
+        staged.replace(earlier)
+
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         data = None
         if parts & {"gradient", "image_size", "small_tasks"}:
             # the demo users at 224 px (the twins' fine pattern survives at 224 and is averaged away at 84)
             data = synthesize(tmp / "data", "tiny" if args.quick else "demo", 64 if args.quick else 224, seed=0).root
+        photos = args.photos_data or tmp / "photos-clutter"
+        if parts & {"pretrained_sizes", "pretrained_lite"}:
+            make_data(photos, args.quick)
+        sizes_save, lite_save = partial(save_partial, "pretrained_sizes"), partial(save_partial, "pretrained_lite")
         steps = [("memory", lambda: part_memory(args.quick, tmp)),
                  ("gradient", lambda: part_gradient(args.quick, tmp, data)),
                  ("training", lambda: part_training(args.quick, tmp, data, parts)),
                  ("orbit_scale", lambda: part_orbit_scale(args.quick, tmp)),
-                 ("pretrained_sizes", lambda: part_pretrained_sizes(args.quick, tmp))]  # fmt: skip
+                 ("pretrained_sizes", lambda: part_pretrained_sizes(args.quick, tmp, photos, sizes_save)),
+                 ("pretrained_lite", lambda: part_pretrained_lite(args.quick, tmp, photos, args.device,
+                                                                  no_meta_training, lite_save))]  # fmt: skip
         for key, run in steps:
             wanted = parts & ({"image_size", "small_tasks"} if key == "training" else {key})
             if not wanted:
@@ -310,6 +317,8 @@ def main() -> None:
             results[key] = run()
             results[key]["seconds"] = round(time.perf_counter() - start, 1)
     results["peak_rss_mb_of_this_script"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    if args.merge and earlier.exists():  # read now, not at the start: a run beside this one may have added parts
+        results = {**json.loads(earlier.read_text()), **results}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "paper_claims.json").write_text(json.dumps(results, indent=2))
     path = write_report(results, args.out, args.quick)

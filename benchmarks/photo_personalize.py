@@ -15,6 +15,7 @@ import json
 import platform
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,19 +44,31 @@ def chance(data: Path, split: str = "test") -> float:
 
 
 def evaluate(data: Path, weights: str, frame_size: int, learner: str = "protonets", tasks: int = 1,
-             overrides: tuple[str, ...] = (), seed: int = 0) -> dict[str, Any]:  # fmt: skip
-    """Personalize on each test user's clean videos and score their clutter videos; metrics as metrics.json has."""
+             overrides: tuple[str, ...] = (), seed: int = 0, prepare: Callable[[torch.nn.Module], None] | None = None,
+             checkpoint: Path | None = None) -> dict[str, Any]:  # fmt: skip
+    """Personalize on each test user's clean videos and score their clutter videos; metrics as metrics.json has.
+
+    ``checkpoint``: a meta-trained learner scored instead of one built from the recipe (the recipe still sets the
+    sampling, so that both are scored alike). ``prepare`` sees the learner before it runs (e.g. to share a backbone).
+    """
     from orbit_lite import runtime
     from orbit_lite.config import load_config
     from orbit_lite.data.layout import index_benchmark
     from orbit_lite.engine.evaluate import evaluate_users, make_protocol
+    from orbit_lite.engine.model import Checkpoint, open_model
     from orbit_lite.engine.report import aggregate
     from orbit_lite.learners import create_learner
 
     cfg = load_config([str(RECIPE)], [f"model.weights={weights}", f"data.frame_size={frame_size}",
                                       f"model.learner={learner}", *overrides])  # fmt: skip
-    torch.manual_seed(seed)  # random weights: the same draw every run
-    model = create_learner(cfg.model, cfg.data.frame_size, buckets=runtime.buckets_of(cfg.lite)).eval()
+    if checkpoint is None:
+        torch.manual_seed(seed)  # random weights: the same draw every run
+        buckets = runtime.buckets_of(cfg.lite)
+        model = create_learner(cfg.model, cfg.data.frame_size, cfg.finetune, buckets=buckets).eval()
+    else:
+        model = open_model(Checkpoint(Path(checkpoint)), torch.device("cpu")).learner
+    if prepare is not None:
+        prepare(model)
     runtime.prepare(model, cfg, torch.device("cpu"), allow_compile=False)
     protocol = make_protocol(cfg, "orbit2022", "clutter", tasks)
     users = index_benchmark(data).users("test")
@@ -63,7 +76,10 @@ def evaluate(data: Path, weights: str, frame_size: int, learner: str = "protonet
         results, seconds = evaluate_users(model, users, protocol, cfg, seed)
     metrics = aggregate(results, protocol, "test", seconds)[0].to_json()
     keep = ("frame_accuracy", "frames_to_recognition", "video_accuracy", "frames_encoded", "wall_seconds", "users")
-    return {"learner": learner, "weights": weights, "frame_size": frame_size, **{k: metrics[k] for k in keep}}
+    # per (task, video) frame accuracy, so that two runs on the same videos can be compared pairwise
+    videos = {f"{s.task}/{s.video}": s.frame_accuracy for r in results for s in r.scores}
+    return {"learner": learner, "weights": weights, "frame_size": frame_size, **{k: metrics[k] for k in keep},
+            "per_video": dict(sorted(videos.items()))}  # fmt: skip
 
 
 def main() -> None:

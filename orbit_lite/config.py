@@ -20,6 +20,7 @@ from orbit_lite.limits import (
     CLIP_METHODS,
     DEVICES,
     LIMITS,
+    OFF,
     SHOT_METHODS,
     WAY_METHODS,
     Switch,
@@ -210,6 +211,11 @@ class TrainConfig:
     channels_last: Switch = AUTO  # NHWC weights and activations for convolutional backbones
     pin_memory: Switch = AUTO  # page-locked task tensors, copied to the GPU without blocking
     cudnn_benchmark: Switch = AUTO  # cuDNN autotuning per shape (pays once shapes are bucketed)
+    batch_context: Switch = AUTO  # the no-grad context forwards of a step's tasks in one batch (same values)
+    warmup: Switch = AUTO  # every bucket through the backbone once before the first task (per-shape set-up)
+    tf32: Switch = AUTO  # TF32 matmuls and convolutions on CUDA; auto: on, but off for model.style=reference
+    fused_adam: Switch = AUTO  # the optimizer's fused kernel (one launch per step, no per-tensor loop)
+    cuda_graphs: Switch = OFF  # no-grad backbone forwards replayed from one CUDA graph per bucket (CUDA only)
     tensorboard: Switch = AUTO  # event files in <run>/tensorboard; auto: when the package is installed
     log_every: int = 1  # optimizer steps between metrics.jsonl lines
     checkpoint_every: int = 0  # optimizer steps between mid-epoch saves of last.pt; 0: at the end of epochs only

@@ -16,6 +16,7 @@ from orbit_lite.shapes import MODES as SWITCHES  # the buckets' modes are one of
 # "auto", "on" or "off" (YAML's bare on/off booleans are accepted too)
 Switch = typing.NewType("Switch", str)
 AUTO = Switch("auto")
+OFF = Switch("off")
 
 WAY_METHODS = ("random", "max")
 SHOT_METHODS = ("random", "max", "fixed", "specific")
@@ -175,6 +176,11 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "channels_last": ANY,
         "pin_memory": ANY,
         "cudnn_benchmark": ANY,
+        "batch_context": ANY,
+        "warmup": ANY,
+        "tf32": ANY,
+        "fused_adam": ANY,
+        "cuda_graphs": ANY,
         "tensorboard": ANY,  # a Switch: checked by its type
         "log_every": at_least(1),
         "checkpoint_every": at_least(0),

@@ -10,10 +10,29 @@ sum_n dL/dy_n * dy_n/dtheta, because each row is in the subset with probability 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from orbit_lite.errors import OrbitLiteError
+
+
+@dataclass(frozen=True)
+class NoGradRows:
+    """The no-grad rows of one ``lite_forward`` call, computed ahead (e.g. batched with other tasks' rows).
+
+    Attributes:
+        order: the permutation the call will draw, ``[N]``; rows ``order[h:]`` are the no-grad ones.
+        values: ``fn(inputs[order[h:]])`` computed without a graph, ``[N - h, D]``.
+    """
+
+    order: torch.Tensor
+    values: torch.Tensor
+
+
+def draw_order(n: int, generator: torch.Generator | None) -> torch.Tensor:
+    """The permutation ``lite_forward`` draws for ``n`` rows; its first ``h`` rows are back-propagated."""
+    return torch.randperm(n, generator=generator)
 
 
 def _chunked(fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, chunk_size: int) -> torch.Tensor:
@@ -27,6 +46,7 @@ def lite_forward(
     h: int,
     chunk_size: int,
     generator: torch.Generator | None = None,
+    ahead: NoGradRows | None = None,
 ) -> torch.Tensor:
     """Apply ``fn`` to every row of ``inputs`` (``[N, ...]`` -> ``[N, D]``), back-propagating through H random rows.
 
@@ -37,6 +57,8 @@ def lite_forward(
         h: number of rows computed with gradient; ``h >= N`` is ordinary back-propagation through every row.
         chunk_size: rows per no-grad forward call; bounds activation memory.
         generator: CPU random generator choosing the subset (for reproducibility).
+        ahead: the no-grad rows' values, computed ahead with the permutation this call draws (checked); they are
+            used instead of computing them here.
 
     Returns:
         ``[N, D]`` in row order; the forward values are ``fn(inputs)`` exactly, and only the H chosen rows carry
@@ -53,10 +75,15 @@ def lite_forward(
         return _chunked(fn, inputs, chunk_size)
     if h >= n:
         return _chunked(fn, inputs, chunk_size)
-    order = torch.randperm(n, generator=generator)
+    order = draw_order(n, generator)
     grad_rows, rest = order[:h], order[h:]
-    with torch.no_grad():
-        rest_out = torch.cat([fn(inputs[rows]) for rows in rest.split(chunk_size)])
+    if ahead is not None:
+        if not torch.equal(ahead.order, order) or len(ahead.values) != n - h:  # host tensors: no device sync
+            raise ValueError("the no-grad rows computed ahead were drawn with another generator state or h")
+        rest_out = ahead.values
+    else:
+        with torch.no_grad():
+            rest_out = torch.cat([fn(inputs[rows]) for rows in rest.split(chunk_size)])
     grad_out = fn(inputs[grad_rows])
     # y + (s - 1) * (y - y.detach()): the forward value is y exactly, the gradient is s * dy.
     scale = n / h

@@ -65,3 +65,36 @@ def test_save_refuses_a_file_it_did_not_start(tmp_path: Path) -> None:
     assert mine.read_text() == "the user's own file"
     claim_save_path(str(tmp_path / "new.json"))  # a new path is taken
     claim_save_path(None)
+
+
+def test_feature_memo_gives_the_backbones_features_and_encodes_each_frame_once() -> None:
+    from pretrained_claims import FeatureMemo
+
+    torch.manual_seed(0)
+    protonets = create_learner(ModelConfig(learner="protonets", backbone="tiny_cnn", weights="none"), 32).eval()
+    finetuner = create_learner(ModelConfig(learner="finetuner", backbone="tiny_cnn", weights="none"), 32).eval()
+    finetuner.backbone = protonets.backbone  # as pretrained_sizes shares one backbone between the learners
+    frames = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        direct = protonets.backbone(frames)
+    memo = FeatureMemo(protonets.backbone)
+    batch = torch.cat([frames[:3], frames[:1]])  # a frame twice in one batch
+    with torch.no_grad():
+        first = finetuner.backbone(batch)
+        second = protonets.backbone(frames)
+    torch.testing.assert_close(first, torch.cat([direct[:3], direct[:1]]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(second, direct, atol=1e-6, rtol=0)
+    assert memo.encoded == 5  # three new frames, then the two not seen before
+
+
+def test_paired_verdicts_follow_the_interval_of_the_difference() -> None:
+    from claims_pretrained_report import paired, verdict
+
+    before = {"per_video": {f"0/v{i}": 0.4 + 0.01 * i for i in range(10)}}
+    after = {"per_video": {**{f"0/v{i}": 0.6 + 0.01 * i for i in range(10)}, "0/other": 1.0}}
+    gain = paired(before, after)
+    assert gain["n"] == 10 and abs(gain["mean"] - 20) < 1e-9 and gain["ci95"] < 1e-9  # only the shared videos
+    assert verdict(gain, 12) == "holds" and verdict(paired(after, before)) == "contradicted"
+    assert verdict(gain, 25).startswith("holds in direction")
+    noisy = {"per_video": {f"0/v{i}": 0.4 + (0.3 if i % 2 else -0.3) for i in range(10)}}
+    assert verdict(paired(before, noisy)) == "not shown"

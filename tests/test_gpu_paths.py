@@ -71,3 +71,22 @@ def test_training_tasks_arrive_in_pinned_memory_on_cuda(tiny_frames: Path) -> No
     dataset = UserTaskDataset(users, cfg.train_sampling, cfg.data, train=True, tasks_per_user=1)
     task = next(iter(task_loader(dataset, shuffle=False, pin_memory=ran.pin_memory)))
     assert task.context_clips.is_pinned() and task.target_clips.is_pinned()
+
+
+def test_cuda_graphs_replay_the_eager_features_and_skip_the_network_on_a_seen_bucket() -> None:
+    torch.manual_seed(0)
+    buckets = buckets_of(LiteConfig(bucket_step=8, bucket_largest=32))
+    eager = create_backbone("tiny_cnn", "none", frame_size=32, buckets=buckets).eval().to(CUDA)
+    graphed = create_backbone("tiny_cnn", "none", frame_size=32, buckets=buckets).eval().to(CUDA)
+    graphed.load_state_dict(eager.state_dict())
+    prepare_backbone(eager, CUDA, TrainConfig(tf32="off"))
+    assert prepare_backbone(graphed, CUDA, TrainConfig(cuda_graphs="on", tf32="off")).cuda_graphs
+    calls: list[int] = []
+    graphed.net.register_forward_pre_hook(lambda _m, a: calls.append(a[0].shape[0]))
+    for n in (45, 13, 45):  # buckets 32 + 16, then 16, then both again
+        frames = _frames(n, seed=n).to(CUDA)
+        with torch.no_grad():
+            torch.testing.assert_close(graphed(frames), eager(frames), rtol=1e-5, atol=1e-5)
+    assert calls == [32] * 3 + [16] * 3  # two warm-up runs and the capture per bucket; replays run no Python
+    features = graphed(_frames(5).to(CUDA))  # with a graph: eager, and differentiable
+    assert features.requires_grad and calls[-1] == 8

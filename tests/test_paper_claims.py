@@ -21,10 +21,11 @@ def test_quick_report(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     report = (tmp_path / "paper_claims.md").read_text()
     for heading in ("## 1. Memory", "## 2. The LITE gradient", "## 3. Larger images", "## 4. Training on full",
-                    "## 5. The pipeline at ORBIT's size", "## 6. Larger images, with pretrained weights"):  # fmt: skip
+                    "## 5. The pipeline at ORBIT's size", "## 6. Larger images, with ImageNet weights",
+                    "## 7. LITE meta-training on top of ImageNet weights"):  # fmt: skip
         assert heading in report
     assert "**Quick mode**" in report
-    for plot in ("memory", "gradient", "accuracy"):
+    for plot in ("memory", "gradient", "accuracy", "pretrained_sizes"):
         assert (tmp_path / f"paper_claims_{plot}.png").stat().st_size > 1000
     numbers = json.loads((tmp_path / "paper_claims.json").read_text())
     lite = [r for r in numbers["memory"]["runs"] if r["mode"] == "lite"]
@@ -37,7 +38,13 @@ def test_quick_report(tmp_path: Path) -> None:
     for run in ("lite_small", "lite_large", "full_small_tasks"):
         assert 0 <= training[run]["frame_accuracy"]["mean"] <= 1 and training[run]["tasks"] > 0
     pretrained = numbers["pretrained_sizes"]["runs"]
-    assert len(pretrained) >= 2 and all(0 <= r["frame_accuracy"]["mean"] <= 1 for r in pretrained)
+    assert {r["learner"] for r in pretrained} == {"protonets", "finetuner"}
+    assert all(0 <= r["frame_accuracy"]["mean"] <= 1 and r["per_video"] for r in pretrained)
+    objects = numbers["pretrained_sizes"]["objects"]
+    assert objects["test"] and objects["train"] and not objects["shared_train_test"]  # test objects unseen in training
+    lite = numbers["pretrained_lite"]["runs"]
+    assert all(lite[k]["tasks"] > 0 for k in ("lite_small", "lite_large", "small_tasks_large"))
+    assert lite["none_small"]["frame_size"] == lite["lite_small"]["frame_size"]
     scale = numbers["orbit_scale"]
     assert scale["evaluation"]["scores"] > 0 and scale["largest_test_task"]["frames"] > 0
 

@@ -14,6 +14,7 @@ from orbit_lite.cli.evaluate import evaluate_command
 from orbit_lite.cli.export import export_command
 from orbit_lite.cli.import_orbit import import_orbit_command
 from orbit_lite.cli.personal import personalize_command, recognize_command
+from orbit_lite.cli.serve import serve_command
 from orbit_lite.cli.train import train_command
 
 app = typer.Typer(
@@ -32,6 +33,7 @@ app.command("evaluate")(evaluate_command)
 app.command("export")(export_command)
 app.command("import-orbit")(import_orbit_command)
 app.command("backbones")(backbones_command)
+app.command("serve")(serve_command)
 
 
 def _version(value: bool) -> None:

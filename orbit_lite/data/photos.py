@@ -7,6 +7,10 @@ JPEG noise. A **clutter video** shows the object smaller, among patches of the o
 some frames: those are annotated ``object_not_present_issue`` with no box, as ORBIT annotates them. The motorcycle is
 photographed from two viewpoints: the left view teaches (clean), the right view is what the clutter videos show.
 
+Two clutter styles (:data:`STYLES`), chosen by the preset's content: ``photos`` shows the object at 38-50% of the frame
+side among 5-7 photos; ``photos-clutter`` shows it at ORBIT's scale, small in a busy frame, and splits the objects
+between the training and the test users (see :data:`SMALL_CLUTTER`).
+
 scikit-image is imported only here, and only when the preset is used; without it the error says what to install.
 """
 
@@ -53,6 +57,49 @@ OBJECTS = (
     PhotoObject("colour wheel", "color.png", "color.png"),
 )
 BY_NAME = {obj.name: obj for obj in OBJECTS}
+MAX_PHOTO_SIDE = 1024  # photos are read at 4x the frame side, up to this (scikit-image's photos are about 512 px)
+
+
+@dataclass(frozen=True)
+class ClutterStyle:
+    """How a clutter video looks: the object's and the distractors' longest sides as fractions of the frame side,
+    how many distractor photos lie around, how often one covers a corner of the object, and which objects each split's
+    users own (None: every split draws from all of them)."""
+
+    object_side: tuple[float, float]
+    distractors: tuple[int, int]  # low inclusive, high exclusive (rng.integers)
+    distractor_side: tuple[float, float]
+    occluded: float
+    pools: dict[str, tuple[str, ...]] | None = None
+    extras: tuple[str, ...] = ()  # photos that only ever lie around (never an object anyone owns)
+
+
+# ORBIT's clutter videos film the object where it lives, among the other things on a table, a shelf or the floor,
+# from a standing person's distance, on a 1080 px phone frame: the object is one of many things in view and covers a
+# small share of it. Here its longest side is 12-36% of the frame side (about 1-13% of the area), so at the 84 px
+# input it spans 10-30 pixels and at 224 px 27-81: the regime where the frame size decides what the network sees.
+# The twelve photos are split: the test users own TEST_OBJECTS, the training and validation users the other six, so
+# that meta-training never sees a test object. The things lying around are, as in ORBIT, not the user's other
+# objects (which would make "which one is meant" a guess at any frame size): the pool's objects the user does not own
+# and scikit-image's other photos (a page of text, the moon, a clock, cells, ...), which nobody owns.
+EXTRAS = ("page.png", "text.png", "moon.png", "clock_motion.png", "cell.png", "microaneurysms.png", "horse.png")
+TEST_OBJECTS = ("cat", "coffee cup", "rocket", "motorcycle", "astronaut", "colour wheel")
+SMALL_CLUTTER = ClutterStyle(
+    object_side=(0.12, 0.36),
+    distractors=(8, 11),
+    distractor_side=(0.12, 0.4),
+    occluded=0.5,
+    pools={
+        "test": TEST_OBJECTS,
+        "train": tuple(o.name for o in OBJECTS if o.name not in TEST_OBJECTS),
+        "validation": tuple(o.name for o in OBJECTS if o.name not in TEST_OBJECTS),
+    },
+    extras=EXTRAS,
+)
+STYLES = {
+    "photos": ClutterStyle(object_side=(0.38, 0.5), distractors=(5, 8), distractor_side=(0.25, 0.42), occluded=0.6),
+    "photos-clutter": SMALL_CLUTTER,
+}
 
 
 def data_dir() -> Path:
@@ -112,19 +159,21 @@ def _finish(frame: np.ndarray, rng: np.random.Generator, gain: float, blur: bool
 
 
 class PhotoContent:
-    """The photo objects and their videos at frame side ``side`` (photos are read once, on first use)."""
+    """The photo objects and their videos at frame side ``side`` in clutter style ``style`` (photos are read once,
+    on first use)."""
 
-    def __init__(self, side: int) -> None:
+    def __init__(self, side: int, style: str = "photos") -> None:
         self.side = side
+        self.style = STYLES[style]
         self.folder = data_dir()
 
     @cached_property
     def _photos(self) -> dict[str, np.ndarray]:
-        files = {obj.teach for obj in OBJECTS} | {obj.clutter for obj in OBJECTS}
+        files = {obj.teach for obj in OBJECTS} | {obj.clutter for obj in OBJECTS} | set(self.style.extras)
         photos = {}
         for file in sorted(files):
-            crop = next(o.crop for o in OBJECTS if file in (o.teach, o.clutter))
-            image = _read(self.folder / file, 4 * self.side)
+            crop = next((o.crop for o in OBJECTS if file in (o.teach, o.clutter)), (0.0, 0.0, 1.0, 1.0))
+            image = _read(self.folder / file, min(4 * self.side, MAX_PHOTO_SIDE))
             h, w = image.shape[:2]
             x0, y0, x1, y1 = crop
             photos[file] = np.ascontiguousarray(image[int(y0 * h) : int(y1 * h), int(x0 * w) : int(x1 * w)])
@@ -134,9 +183,11 @@ class PhotoContent:
     def _textures(self) -> list[np.ndarray]:
         return [_read(self.folder / name, 512) for name in BACKGROUNDS]
 
-    def user_objects(self, rng: np.random.Generator, k: int) -> list[str]:
-        """``k`` distinct objects; different users draw from the same few photos, so objects repeat across users."""
-        return [OBJECTS[i].name for i in sorted(rng.choice(len(OBJECTS), size=min(k, len(OBJECTS)), replace=False))]
+    def user_objects(self, rng: np.random.Generator, k: int, split: str = "train") -> list[str]:
+        """``k`` distinct objects of the split's pool; different users draw from the same few photos, so objects repeat
+        across users."""
+        pool = self.style.pools[split] if self.style.pools else tuple(o.name for o in OBJECTS)
+        return [pool[i] for i in sorted(rng.choice(len(pool), size=min(k, len(pool)), replace=False))]
 
     def _surface(self, rng: np.random.Generator, width: int, height: int, texture: int, contrast: float) -> np.ndarray:
         """A tinted texture (grass, gravel or brick) covering ``[height, width, 3]``."""
@@ -190,6 +241,13 @@ class PhotoContent:
             )
             yield _finish(view, rng, gain[t], blur, quality), note
 
+    def distractors(self, name: str, owned: list[str]) -> list[str]:
+        """The photos (file names) that may lie around ``name`` in a clutter video of a user owning ``owned``."""
+        if self.style.pools is None:  # the photos preset: any other object, the user's own included
+            return [o.clutter for o in OBJECTS if o.name != name]
+        pool = next(p for p in self.style.pools.values() if name in p)
+        return [BY_NAME[n].clutter for n in pool if n not in owned and n != name] + list(self.style.extras)
+
     def clutter(
         self, name: str, owned: list[str], rng: np.random.Generator, n: int
     ) -> Iterator[tuple[np.ndarray, dict]]:
@@ -198,25 +256,26 @@ class PhotoContent:
         side = self.side
         width, height = int(2.8 * side), int(1.3 * side)
         scene = self._surface(rng, width, height, int(rng.integers(len(BACKGROUNDS))), rng.uniform(0.6, 1.0))
-        others = [o for o in OBJECTS if o.name != name]
+        others = self.distractors(name, owned)
         tx, ty = width / 2 + rng.uniform(-0.15, 0.15) * side, height / 2 + rng.uniform(-0.1, 0.1) * side
-        size = side * rng.uniform(0.38, 0.5)
-        for i in rng.permutation(len(others))[: int(rng.integers(5, 8))]:  # distractors, some far from the target
+        style = self.style
+        size = side * rng.uniform(*style.object_side)
+        for i in rng.permutation(len(others))[: int(rng.integers(*style.distractors))]:  # some far from the target
             x = rng.choice([rng.uniform(0.1, 0.35), rng.uniform(0.65, 0.9), rng.uniform(0.3, 0.7)]) * width
             self._paste(
                 scene,
-                self._photos[others[i].clutter],
+                self._photos[others[i]],
                 x,
                 rng.uniform(0.2, 0.8) * height,
-                side * rng.uniform(0.25, 0.42),
+                side * rng.uniform(*style.distractor_side),
                 None,
             )
         mask = np.zeros(scene.shape[:2], np.float32)
         self._paste(scene, self._photos[BY_NAME[name].clutter], tx, ty, size, mask)
-        if rng.random() < 0.6:  # another photo lies over a corner of the object
+        if rng.random() < style.occluded:  # another photo lies over a corner of the object
             corner = rng.choice([-1, 1], 2) * size * rng.uniform(0.45, 0.6)
             cover = others[int(rng.integers(len(others)))]
-            self._paste(scene, self._photos[cover.clutter], tx + corner[0], ty + corner[1], size * 0.6, None)
+            self._paste(scene, self._photos[cover], tx + corner[0], ty + corner[1], size * 0.6, None)
         total = float(mask.sum())
         # the camera sways around the object and, once, pans away far enough to lose it for a few frames
         start, span = int(rng.integers(n // 4, n // 2)), int(rng.integers(12, 20))

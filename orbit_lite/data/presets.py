@@ -23,7 +23,9 @@ class Preset:
     clutter_frames: int
     frame_size: int
     per_split: dict[str, tuple[tuple[int, int], tuple[int, int], tuple[int, int]]] | None = None
-    content: str = "shapes"  # "shapes": drawn objects; "photos": scikit-image's bundled photos (orbit_lite.data.photos)
+    # "shapes": drawn objects; "photos", "photos-clutter": scikit-image's bundled photos in that clutter style
+    # (orbit_lite.data.photos.STYLES)
+    content: str = "shapes"
 
     def ranges(self, split: str) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
         if self.per_split and split in self.per_split:
@@ -54,4 +56,19 @@ PRESETS = {
     # Real photos (needs scikit-image): 224 px frames for pretrained backbones; clutter videos keep over 50 frames
     # with the object in view, as the evaluation protocol needs.
     "photos": Preset({"train": 4, "validation": 2, "test": 4}, (3, 5), (2, 3), (1, 1), 24, 64, 224, content="photos"),
+    # The same photos at ORBIT's object scale: the object small in a busy clutter frame (orbit_lite.data.photos
+    # .SMALL_CLUTTER), written at 448 px, above the largest frame size compared (320), for the pipeline to downscale
+    # as it downscales ORBIT's 1080 px originals; the training users' objects are not the test users'. Two clutter
+    # videos for most test objects: more scored videos, narrower intervals.
+    "photos-clutter": Preset(
+        {"train": 6, "validation": 2, "test": 4},
+        (3, 5),
+        (2, 3),
+        (1, 1),
+        24,
+        64,
+        448,
+        per_split={"test": ((3, 5), (2, 3), (1, 2))},
+        content="photos-clutter",
+    ),
 }

@@ -135,10 +135,10 @@ def _write_tree(
 ) -> tuple[int, int]:
     """Every video, frame and annotation file of ``spec`` under ``out``; returns (videos, frames) written."""
     photos = None
-    if spec.content == "photos":
+    if spec.content != "shapes":
         from orbit_lite.data.photos import PhotoContent  # scikit-image only when its photos are used
 
-        photos = PhotoContent(side)
+        photos = PhotoContent(side, spec.content)
     root_rng = np.random.default_rng(seed)
     user_numbers = root_rng.choice(np.arange(100, 1000), size=sum(spec.users.values()), replace=False)
     videos = frames = 0
@@ -150,7 +150,8 @@ def _write_tree(
             user = f"P{next(numbers)}"
             rng = np.random.default_rng([seed, int(user[1:])])
             objects_range, clean_range, clutter_range = spec.ranges(split)
-            objects = _user_objects(rng, int(rng.integers(objects_range[0], objects_range[1] + 1)), side, photos)
+            k = int(rng.integers(objects_range[0], objects_range[1] + 1))
+            objects = _user_objects(rng, k, side, photos, split)
             for name, clean, clutter in objects:
                 for vtype, (lo, hi), n in (
                     ("clean", clean_range, spec.clean_frames),
@@ -180,11 +181,11 @@ Renderer = Callable[[np.random.Generator, int], Iterator[tuple[np.ndarray, dict]
 
 
 def _user_objects(
-    rng: np.random.Generator, k: int, side: int, photos: PhotoContent | None
+    rng: np.random.Generator, k: int, side: int, photos: PhotoContent | None, split: str
 ) -> list[tuple[str, Renderer, Renderer]]:
     """A user's k objects: (name, clean video renderer, clutter video renderer)."""
     if photos is not None:
-        names = photos.user_objects(rng, k)
+        names = photos.user_objects(rng, k, split)
         return [(name, partial(photos.clean, name), partial(photos.clutter, name, names)) for name in names]
     looks = user_looks(rng, k)
     return [

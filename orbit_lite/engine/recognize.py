@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from functools import partial
 from pathlib import Path
 
@@ -33,6 +34,28 @@ def _read(path: Path, size: int) -> tuple[torch.Tensor, np.ndarray]:
     return frames, video.frame_numbers()
 
 
+def frame_probabilities(
+    model: PersonalModel, frames: torch.Tensor, positions: np.ndarray, chunk_size: int = 256, count_macs: bool = True
+) -> tuple[np.ndarray, int, float]:
+    """Causal probabilities of the frames at ``positions`` of ``frames`` (``[F, 3, S, S]`` uint8, temporal order):
+    ``[len(positions), K]``, with the recognizer's MACs (0 unless ``count_macs``) and seconds. A live stream passes
+    its recent frames and only the newest position, uncounted: counting MACs costs several times the recognition."""
+    windows = torch.from_numpy(causal_windows(np.asarray(positions), model.clip_length))
+    probabilities = []
+    macs, seconds = 0, 0.0
+    for rows in windows.split(chunk_size):
+        clips = frames[rows.flatten()].view(*rows.shape, *frames.shape[1:])
+        if count_macs:
+            logits, cost = measure(partial(model.recognizer.predict, clips), model.recognizer.logits_device())
+            macs, seconds = macs + cost.macs, seconds + cost.seconds
+        else:
+            start = time.perf_counter()
+            logits = model.recognizer.predict(clips)
+            seconds += time.perf_counter() - start
+        probabilities.append(torch.softmax(logits, dim=1).cpu())
+    return torch.cat(probabilities).numpy(), macs, seconds
+
+
 def recognize(model: PersonalModel, path: Path | str, label: str | None = None, chunk_size: int = 256) -> Recognition:
     """Predict every frame of one input; frame t's prediction uses frames t-L+1..t only (causal)."""
     path = Path(path)
@@ -42,15 +65,7 @@ def recognize(model: PersonalModel, path: Path | str, label: str | None = None, 
     frames, numbers = _read(path, model.frame_size)
     if len(frames) == 0:
         raise OrbitLiteError(f"{path}: no decodable frames")
-    windows = torch.from_numpy(causal_windows(np.arange(len(frames)), model.clip_length))
-    probabilities = []
-    macs, seconds = 0, 0.0
-    for rows in windows.split(chunk_size):
-        clips = frames[rows.flatten()].view(*rows.shape, *frames.shape[1:])
-        logits, cost = measure(partial(model.recognizer.predict, clips), model.recognizer.logits_device())
-        macs, seconds = macs + cost.macs, seconds + cost.seconds
-        probabilities.append(torch.softmax(logits, dim=1).cpu())
-    probs = torch.cat(probabilities).numpy()
+    probs, macs, seconds = frame_probabilities(model, frames, np.arange(len(frames)), chunk_size)
     predictions = probs.argmax(1)
     true = names.index(label) if label is not None else None
     return Recognition(

@@ -39,15 +39,17 @@ def learning_rate(epoch: int, cfg: TrainConfig) -> float:
     return optimizer.param_groups[0]["lr"]
 
 
-def build_optimizer(learner: FewShotLearner, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Two groups: the backbone (``lr * backbone_lr_scale``) and everything else; frozen parameters are left out."""
+def build_optimizer(learner: FewShotLearner, cfg: TrainConfig, fused: bool = False) -> torch.optim.Optimizer:
+    """Two groups: the backbone (``lr * backbone_lr_scale``) and everything else; frozen parameters are left out.
+    ``fused``: torch's fused Adam kernel (``train.fused_adam``; the same update within float rounding)."""
     backbone = [p for p in learner.backbone.parameters() if p.requires_grad]
     ids = {id(p) for p in backbone}
     rest = [p for p in learner.parameters() if p.requires_grad and id(p) not in ids]
     groups = [{"params": rest, "lr_scale": 1.0}, {"params": backbone, "lr_scale": cfg.backbone_lr_scale}]
     groups = [g for g in groups if g["params"]]
     kind = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return kind(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+    options = {"fused": True} if fused else {}
+    return kind(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay, **options)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -11,8 +11,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
-import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ from orbit_lite.engine.schedule import build_optimizer, learning_rate, set_lr
 from orbit_lite.engine.validate import validate
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners import FewShotLearner, create_learner
+from orbit_lite.learners.base import TaskStats, read_stats
 from orbit_lite.outputs import RUN_MARKER, check_run_out, mark_run, new_id, run_id_of
 from orbit_lite.publish import atomic_write_text
 from orbit_lite.results import TrainProgress
@@ -45,6 +44,8 @@ log = logging.getLogger(__name__)
 
 class Monitor:
     """Receives progress from the loop (the CLI draws it; the default does nothing)."""
+
+    def model_ready(self, learner: FewShotLearner) -> None: ...  # built, on its device, before any warm-up
 
     def start_epoch(self, epoch: int, epochs: int, tasks: int) -> None: ...
 
@@ -60,16 +61,6 @@ class TrainReport:
     steps: int
     best: float | None
     last_validation: dict[str, float] | None
-
-
-def _memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:  # not Linux: peak RSS instead of current
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _task_generator(seed: int, key: tuple[int, int]) -> torch.Generator:
@@ -193,8 +184,8 @@ class _Loop:
         self.learner.to(self.device)
         if tc.init and record is None:
             load_init_weights(self.learner, Path(tc.init))
-        self.runtime = runtime.prepare(self.learner, cfg, self.device)  # buckets, channels-last, cuDNN, compile
-        self.optimizer = build_optimizer(self.learner, tc)
+        self.runtime = runtime.prepare(self.learner, cfg, self.device)  # buckets, channels-last, cuDNN, compile, ...
+        self.optimizer = build_optimizer(self.learner, tc, fused=self.runtime.fused_adam)
         self.progress = TrainProgress()
         if record is not None:
             self.learner.load_state_dict(record["model"])
@@ -222,6 +213,9 @@ class _Loop:
         self.val_users = index.splits.get("validation", ())
         if not self.val_users and dist.main:
             log.warning("no validation users in %s: best.pt will follow the last epoch", index.root)
+        monitor.model_ready(self.learner)  # before the warm-up, which counts in the time to the first task
+        if self.runtime.warmup:
+            runtime.warm_up(self.learner, cfg.lite)
 
     def save(self, path: Path) -> None:
         if not self.dist.main:  # one writer: rank 0
@@ -240,7 +234,7 @@ class _Loop:
         if self.dist.main:
             self.run.log(record)
 
-    def step(self, epoch: int, group: int, window: list[tuple[float, float]], started: float) -> None:
+    def step(self, epoch: int, group: int, window: list, done: list[TaskStats], started: float) -> None:
         """All-reduce the accumulated gradients, take one optimizer step, log and checkpoint when due."""
         tc = self.cfg.train
         distributed.all_reduce_gradients(self.learner.parameters(), self.dist)
@@ -249,6 +243,11 @@ class _Loop:
             torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        # The step's losses are read once, after the step is queued: each read of a device value waits for the GPU.
+        memory = runtime.memory_mb(self.device)
+        for loss, accuracy in read_stats(done):
+            window.append((loss, accuracy))
+            self.monitor.task_done(loss, accuracy, memory)
         p = self.progress
         self.progress = dataclasses.replace(p, step=p.step + 1, position=p.position + group)
         last_of_epoch = self.progress.position >= len(self.dataset)
@@ -268,7 +267,7 @@ class _Loop:
                         "accuracy": accuracy / tasks,
                         "lr": lr,
                         "tasks_per_s": tasks / seconds,
-                        "memory_mb": round(_memory_mb(self.device), 1),
+                        "memory_mb": round(runtime.memory_mb(self.device), 1),
                     }
                 )
             window.clear()
@@ -285,24 +284,27 @@ class _Loop:
         window: list[tuple[float, float]] = []
         started = time.perf_counter()
         for group, mine in sampler.groups():  # one optimizer step per group of tasks, dealt out across ranks
-            for _ in range(mine):
-                task = next(tasks)
-                if task is None:
-                    continue
-                stats = learner.train_task(
+            drawn = [task for task in (next(tasks) for _ in range(mine)) if task is not None]
+            gens = [_task_generator(tc.seed, task.key) for task in drawn]
+            ahead = [None] * len(drawn)  # or the step's no-grad context rows, forwarded in full batches (same values)
+            if self.runtime.batch_context:
+                ahead = learner.no_grad_rows_ahead([task.context_clips for task in drawn], self.cfg.lite, gens)
+            done = [
+                learner.train_task(
                     task.context_clips,
                     task.context_labels,
                     task.target_clips,
                     task.target_labels,
                     task.way,
                     self.cfg.lite,
-                    _task_generator(tc.seed, task.key),
+                    gen,
                     loss_weight=1.0 / tc.tasks_per_batch,
+                    ahead=rows,
                 )
-                window.append((stats.loss, stats.accuracy))
-                self.monitor.task_done(stats.loss, stats.accuracy, _memory_mb(self.device))
-            logged_before = len(window)
-            self.step(epoch, group, window, started)
+                for task, gen, rows in zip(drawn, gens, ahead, strict=True)
+            ]
+            logged_before = len(window) + len(done)
+            self.step(epoch, group, window, done, started)
             if logged_before and not window:
                 started = time.perf_counter()
         self.progress = dataclasses.replace(self.progress, epoch=epoch + 1, position=0)

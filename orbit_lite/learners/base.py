@@ -18,6 +18,7 @@ the LITE estimate on the support path and the exact gradient on the query path.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from orbit_lite.config import LiteConfig, ModelConfig
-from orbit_lite.lite import lite_forward
+from orbit_lite.lite import NoGradRows, draw_order, lite_forward
 from orbit_lite.models.backbones import Backbone, create_backbone
 from orbit_lite.models.film import FilmGenerator
 from orbit_lite.models.heads import Head, HeadState, create_head
@@ -66,9 +67,38 @@ class LearnerSpec:
 
 @dataclass
 class TaskStats:
-    loss: float  # mean cross-entropy over the task's query clips
-    accuracy: float  # fraction of query clips classified correctly
+    """A task's sums, left on the device where they were computed: reading one makes the host wait for the GPU, so
+    the training loop reads a whole optimizer step's at once (:func:`read_stats`)."""
+
+    loss_sum: torch.Tensor  # 0-dim float32: summed cross-entropy over the task's query clips
+    correct: torch.Tensor  # 0-dim int64: query clips classified correctly
     queries: int
+
+    @property
+    def loss(self) -> float:
+        """Mean cross-entropy over the query clips (reads the device)."""
+        return float(self.loss_sum) / self.queries
+
+    @property
+    def accuracy(self) -> float:
+        """Fraction of query clips classified correctly (reads the device)."""
+        return int(self.correct) / self.queries
+
+
+def read_stats(stats: Sequence[TaskStats]) -> list[tuple[float, float]]:
+    """``(loss, accuracy)`` of each task, equal to each one's ``.loss`` and ``.accuracy``, in one read of the device."""
+    if not stats:
+        return []
+    sums = torch.stack([v for s in stats for v in (s.loss_sum.double(), s.correct.double())]).tolist()
+    return [(sums[2 * i] / s.queries, int(sums[2 * i + 1]) / s.queries) for i, s in enumerate(stats)]
+
+
+def _copy(generator: torch.Generator | None) -> torch.Generator | None:
+    if generator is None:
+        return None
+    copy = torch.Generator()
+    copy.set_state(generator.get_state())
+    return copy
 
 
 def _frames(clips: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -167,22 +197,76 @@ class FewShotLearner(Learner):
             reps = run_bucketed(self.set_encoder, frames, self.backbone.buckets, device).float()
         return reps.view(-1, length, reps.shape[-1]).mean(1)
 
-    def _support(self, clips: torch.Tensor, h: int, chunk: int, generator: torch.Generator | None) -> tuple:
+    def _support(
+        self,
+        clips: torch.Tensor,
+        h: int,
+        chunk: int,
+        generator: torch.Generator | None,
+        ahead: NoGradRows | None = None,
+    ) -> tuple:
         film = None
         if self.film is not None:
             reps = lite_forward(self.set_reps, clips, h=h, chunk_size=chunk, generator=generator)
             film = self.film(reps.mean(0))
         features = lite_forward(
-            lambda c: self.clip_features(c, film), clips, h=h, chunk_size=chunk, generator=generator
+            lambda c: self.clip_features(c, film), clips, h=h, chunk_size=chunk, generator=generator, ahead=ahead
         )
         return features, film
+
+    def no_grad_rows_ahead(
+        self, contexts: Sequence[torch.Tensor], lite: LiteConfig, generators: Sequence[torch.Generator | None]
+    ) -> list[NoGradRows | None]:
+        """The no-grad context rows of several tasks in one stream of full ``lite.chunk_size`` batches.
+
+        Each task's :meth:`train_task` would forward its own N - H rows in chunks, the last one part-full; here the
+        rows of all ``contexts`` are forwarded together, so every batch but the last is full and there are fewer
+        calls. The rows are those each task's generator will draw (drawn here from a copy, so the generators are left
+        as they are); the values are the same, row by row, because rows are independent (frozen normalization).
+        Only learners without FiLM can: with FiLM a task's context features depend on its own set. Returns None for
+        a task whose rows are all back-propagated (or every task, when the learner cannot).
+        """
+        if self.film is not None or not lite.enabled:
+            return [None] * len(contexts)
+        orders = [
+            draw_order(len(c), _copy(g)) if lite.h < len(c) else None for c, g in zip(contexts, generators, strict=True)
+        ]
+        pieces = [(c, o[lite.h :]) for c, o in zip(contexts, orders, strict=True) if o is not None]
+        values = iter(self._forward_rows(pieces, lite.chunk_size))
+        return [None if o is None else NoGradRows(o, next(values)) for o in orders]
+
+    @torch.no_grad()
+    def _forward_rows(self, pieces: list[tuple[torch.Tensor, torch.Tensor]], chunk: int) -> list[torch.Tensor]:
+        """Features of ``clips[rows]`` for each ``(clips, rows)``, forwarded in batches of ``chunk`` across pieces."""
+        out: list[list[torch.Tensor]] = [[] for _ in pieces]
+        batch: list[tuple[int, torch.Tensor]] = []  # (piece, clips) waiting to be forwarded
+        waiting = 0
+
+        def flush() -> None:
+            features = self.clip_features(torch.cat([clips for _, clips in batch]), None)
+            for (piece, _), part in zip(batch, features.split([len(c) for _, c in batch]), strict=True):
+                out[piece].append(part)
+            batch.clear()
+
+        for i, (clips, rows) in enumerate(pieces):
+            start = 0
+            while start < len(rows):
+                take = min(chunk - waiting, len(rows) - start)
+                batch.append((i, clips[rows[start : start + take]]))
+                waiting, start = waiting + take, start + take
+                if waiting == chunk:
+                    flush()
+                    waiting = 0
+        if batch:
+            flush()
+        return [torch.cat(parts) for parts in out]
 
     # -- personalization ---------------------------------------------------------------------------------------
     @torch.inference_mode()
     def personalize(self, clips: torch.Tensor, labels: torch.Tensor, way: int, chunk_size: int = 256) -> Personalized:
         """A personal recognizer from context clips ``[N, L, 3, S, S]`` (uint8) and labels ``[N]``."""
         features, film = self._support(clips, h=len(clips), chunk=chunk_size, generator=None)
-        state = self.head.fit(features, labels.to(self.device), way)
+        state = self.head.fit(features, labels, way)  # checked on the host, then moved
         return Personalized(self.backbone, self.head, film, state, way, self.bf16)
 
     # -- meta-training -----------------------------------------------------------------------------------------
@@ -196,17 +280,20 @@ class FewShotLearner(Learner):
         lite: LiteConfig,
         generator: torch.Generator | None = None,
         loss_weight: float = 1.0,
+        ahead: NoGradRows | None = None,
     ) -> TaskStats:
-        """Accumulate the gradients of ``loss_weight * task loss + FiLM regularizer`` into ``.grad``; see module doc."""
+        """Accumulate the gradients of ``loss_weight * task loss + FiLM regularizer`` into ``.grad``; see module doc.
+
+        ``ahead``: this task's no-grad context rows from :meth:`no_grad_rows_ahead` (the same values)."""
         h = lite.h if lite.enabled else len(context)
-        features, film = self._support(context, h, lite.chunk_size, generator)
-        state = self.head.fit(features, context_labels.to(self.device, non_blocking=True), way)
+        features, film = self._support(context, h, lite.chunk_size, generator, ahead)
+        state = self.head.fit(features, context_labels, way)  # checked on the host: no wait for the GPU
         state_leaves = tuple(t.detach().requires_grad_(t.requires_grad) for t in state)
         film_leaves = {
             k: (g.detach().requires_grad_(), b.detach().requires_grad_()) for k, (g, b) in (film or {}).items()
         }
         n = len(query)
-        # Sums stay on the device until the task ends: reading them per chunk would stall the GPU on every chunk.
+        # Sums stay on the device: reading them per chunk (or per task) would stall the GPU each time.
         total = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         query_labels = query_labels.to(self.device, non_blocking=True)
@@ -233,7 +320,7 @@ class FewShotLearner(Learner):
             grads.append(torch.ones((), device=self.device))
         if outputs:
             torch.autograd.backward(outputs, grads)
-        return TaskStats(float(total) / n, int(correct) / n, n)
+        return TaskStats(total, correct, n)
 
 
 @dataclass

@@ -167,6 +167,12 @@ class Backbone(nn.Module):
                 setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), needed))
         self._features = torch.compile(self._eager_features, dynamic=False, backend=backend)
 
+    def use_cuda_graphs(self) -> None:
+        """Replay no-grad, FiLM-free CUDA calls from one CUDA graph per bucket (:mod:`orbit_lite.models.graphs`)."""
+        from orbit_lite.models.graphs import GraphedForward
+
+        self._features = GraphedForward(self._eager_features)
+
     def use_channels_last(self, on: bool = True) -> bool:
         """Convolution weights and activations in channels-last (NHWC) layout, which tensor cores prefer.
 

@@ -26,7 +26,9 @@ HeadState = tuple[Tensor, ...]
 
 
 def _class_counts(labels: Tensor, way: int) -> Tensor:
-    """Examples per class, ``[way]`` int64; raises ``ValueError`` for a label out of range or an empty class."""
+    """Examples per class, ``[way]`` int64 on ``labels``' device; raises ``ValueError`` for a label out of range or an
+    empty class. The checks read values: callers pass the labels as the loader made them, on the host, where reading
+    them does not make the host wait for the GPU."""
     if labels.dim() != 1 or labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
         raise ValueError(f"labels must be a 1-D integer tensor, got shape {tuple(labels.shape)} and {labels.dtype}")
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= way):
@@ -38,13 +40,15 @@ def _class_counts(labels: Tensor, way: int) -> Tensor:
     return counts
 
 
-def class_means(features: Tensor, labels: Tensor, way: int) -> Tensor:
+def class_means(features: Tensor, labels: Tensor, way: int, counts: Tensor | None = None) -> Tensor:
     """Mean feature of every class.
 
     Args:
         features: Context features ``[N, D]``.
-        labels: Class of each row, ``[N]`` integers in ``[0, way)``.
+        labels: Class of each row, ``[N]`` integers in ``[0, way)``, on any device (best on the host: see
+            :func:`_class_counts`).
         way: Number of classes ``K``.
+        counts: :func:`_class_counts` of ``labels`` when the caller has it already.
 
     Returns:
         Class means ``[K, D]`` in the dtype of ``features``, differentiable with respect to ``features``.
@@ -52,7 +56,9 @@ def class_means(features: Tensor, labels: Tensor, way: int) -> Tensor:
     Raises:
         ValueError: A class has no example, or a label is out of range.
     """
-    counts = _class_counts(labels, way)
+    counts = _class_counts(labels, way) if counts is None else counts
+    device = features.device
+    labels, counts = labels.to(device, non_blocking=True), counts.to(device, non_blocking=True)
     sums = features.new_zeros(way, features.shape[-1]).index_add(0, labels.long(), features)
     return sums / counts.unsqueeze(1).to(features.dtype)
 
@@ -187,18 +193,18 @@ class CosineProtoHead(ProtoHead):
             return self.temperature() * (x @ F.normalize(means, dim=1).T)
 
 
-def _class_scatter(centered: Tensor, labels: Tensor, counts: Tensor) -> Tensor:
+def _class_scatter(centered: Tensor, labels: Tensor, counts: Tensor, largest: int) -> Tensor:
     """Per-class scatter matrices ``sum_i d_i d_i^T``, ``[K, D, D]``, from centred rows ``[N, D]``.
 
     Rows are packed into a zero-padded ``[K, n_max, D]`` batch, so one batched matmul costs about ``N * D^2`` for
-    balanced classes (a one-hot weighting would cost ``K * N * D^2``).
+    balanced classes (a one-hot weighting would cost ``K * N * D^2``). ``largest``: the largest class's count.
     """
     way, n, dim = counts.numel(), centered.shape[0], centered.shape[1]
     order = torch.argsort(labels, stable=True)
     sorted_labels = labels[order].long()
     starts = torch.cumsum(counts, 0) - counts
     rank = torch.arange(n, device=labels.device) - starts[sorted_labels]
-    padded = centered.new_zeros(way, int(counts.max()), dim).index_put((sorted_labels, rank), centered[order])
+    padded = centered.new_zeros(way, largest, dim).index_put((sorted_labels, rank), centered[order])
     return padded.transpose(1, 2) @ padded
 
 
@@ -223,13 +229,15 @@ class MahalanobisHead(Head):
         with _no_autocast(features):
             x = features.to(_compute_dtype(features))
             n, dim = x.shape
-            means = class_means(x, labels, way)
-            counts = _class_counts(labels, way).to(x.dtype)
+            host_counts = _class_counts(labels, way)
+            means = class_means(x, labels, way, host_counts)
+            labels = labels.to(x.device, non_blocking=True)
+            counts = host_counts.to(x.device, x.dtype, non_blocking=True)
             task_centered = x - x.mean(0)
             task_cov = task_centered.T @ task_centered / max(n - 1, 1)  # zero matrix when N == 1
             # A class with one example has a zero scatter matrix, so dividing by max(n_c - 1, 1) gives it a zero class
             # covariance (see the class docstring for the reference style).
-            scatter = _class_scatter(x - means[labels.long()], labels, counts.long())
+            scatter = _class_scatter(x - means[labels.long()], labels, counts.long(), int(host_counts.max()))
             class_cov = scatter / (counts - 1).clamp_min(1).view(-1, 1, 1)
             if self.style == "reference":  # a one-example class's mean is its example; its spread goes everywhere
                 spread = torch.where(counts == 1, means.var(dim=1), torch.zeros_like(counts))
