@@ -63,7 +63,8 @@ def evaluate(data: Path, weights: str, frame_size: int, learner: str = "protonet
                                       f"model.learner={learner}", *overrides])  # fmt: skip
     if checkpoint is None:
         torch.manual_seed(seed)  # random weights: the same draw every run
-        model = create_learner(cfg.model, cfg.data.frame_size, cfg.finetune).eval()
+        buckets = runtime.buckets_of(cfg.lite)
+        model = create_learner(cfg.model, cfg.data.frame_size, cfg.finetune, buckets=buckets).eval()
     else:
         model = open_model(Checkpoint(Path(checkpoint)), torch.device("cpu")).learner
     if prepare is not None:

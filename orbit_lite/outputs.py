@@ -22,8 +22,7 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from orbit_lite.errors import OrbitLiteError
@@ -332,80 +331,3 @@ def writable_parent(path: Path, option: str = "--out") -> None:
             f"{probe} is not writable ({e.strerror or e}; permissions or a read-only file system): choose another "
             f"{option}"
         ) from None
-
-
-_MIN_FREE_BYTES = 16 * 2**20  # room for a results folder's files: less than this and the write at the end would fail
-
-
-@contextmanager
-def claim_out(out: Path) -> Iterator[Path]:
-    """Hold ``<out>.lock`` (created exclusively, holding our pid) while a command works towards writing ``out``.
-
-    Two runs into the same ``out`` would otherwise both work for hours and the later rename would silently replace
-    the earlier results; the lock makes the second one stop at once. Creating the lock also proves, before any work,
-    that ``out``'s folder can be written (a read-only file system, a full disk).
-    """
-    out = Path(os.path.abspath(out))  # "." and ".." have no name to put a lock next to
-    if not out.name:
-        raise OrbitLiteError(f"{out} cannot be an output folder: choose a new --out")
-    lock = out.with_name(out.name + ".lock")
-    writable_parent(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-    except FileExistsError:
-        holder = _lock_holder(lock)
-        raise OrbitLiteError(
-            f"{out} is being written by another orbit-lite run ({holder}); wait for it, or if no such run is going "
-            f"on, remove {lock}"
-        ) from None
-    except OSError as e:
-        raise OrbitLiteError(f"cannot write next to {out} ({e.strerror or e}): choose another --out") from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{os.getpid()}\n{_LOCK_TAG}\n")
-            f.flush()
-            os.fsync(f.fileno())
-        if shutil.disk_usage(out.parent).free < _MIN_FREE_BYTES:
-            raise OSError(28, "no space left on device")
-    except OSError as e:
-        lock.unlink(missing_ok=True)
-        raise OrbitLiteError(f"cannot write next to {out} ({e.strerror or e}): choose another --out") from None
-    try:
-        yield lock
-    finally:
-        lock.unlink(missing_ok=True)
-
-
-_LOCK_TAG = "orbit-lite lock"
-
-
-def _just_created(lock: Path) -> bool:
-    import time
-
-    try:
-        st = lock.stat()
-    except OSError:
-        return False
-    return st.st_size == 0 and time.time() - st.st_mtime < 10
-
-
-def _lock_holder(lock: Path) -> str:
-    try:
-        lines = lock.read_text().splitlines()
-        pid = int(lines[0])
-    except (OSError, ValueError, UnicodeDecodeError, IndexError):
-        pid = None
-    if pid is None and _just_created(lock):  # another run created it a moment ago and is writing its pid
-        return "a run that is starting"
-    if pid is None or lines[1:2] != [_LOCK_TAG]:
-        raise OrbitLiteError(
-            f"{lock} exists and was not written by orbit-lite; it is never removed: choose another --out"
-        ) from None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return f"process {pid}, which is no longer running: a stale lock"
-    except PermissionError:
-        pass
-    return f"process {pid}"

@@ -64,26 +64,25 @@ class Runtime:
 
 
 def buckets_of(lite: LiteConfig) -> Buckets:
+    """The shape buckets a model is built with (``create_learner(..., buckets=buckets_of(cfg.lite))``)."""
     return Buckets(lite.buckets, lite.bucket_step, lite.bucket_largest)
 
 
 def prepare_backbone(
     backbone: Backbone,
     device: torch.device,
-    lite: LiteConfig | None = None,
     train: TrainConfig | None = None,
     allow_compile: bool = True,
     style: str = "orbit_lite",
 ) -> Runtime:
-    """Apply the configured habits to ``backbone`` (already on ``device``); defaults when no config is given.
+    """Apply the configured habits to ``backbone`` (already on ``device``, built with its shape buckets); defaults
+    when no config is given.
 
     ``allow_compile=False`` for one-off commands (evaluate, personalize), where compiling costs more than it saves.
     ``style``: the model's (``model.style``); TF32's ``auto`` is off for ``reference``."""
-    lite = lite or LiteConfig()
     train = train or TrainConfig()
     if train.cuda_graphs == "on" and device.type != "cuda":
         raise OrbitLiteError(f"train.cuda_graphs=on needs a CUDA device, not {device.type}; use auto or off")
-    backbone.buckets = buckets_of(lite)
     bucketed = backbone.buckets.active(device)
     channels_last = backbone.use_channels_last(_wanted(train.channels_last, device))
     # cuDNN's per-shape autotuning pays only when shapes repeat, which the buckets guarantee.
@@ -131,8 +130,10 @@ def pin_memory(train: TrainConfig, device: torch.device) -> bool:
 
 
 def prepare(learner: torch.nn.Module, cfg: Config, device: torch.device, allow_compile: bool = True) -> Runtime:
-    """Prepare a learner's backbone (its set encoder shares the backbone's buckets)."""
-    return prepare_backbone(learner.backbone, device, cfg.lite, cfg.train, allow_compile, cfg.model.style)
+    """Prepare a learner's backbone (its set encoder shares the backbone's buckets), built from ``cfg``."""
+    if learner.backbone.buckets != buckets_of(cfg.lite):  # a model built without the config's buckets: a bug
+        raise ValueError(f"the learner was built with {learner.backbone.buckets}, not cfg.lite's buckets")
+    return prepare_backbone(learner.backbone, device, cfg.train, allow_compile, cfg.model.style)
 
 
 def warm_up(learner: torch.nn.Module, lite: LiteConfig) -> int:

@@ -23,9 +23,10 @@ CPU = torch.device("cpu")
 SIZE = 16  # tiny_cnn's smallest frames: these tests check values, not speed
 
 
-def _learner(name: str = "protonets", seed: int = 0):
+def _learner(name: str = "protonets", seed: int = 0, lite: LiteConfig | None = None):
     torch.manual_seed(seed)
-    return create_learner(ModelConfig(learner=name, backbone="tiny_cnn", weights="none"), SIZE)
+    model = ModelConfig(learner=name, backbone="tiny_cnn", weights="none")
+    return create_learner(model, SIZE, buckets=runtime.buckets_of(lite or LiteConfig()))
 
 
 def _tasks(count: int, seed: int = 0) -> list[tuple]:
@@ -136,9 +137,9 @@ def test_fused_adam_takes_the_same_steps() -> None:
 
 
 def test_warm_up_runs_every_bucket_and_leaves_the_learner_as_it_was() -> None:
-    learner = _learner()
     lite = LiteConfig(h=2, chunk_size=16, query_chunk=8, buckets="on", bucket_step=8, bucket_largest=16)
-    ran = runtime.prepare_backbone(learner.backbone, CPU, lite, TrainConfig(warmup="on"))
+    learner = _learner(lite=lite)
+    ran = runtime.prepare_backbone(learner.backbone, CPU, TrainConfig(warmup="on"))
     assert ran.warmup
     before = {k: v.clone() for k, v in learner.state_dict().items()}
     seen: set[tuple[int, bool]] = set()
@@ -153,7 +154,7 @@ def test_warm_up_runs_every_bucket_and_leaves_the_learner_as_it_was() -> None:
 
 def test_cuda_only_habits_stay_off_on_the_cpu() -> None:
     learner = _learner()
-    ran = runtime.prepare_backbone(learner.backbone, CPU, LiteConfig(), TrainConfig())
+    ran = runtime.prepare_backbone(learner.backbone, CPU, TrainConfig())
     assert not (ran.tf32 or ran.cuda_graphs or ran.batch_context or ran.warmup or ran.fused_adam)  # auto: CUDA only
     with pytest.raises(OrbitLiteError, match=r"train\.cuda_graphs=on needs a CUDA device"):
-        runtime.prepare_backbone(learner.backbone, CPU, LiteConfig(), TrainConfig(cuda_graphs="on"))
+        runtime.prepare_backbone(learner.backbone, CPU, TrainConfig(cuda_graphs="on"))

@@ -12,7 +12,7 @@ from orbit_lite.config import Config, LiteConfig, TrainConfig, from_dict
 from orbit_lite.data.layout import index_tree
 from orbit_lite.data.loader import UserTaskDataset, task_loader
 from orbit_lite.models.backbones import create_backbone
-from orbit_lite.runtime import prepare_backbone
+from orbit_lite.runtime import buckets_of, prepare_backbone
 from tests.conftest import TINY_RECIPE
 
 pytestmark = pytest.mark.gpu
@@ -27,10 +27,12 @@ def _frames(n: int, seed: int = 0) -> torch.Tensor:
 def test_auto_pads_to_buckets_and_uses_channels_last_on_cuda() -> None:
     torch.manual_seed(0)
     cpu = create_backbone("tiny_cnn", "none", frame_size=32).eval()
-    gpu = create_backbone("tiny_cnn", "none", frame_size=32).eval()
-    gpu.load_state_dict(cpu.state_dict())
+    gpu = create_backbone(
+        "tiny_cnn", "none", frame_size=32, buckets=buckets_of(LiteConfig(bucket_step=8, bucket_largest=32))
+    )
+    gpu.eval().load_state_dict(cpu.state_dict())
     gpu.to(CUDA)
-    ran = prepare_backbone(gpu, CUDA, LiteConfig(bucket_step=8, bucket_largest=32), TrainConfig())
+    ran = prepare_backbone(gpu, CUDA, TrainConfig())
     assert ran.buckets and ran.channels_last and ran.cudnn_benchmark  # what "auto" means on CUDA
     conv = next(m for m in gpu.net.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
@@ -48,9 +50,10 @@ def test_auto_pads_to_buckets_and_uses_channels_last_on_cuda() -> None:
 
 
 def test_off_leaves_shapes_and_layout_alone_on_cuda() -> None:
-    gpu = create_backbone("tiny_cnn", "none", frame_size=32).eval().to(CUDA)
+    gpu = create_backbone("tiny_cnn", "none", frame_size=32, buckets=buckets_of(LiteConfig(buckets="off")))
+    gpu = gpu.eval().to(CUDA)
     off = TrainConfig(channels_last="off", cudnn_benchmark="off", pin_memory="off")
-    ran = prepare_backbone(gpu, CUDA, LiteConfig(buckets="off"), off)
+    ran = prepare_backbone(gpu, CUDA, off)
     assert not (ran.buckets or ran.channels_last or ran.cudnn_benchmark or ran.pin_memory)
     seen: list[int] = []
     gpu.net.register_forward_pre_hook(lambda _m, a: seen.append(a[0].shape[0]))
@@ -72,12 +75,12 @@ def test_training_tasks_arrive_in_pinned_memory_on_cuda(tiny_frames: Path) -> No
 
 def test_cuda_graphs_replay_the_eager_features_and_skip_the_network_on_a_seen_bucket() -> None:
     torch.manual_seed(0)
-    eager = create_backbone("tiny_cnn", "none", frame_size=32).eval().to(CUDA)
-    graphed = create_backbone("tiny_cnn", "none", frame_size=32).eval().to(CUDA)
+    buckets = buckets_of(LiteConfig(bucket_step=8, bucket_largest=32))
+    eager = create_backbone("tiny_cnn", "none", frame_size=32, buckets=buckets).eval().to(CUDA)
+    graphed = create_backbone("tiny_cnn", "none", frame_size=32, buckets=buckets).eval().to(CUDA)
     graphed.load_state_dict(eager.state_dict())
-    lite = LiteConfig(bucket_step=8, bucket_largest=32)
-    prepare_backbone(eager, CUDA, lite, TrainConfig(tf32="off"))
-    assert prepare_backbone(graphed, CUDA, lite, TrainConfig(cuda_graphs="on", tf32="off")).cuda_graphs
+    prepare_backbone(eager, CUDA, TrainConfig(tf32="off"))
+    assert prepare_backbone(graphed, CUDA, TrainConfig(cuda_graphs="on", tf32="off")).cuda_graphs
     calls: list[int] = []
     graphed.net.register_forward_pre_hook(lambda _m, a: calls.append(a[0].shape[0]))
     for n in (45, 13, 45):  # buckets 32 + 16, then 16, then both again

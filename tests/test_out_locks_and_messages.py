@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from orbit_lite.cli.main import app
 from orbit_lite.errors import OrbitLiteError
-from orbit_lite.outputs import claim_out, is_onnx_file, writable_parent
+from orbit_lite.out_lock import claim_out
+from orbit_lite.outputs import is_onnx_file, writable_parent
 from tests.conftest import TINY_RECIPE
 
 runner = CliRunner()
@@ -36,7 +37,7 @@ def test_sigterm_unwinds_and_leaves_no_lock(tmp_path: Path) -> None:
         "import os, signal, sys, time\n"
         "from pathlib import Path\n"
         "from orbit_lite.cli import main as m\n"
-        "from orbit_lite.outputs import claim_out\n"
+        "from orbit_lite.out_lock import claim_out\n"
         "def busy():\n"
         "    with claim_out(Path(sys.argv[1])):\n"
         "        os.kill(os.getpid(), signal.SIGTERM)\n"
@@ -45,7 +46,7 @@ def test_sigterm_unwinds_and_leaves_no_lock(tmp_path: Path) -> None:
         "m.main()\n"
     )
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "r")], timeout=60)
-    assert done.returncode == 128 + 15  # before: killed outright (-15), its lock left behind as a stale lock
+    assert done.returncode == 128 + 15  # unwound: its lock file removed on the way out
     assert not (tmp_path / "r.lock").exists()
 
 
@@ -62,7 +63,7 @@ def test_a_second_train_into_the_same_out_stops_at_once(tiny_frames: Path, tmp_p
         result = runner.invoke(app, [*args, "--out", str(run)])
     assert result.exit_code == 1 and result.stderr.splitlines() == [
         f"error: {run} is being written by another orbit-lite run (process {__import__('os').getpid()}); wait for "
-        f"it, or if no such run is going on, remove {tmp_path / 'run.lock'}"
+        "it to finish, or choose another --out"
     ]
     assert not run.exists()
     notes = tmp_path / "notes.txt"

@@ -19,7 +19,7 @@ from orbit_lite.learners import create_learner
 from orbit_lite.models.backbones import create_backbone
 from orbit_lite.models.set_encoder import SetEncoder
 from orbit_lite.personal import PersonalModel
-from orbit_lite.runtime import prepare_backbone
+from orbit_lite.runtime import buckets_of, prepare, prepare_backbone
 from orbit_lite.shapes import Buckets, pad_rows, run_bucketed
 
 CPU = torch.device("cpu")
@@ -100,9 +100,9 @@ def _record_batches(learner) -> set[int]:
 @pytest.mark.parametrize("name", ["protonets", "simple_cnaps"])
 def test_100_random_training_tasks_see_at_most_the_bucket_count(name: str) -> None:
     torch.manual_seed(0)
-    learner = create_learner(ModelConfig(learner=name, backbone="tiny_cnn", weights="none"), 16)
     lite = LiteConfig(h=4, chunk_size=24, query_chunk=20, buckets="on", bucket_step=8, bucket_largest=32)
-    prepare_backbone(learner.backbone, CPU, lite)
+    model = ModelConfig(learner=name, backbone="tiny_cnn", weights="none")
+    learner = create_learner(model, 16, buckets=buckets_of(lite))  # the buckets are the model's from the start
     sizes = _record_batches(learner)
     g = torch.Generator().manual_seed(1)
     seen_n = set()
@@ -146,9 +146,9 @@ def test_evaluation_personalize_and_recognize_see_only_buckets(
     sizes = _record_batches(learner)
     _evaluate_personalize_recognize(learner, cfg, users, videos)  # CPU default: no buckets
     unpadded = set(sizes)
-    cfg = from_dict(Config, {"lite": {"buckets": "on", "bucket_step": 4, "bucket_largest": 16}}, base=cfg)
-    prepare_backbone(learner.backbone, CPU, cfg.lite, cfg.train)
-    sizes.clear()
+    settings = ("lite.buckets=on", "lite.bucket_step=4", "lite.bucket_largest=16")  # how it runs: given on opening
+    learner, cfg = open_model(Checkpoint(tiny_checkpoint, settings), CPU)
+    sizes = _record_batches(learner)
     _evaluate_personalize_recognize(learner, cfg, users, videos)
     assert len(unpadded) > 6 and not unpadded <= {1, 2, 4, 8, 12, 16}
     assert sizes and sizes <= {1, 2, 4, 8, 12, 16}
@@ -181,11 +181,11 @@ def test_channels_last_is_applied_and_undone_by_the_runtime_settings() -> None:
     frames = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8)
     with torch.no_grad():
         before = backbone(frames)
-        ran = prepare_backbone(backbone, CPU, LiteConfig(), TrainConfig(channels_last="on"))
+        ran = prepare_backbone(backbone, CPU, TrainConfig(channels_last="on"))
         conv = next(m for m in backbone.net.modules() if isinstance(m, torch.nn.Conv2d))
         assert ran.channels_last and conv.weight.is_contiguous(memory_format=torch.channels_last)
         assert torch.allclose(backbone(frames), before, atol=1e-5)
-        ran = prepare_backbone(backbone, CPU, LiteConfig(), TrainConfig())  # auto: off on the CPU
+        ran = prepare_backbone(backbone, CPU, TrainConfig())  # auto: off on the CPU
         assert not ran.channels_last and not ran.buckets and conv.weight.is_contiguous()
 
 
@@ -224,3 +224,13 @@ def test_evaluate_applies_runtime_settings_and_refuses_model_ones(
         refused = CliRunner().invoke(app, [*args, "--set", setting, "--out", str(tmp_path / "x")])
         assert refused.exit_code == 1 and not (tmp_path / "x").exists()
         assert f"--set {setting}: evaluate takes {setting.split('.')[0]}.* from the checkpoint" in refused.stderr
+
+
+def test_buckets_are_given_at_construction_and_the_runtime_checks_them() -> None:
+    assert Buckets() == buckets_of(LiteConfig())  # what a personal file's backbone gets: the config's default
+    cfg = from_dict(Config, {"lite": {"buckets": "on", "bucket_step": 4, "bucket_largest": 16}})
+    model = ModelConfig(learner="protonets", backbone="tiny_cnn", weights="none")
+    learner = create_learner(model, 16, buckets=buckets_of(cfg.lite))
+    assert learner.backbone.buckets == Buckets("on", 4, 16) and prepare(learner, cfg, CPU).buckets
+    with pytest.raises(ValueError, match="built with"):  # built without the config's buckets: caught, not ignored
+        prepare(create_learner(model, 16), cfg, CPU)

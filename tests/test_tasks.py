@@ -12,7 +12,7 @@ from orbit_lite.data.annotations import valid_frame_positions
 from orbit_lite.data.layout import index_tree
 from orbit_lite.data.loader import UserTaskDataset, task_loader
 from orbit_lite.data.plan import plan_task
-from orbit_lite.data.tasks import TaskBuilder
+from orbit_lite.data.tasks import TaskBuilder, TaskContext, TestTask, TrainTask
 from orbit_lite.tags import expand_filter
 
 DATA = DataConfig(frame_size=32, num_workers=0)
@@ -26,7 +26,7 @@ def test_train_task_shapes_labels_and_names(tiny_frames: Path) -> None:
     user = index_tree(tiny_frames).users("train")[0]
     builder = TaskBuilder(training_sampling(clip_length=2), DATA)
     task = builder.build(user, rng(), train=True)
-    assert task is not None and task.user_id == user.user_id
+    assert isinstance(task, TrainTask) and task.user_id == user.user_id
     assert task.object_names == sorted(task.object_names) and set(task.object_names) <= set(user.object_names)
     nc, nt = len(task.context_labels), len(task.target_labels)
     assert task.context_clips.shape == (nc, 2, 3, 32, 32) and task.context_clips.dtype == torch.uint8
@@ -55,7 +55,12 @@ def test_test_task_uses_all_objects_and_orders_frames(tiny_frames: Path) -> None
     builder = TaskBuilder(evaluation_sampling(clip_length=3), DATA)
     task = builder.build(user, rng(), train=False)
     assert task.object_names == user.object_names  # max way: every object
-    assert task.target_clips is None and task.target_videos
+    assert isinstance(task, TestTask) and task.target_videos and not hasattr(task, "target_clips")
+    context = builder.build(user, rng(), train=False, context_only=True)  # personalization decodes no target
+    assert type(context) is TaskContext and context.context_video_ids == task.context_video_ids
+    assert torch.equal(context.context_clips, task.context_clips) and torch.equal(
+        context.context_labels, task.context_labels
+    )
     for video in task.target_videos:
         numbers = video.frame_numbers
         assert (numbers[1:] > numbers[:-1]).all()

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from orbit_lite.cli.common import err, one_line_errors, out
 from orbit_lite.config import load_config
 from orbit_lite.errors import OrbitLiteError
-from orbit_lite.outputs import claim_out
+from orbit_lite.out_lock import claim_out
 from orbit_lite.safe_out import output_path
 
 

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from orbit_lite.config import DataConfig, SamplingConfig
 from orbit_lite.data.layout import User
-from orbit_lite.data.tasks import Task, TaskBuilder
+from orbit_lite.data.tasks import TaskBuilder, TestTask, TrainTask
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class UserTaskDataset(Dataset):
     def __len__(self) -> int:
         return len(self.users) * self.tasks_per_user
 
-    def __getitem__(self, key: tuple[int, int]) -> Task | None:
+    def __getitem__(self, key: tuple[int, int]) -> TrainTask | TestTask | None:
         epoch, item = key
         rng = np.random.default_rng([self.seed, epoch, item])
         task = self.builder.build(self.users[item // self.tasks_per_user], rng, self.train)
@@ -105,7 +105,7 @@ class UserTaskDataset(Dataset):
         return task
 
 
-def _keep(task: Task | None) -> Task | None:
+def _keep(task: TrainTask | TestTask | None) -> TrainTask | TestTask | None:
     return task
 
 
@@ -134,5 +134,5 @@ def task_loader(
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         prefetch_factor=2 if num_workers > 0 else None,
-        pin_memory=pin_memory,  # Task.pin_memory: page-locked buffers, so the copies to the GPU do not block
+        pin_memory=pin_memory,  # TrainTask.pin_memory: page-locked buffers, so the copies to the GPU do not block
     )

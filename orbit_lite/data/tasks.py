@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -51,20 +51,18 @@ class TargetVideo:
 
 
 @dataclass
-class Task:
-    """One user-centric task.
+class TaskContext:
+    """A user's context set: what a learner personalizes on. The common part of both kinds of task; on its own, what
+    personalization (``orbit-lite personalize``, evaluation's first step) decodes.
 
     Attributes:
         user_id: the user the task comes from.
         object_names: object names in label order (label i is ``object_names[i]``).
         context_clips: ``[Nc, L, 3, S, S]`` uint8 RGB, shuffled. Frame tensors are channels-last views of the
             decoded HWC pixels (no copy); ``.contiguous()`` gives the plain layout where one is needed.
-        context_labels: ``[Nc]`` int64.
+        context_labels: ``[Nc]`` int64, in ``[0, way)``.
         context_video_ids: ``Nc`` video ids, one per context clip.
-        target_clips: training tasks: ``[Nt, L, 3, S, S]`` uint8, shuffled; None for test tasks.
-        target_labels: training tasks: ``[Nt]`` int64; None for test tasks.
-        target_video_ids: training tasks: ``Nt`` video ids, one per target clip.
-        target_videos: test tasks: the target frames grouped per video; empty for training tasks.
+        key: ``(epoch, item)`` of the loader that drew it: seeds anything random downstream.
     """
 
     user_id: str
@@ -72,24 +70,51 @@ class Task:
     context_clips: torch.Tensor
     context_labels: torch.Tensor
     context_video_ids: list[str]
-    target_clips: torch.Tensor | None = None
-    target_labels: torch.Tensor | None = None
-    target_video_ids: list[str] = field(default_factory=list)
-    target_videos: list[TargetVideo] = field(default_factory=list)
-    key: tuple[int, int] | None = None  # (epoch, item) of the loader that drew it: seeds anything random downstream
+    key: tuple[int, int] | None = None
 
     @property
     def way(self) -> int:
         return len(self.object_names)
 
-    def pin_memory(self) -> Task:
-        """The task with its clip tensors in page-locked memory (``DataLoader(pin_memory=True)`` calls this)."""
-        target = None if self.target_clips is None else self.target_clips.pin_memory()
-        return dataclasses.replace(self, context_clips=self.context_clips.pin_memory(), target_clips=target)
-
     @property
     def clip_length(self) -> int:
         return int(self.context_clips.shape[1])
+
+    def pin_memory(self) -> TaskContext:
+        """The task with its clip tensors in page-locked memory (``DataLoader(pin_memory=True)`` calls this)."""
+        return dataclasses.replace(self, context_clips=self.context_clips.pin_memory())
+
+
+@dataclass(kw_only=True)
+class TrainTask(TaskContext):
+    """A meta-training task: a context set and target clips drawn from other videos, all stacked for one step.
+
+    Attributes:
+        target_clips: ``[Nt, L, 3, S, S]`` uint8 RGB, shuffled (channels-last views, as the context).
+        target_labels: ``[Nt]`` int64, in ``[0, way)``.
+        target_video_ids: ``Nt`` video ids, one per target clip; no video is both context and target.
+    """
+
+    target_clips: torch.Tensor
+    target_labels: torch.Tensor
+    target_video_ids: list[str]
+
+    def pin_memory(self) -> TrainTask:
+        pinned = super().pin_memory()
+        return dataclasses.replace(pinned, target_clips=self.target_clips.pin_memory())
+
+
+@dataclass(kw_only=True)
+class TestTask(TaskContext):
+    """A test task (validation during training): a context set and every target video's frames, kept per video because
+    each video is scored on its own.
+
+    Attributes:
+        target_videos: one :class:`TargetVideo` per target video, ``clips`` ``[F, L, 3, S, S]`` uint8 each.
+    """
+
+    __test__ = False  # not a pytest test class, whatever its name
+    target_videos: list[TargetVideo]
 
 
 class TaskBuilder:
@@ -219,21 +244,25 @@ class TaskBuilder:
             log.warning("user %s has fewer than two objects with usable videos; no task", user.user_id)
         return plan
 
-    def load(self, plan: TaskPlan, context_only: bool = False) -> Task:
-        """Decode the frames of ``plan`` (only its context with ``context_only``); raises CorruptMediaError naming
-        the file at fault."""
+    def load(self, plan: TaskPlan, context_only: bool = False) -> TaskContext:
+        """Decode the frames of ``plan``: a :class:`TaskContext` with ``context_only``, else a :class:`TrainTask`
+        for a training plan and a :class:`TestTask` for a test plan. Raises CorruptMediaError naming the file at
+        fault."""
         context = self._stack(plan.context, plan.context_order)
         if context_only:
-            return Task(plan.user_id, list(plan.object_names), *context)
+            return TaskContext(plan.user_id, list(plan.object_names), *context)
         if plan.train:
             assert plan.target_order is not None
-            target = self._stack(plan.target, plan.target_order)
-            return Task(plan.user_id, list(plan.object_names), *context, *target)
+            clips, labels, ids = self._stack(plan.target, plan.target_order)
+            names = list(plan.object_names)
+            return TrainTask(
+                plan.user_id, names, *context, target_clips=clips, target_labels=labels, target_video_ids=ids
+            )
         videos = [
             TargetVideo(p.video.video_id, p.label, self._clips(p), torch.from_numpy(p.frame_numbers))
             for p in plan.target
         ]
-        return Task(plan.user_id, list(plan.object_names), *context, target_videos=videos)
+        return TestTask(plan.user_id, list(plan.object_names), *context, target_videos=videos)
 
     def _clips(self, plan: VideoPlan) -> torch.Tensor:
         k, length = plan.clips.shape
@@ -260,16 +289,18 @@ class TaskBuilder:
             start += len(p.clips)
         return as_frames(buffer), torch.from_numpy(labels), ids
 
-    def build(self, user: User, rng: np.random.Generator, train: bool, context_only: bool = False) -> Task | None:
-        """Plan and load one task, redrawing without any frame or video that fails to decode; None if no task is
-        possible. A redraw restarts ``rng`` from where it was, so it differs from the first draw only by the files
-        left out."""
+    def build(
+        self, user: User, rng: np.random.Generator, train: bool, context_only: bool = False
+    ) -> TaskContext | None:
+        """Plan and load one task (of :meth:`load`'s kind), redrawing without any frame or video that fails to
+        decode; None if no task is possible. A redraw restarts ``rng`` from where it was, so it differs from the first
+        draw only by the files left out."""
         built = self.build_with_plan(user, rng, train, context_only)
         return None if built is None else built[1]
 
     def build_with_plan(
         self, user: User, rng: np.random.Generator, train: bool, context_only: bool = False
-    ) -> tuple[TaskPlan, Task] | None:
+    ) -> tuple[TaskPlan, TaskContext] | None:
         """:meth:`build`, also returning the plan the task was loaded from."""
         start = rng.bit_generator.state
         # Each failure leaves out a whole video or all the corrupt frames of one (found at once), so a redraw per

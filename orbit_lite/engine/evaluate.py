@@ -42,7 +42,7 @@ from orbit_lite.engine.report import check_scored, write_results
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners import Learner, Personalized
 from orbit_lite.metrics import frame_accuracy, frames_to_recognition, video_accuracy
-from orbit_lite.outputs import claim_out
+from orbit_lite.out_lock import claim_out
 from orbit_lite.results import (
     FramesEncoded,
     Inference,

@@ -173,13 +173,13 @@ def _trained(source: Checkpoint) -> tuple[Learner, Config]:
     record = load_checkpoint(source.path, "training")
     cfg = _config_of(source.path, record)
     model = dataclasses.replace(cfg.model, weights="none")  # the checkpoint has the weights: never download
-    learner = create_learner(model, cfg.data.frame_size)
+    if source.settings:  # how it runs (its buckets among them), never what it is: cfg.model stays the trained one
+        cfg = from_dict(Config, apply_overrides(to_dict(cfg), list(source.settings)))
+    learner = create_learner(model, cfg.data.frame_size, buckets=runtime.buckets_of(cfg.lite))
     try:
         learner.load_state_dict(record["model"])
     except RuntimeError as e:
         raise OrbitLiteError(f"{source.path}: weights do not fit its own model ({str(e).splitlines()[0]})") from None
-    if source.settings:
-        cfg = from_dict(Config, apply_overrides(to_dict(cfg), list(source.settings)))
     return learner, cfg
 
 
@@ -190,7 +190,7 @@ def _from_recipe(source: Recipe) -> tuple[Learner, Config]:
             f"learner {cfg.model.learner!r} has meta-trained parts, so it needs --checkpoint; a recipe alone serves "
             f"{', '.join(learners_from('recipe'))}"
         )
-    return create_learner(cfg.model, cfg.data.frame_size, cfg.finetune), cfg
+    return create_learner(cfg.model, cfg.data.frame_size, cfg.finetune, buckets=runtime.buckets_of(cfg.lite)), cfg
 
 
 def _reused_backbone(source: CheckpointBackbone) -> tuple[Learner, Config]:
@@ -200,7 +200,7 @@ def _reused_backbone(source: CheckpointBackbone) -> tuple[Learner, Config]:
     cfg = from_dict(Config, apply_overrides(record["config"], settings))
     model = dataclasses.replace(cfg.model, weights="none", head="")
     cfg = dataclasses.replace(cfg, model=model)
-    learner = create_learner(model, cfg.data.frame_size, cfg.finetune)
+    learner = create_learner(model, cfg.data.frame_size, cfg.finetune, buckets=runtime.buckets_of(cfg.lite))
     backbone = {k.removeprefix("backbone."): v for k, v in record["model"].items() if k.startswith("backbone.")}
     try:
         learner.backbone.load_state_dict(backbone)

@@ -9,7 +9,7 @@ import torch
 
 from orbit_lite.config import Config, SamplingConfig, to_dict
 from orbit_lite.data.layout import User
-from orbit_lite.data.tasks import Task, TaskBuilder
+from orbit_lite.data.tasks import TaskBuilder, TaskContext
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners import Learner
 from orbit_lite.personal import PersonalModel
@@ -39,7 +39,7 @@ def check_user(user: User, builder: TaskBuilder) -> None:
         )
 
 
-def personal_context(user: User, cfg: Config, seed: int = 0, skipped: list[Skipped] | None = None) -> Task:
+def personal_context(user: User, cfg: Config, seed: int = 0, skipped: list[Skipped] | None = None) -> TaskContext:
     """The user's context set: decoded clips of every object's clean videos. Corrupt frames and videos are left out
     (and appended to ``skipped`` as in ``TaskBuilder.skipped``); an object left with no readable clean video is an
     error that names it."""
@@ -58,13 +58,13 @@ def personal_context(user: User, cfg: Config, seed: int = 0, skipped: list[Skipp
     return task
 
 
-def check_clips(task: Task) -> torch.Tensor:
+def check_clips(task: TaskContext) -> torch.Tensor:
     """The first context clip of each object, uint8 ``[way, L, 3, S, S]``: inputs a later check can trust."""
     first = [int((task.context_labels == k).nonzero()[0]) for k in range(task.way)]
     return task.context_clips[first].cpu().contiguous()
 
 
-def personalize_user(learner: Learner, user: User, cfg: Config, seed: int = 0) -> tuple[PersonalModel, Task]:
+def personalize_user(learner: Learner, user: User, cfg: Config, seed: int = 0) -> tuple[PersonalModel, TaskContext]:
     """Personalize ``learner`` to ``user``; returns the recognizer and the context task it was built from. What was
     left out as corrupt is recorded in the recognizer's config (``skipped``)."""
     skipped: list[Skipped] = []

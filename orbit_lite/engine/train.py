@@ -181,7 +181,8 @@ class _Loop:
         model = cfg.model
         if tc.init and record is None:  # the init checkpoint brings every weight: nothing to download
             model = dataclasses.replace(model, weights="none")
-        self.learner = create_learner(model, cfg.data.frame_size, bf16=tc.bf16).to(self.device)
+        self.learner = create_learner(model, cfg.data.frame_size, bf16=tc.bf16, buckets=runtime.buckets_of(cfg.lite))
+        self.learner.to(self.device)
         if tc.init and record is None:
             load_init_weights(self.learner, Path(tc.init))
         self.runtime = runtime.prepare(self.learner, cfg, self.device)  # buckets, channels-last, cuDNN, compile, ...

@@ -6,6 +6,7 @@ from orbit_lite.config import FinetuneConfig, ModelConfig
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners.base import SOURCES, FewShotLearner, Learner, LearnerSpec, Personalized, TaskStats
 from orbit_lite.learners.finetune import FineTuner, why_nothing_to_meta_train
+from orbit_lite.shapes import Buckets
 
 LEARNERS: dict[str, LearnerSpec] = {
     "protonets": LearnerSpec(
@@ -59,10 +60,15 @@ def learners_from(source: str) -> list[str]:
 
 
 def create_learner(
-    model: ModelConfig, frame_size: int, finetune: FinetuneConfig | None = None, bf16: bool = False
+    model: ModelConfig,
+    frame_size: int,
+    finetune: FinetuneConfig | None = None,
+    bf16: bool = False,
+    buckets: Buckets = Buckets(),
 ) -> Learner:
     """Build the learner ``model.learner``; an unknown name lists the available ones. ``finetune`` configures the
-    FineTuner learners (default: the reference's settings); ``bf16`` runs the networks under bf16 autocast."""
+    FineTuner learners (default: the reference's settings); ``bf16`` runs the networks under bf16 autocast;
+    ``buckets`` are the batch sizes its networks may see (``runtime.buckets_of(cfg.lite)``)."""
     if model.learner not in LEARNERS:
         raise OrbitLiteError(f"unknown learner {model.learner!r}; available: {', '.join(LEARNERS)}")
     spec = LEARNERS[model.learner]
@@ -72,8 +78,8 @@ def create_learner(
             "steps (learners finetuner, finetuner_film); fix: leave model.head empty"
         )
     if not spec.meta_trained:  # tuned per task: the finetune section says how
-        return spec.cls(model, spec, frame_size, finetune or FinetuneConfig(), bf16)
-    learner = spec.cls(model, spec, frame_size, bf16)
+        return spec.cls(model, spec, frame_size, finetune or FinetuneConfig(), bf16, buckets=buckets)
+    learner = spec.cls(model, spec, frame_size, bf16, buckets)
     if not learner.learn_backbone and not learner.film_enabled and not learner.head_has_parameters():
         raise OrbitLiteError(
             f"learner {model.learner!r} with model.learn_backbone=false and model.film=false has nothing to train; "

@@ -31,7 +31,7 @@ from orbit_lite.models.backbones import Backbone, create_backbone
 from orbit_lite.models.film import FilmGenerator
 from orbit_lite.models.heads import Head, HeadState, create_head
 from orbit_lite.models.set_encoder import SetEncoder
-from orbit_lite.shapes import run_bucketed
+from orbit_lite.shapes import Buckets, run_bucketed
 
 Film = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
@@ -131,11 +131,14 @@ class Learner(nn.Module):
         spec: the learner's registry entry.
         frame_size: input frame side (some backbones are built for one size).
         bf16: run the networks under bf16 autocast.
+        buckets: the batch sizes the backbone and set encoder may see (the config's ``lite.bucket*``).
     """
 
-    def __init__(self, model: ModelConfig, spec: LearnerSpec, frame_size: int, bf16: bool = False) -> None:
+    def __init__(
+        self, model: ModelConfig, spec: LearnerSpec, frame_size: int, bf16: bool = False, buckets: Buckets = Buckets()
+    ) -> None:
         super().__init__()
-        self.backbone = create_backbone(model.backbone, model.weights, frame_size, film_style=model.style)
+        self.backbone = create_backbone(model.backbone, model.weights, frame_size, model.style, buckets)
         self.backbone.requires_grad_(False)
         self._build_adaptation(model, spec)  # between backbone and head: the order parameters are registered in
         scale = model.logit_scale or None

@@ -28,6 +28,7 @@ from orbit_lite.config import FinetuneConfig, ModelConfig
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners.base import Learner, LearnerSpec, Personalized
 from orbit_lite.lite import lite_forward
+from orbit_lite.shapes import Buckets
 
 
 def make_optimizer(
@@ -68,9 +69,10 @@ class FineTuner(Learner):
         finetune: FinetuneConfig,
         bf16: bool = False,
         seed: int = 0,
+        buckets: Buckets = Buckets(),
     ) -> None:
         model = dataclasses.replace(model, film=False, learn_backbone=False)
-        super().__init__(model, spec, frame_size, bf16)
+        super().__init__(model, spec, frame_size, bf16, buckets)
         self.tune_film = spec.tune_film
         self.finetune = finetune
         self.style = model.style

@@ -74,7 +74,14 @@ class Backbone(nn.Module):
         net: the network proper, on normalized input.
     """
 
-    def __init__(self, spec: BackboneSpec, net: nn.Module, frame_size: int, film_style: str = "orbit_lite") -> None:
+    def __init__(
+        self,
+        spec: BackboneSpec,
+        net: nn.Module,
+        frame_size: int,
+        film_style: str = "orbit_lite",
+        buckets: Buckets = Buckets(),
+    ) -> None:
         super().__init__()
         if film_style not in FILM_STYLES:
             raise OrbitLiteError(f"unknown FiLM style {film_style!r}; fix: use one of {', '.join(FILM_STYLES)}")
@@ -94,7 +101,7 @@ class Backbone(nn.Module):
         self.film_scale_only = frozenset(
             n for n, _ in self.film_layers if getattr(net.get_submodule(n), "bias", None) is None
         )
-        self.buckets = Buckets()  # which batch sizes the network sees (orbit_lite.shapes); set from the config
+        self.buckets = buckets  # which batch sizes the network sees (orbit_lite.shapes): the config's lite.bucket*
         self.channels_last = False
         self._features = self._eager_features
         self.train()
@@ -230,7 +237,11 @@ PRETRAINED = ("imagenet", "pretrained")  # either name means the backbone's own 
 
 
 def create_backbone(
-    name: str, weights: str = "none", frame_size: int = 224, film_style: str = "orbit_lite"
+    name: str,
+    weights: str = "none",
+    frame_size: int = 224,
+    film_style: str = "orbit_lite",
+    buckets: Buckets = Buckets(),
 ) -> Backbone:
     """Build a registered backbone.
 
@@ -243,6 +254,7 @@ def create_backbone(
             file timm downloads for its tag.
         frame_size: frame side S the backbone will see.
         film_style: how FiLM parameters change the norm layers (:data:`orbit_lite.models.film.FILM_STYLES`).
+        buckets: the batch sizes the network may see (default: ``LiteConfig``'s, padded on CUDA and MPS only).
 
     Raises:
         OrbitLiteError: unknown name, unsuitable frame size, or weights that cannot be fetched, read or matched.
@@ -255,7 +267,7 @@ def create_backbone(
         )
     if spec.timm_tag is not None and weights in PRETRAINED:
         build = spec.pretrained_builder or partial(timm_backbones.build_pretrained, spec.timm_tag)
-        return Backbone(spec, build(frame_size), frame_size, film_style)
+        return Backbone(spec, build(frame_size), frame_size, film_style, buckets)
     net = spec.builder(frame_size)
     if weights in PRETRAINED and spec.local_weights is not None:
         _load_state(spec, net, spec.local_weights(net), f"pretrained weights of {name}")
@@ -263,7 +275,7 @@ def create_backbone(
         _load_state(spec, net, _download(spec), f"ImageNet weights {spec.weights}")
     elif weights != "none":
         _load_state(spec, net, _read_file(spec, Path(weights)), f"weights file {weights}")
-    return Backbone(spec, net, frame_size, film_style)
+    return Backbone(spec, net, frame_size, film_style, buckets)
 
 
 def _download(spec: BackboneSpec) -> StateDict:
