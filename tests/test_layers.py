@@ -11,8 +11,20 @@ import orbit_lite
 ROOT = Path(orbit_lite.__file__).parent
 # Lowest first; a module may import its own layer and the ones before it.
 LAYERS = (
-    {"orbit_lite", "errors", "choices", "tags", "shapes", "metrics", "lite", "cost", "publish", "profiling"},
-    {"config", "limits", "coerce", "checkpoint", "outputs", "out_lock", "results"},
+    {
+        "orbit_lite",
+        "errors",
+        "choices",
+        "tags",
+        "shapes",
+        "metrics",
+        "lite",
+        "cost",
+        "publish",
+        "profiling",
+        "safe_yaml",
+    },
+    {"config", "limits", "coerce", "checkpoint", "outputs", "out_lock", "safe_out", "results"},
     {"data", "models"},
     {"learners", "runtime", "personal"},
     {"export", "import_orbit", "visual"},
