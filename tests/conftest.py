@@ -34,6 +34,17 @@ def tiny_copy(tiny_frames: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(tiny_frames, tmp_path / "tree"))
 
 
+def one_line_error(result, *parts: str) -> str:
+    """The command failed with exactly one ``error: ...`` line on stderr, no traceback, naming each of ``parts``."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for part in parts:
+        assert part in lines[0], lines[0]
+    return lines[0]
+
+
 TINY_RECIPE = {
     "data": {"frame_size": 32, "num_workers": 0},
     "model": {"learner": "protonets", "backbone": "tiny_cnn", "weights": "none"},

@@ -19,6 +19,7 @@ from orbit_lite.data.layout import index_tree
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.out_lock import claim_out
 from orbit_lite.outputs import is_onnx_file, is_predictions_csv
+from tests.conftest import one_line_error
 
 runner = CliRunner()
 
@@ -41,22 +42,14 @@ def _damaged(personal_file: Path, tmp_path: Path, change) -> Path:
     return path
 
 
-def _one_line(result, *parts: str) -> None:
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for part in parts:
-        assert part in lines[0], lines[0]
-
-
 def test_a_personal_file_without_state_is_named_damaged(personal_file: Path, tmp_path: Path) -> None:
     damaged = _damaged(personal_file, tmp_path, lambda r: r.pop("state"))
     image = tmp_path / "frame.jpg"
     image.write_bytes(b"")
     recognize = runner.invoke(app, ["recognize", "--model", str(damaged), str(image), "--device", "cpu"])
-    _one_line(recognize, str(damaged), "damaged orbit-lite personal file: it has no 'state'")
+    one_line_error(recognize, str(damaged), "damaged orbit-lite personal file: it has no 'state'")
     export = runner.invoke(app, ["export", "--model", str(damaged), "--out", str(tmp_path / "me.onnx")])
-    _one_line(export, "it has no 'state'")
+    one_line_error(export, "it has no 'state'")
     assert not (tmp_path / "me.onnx").exists()
 
 
@@ -68,9 +61,9 @@ def test_object_names_that_do_not_fit_the_head_are_refused(
     damaged = _damaged(personal_file, tmp_path, lambda r: r["object_names"].append("spare"))
     image = next(tiny_frames.rglob("*.jpg"))
     expected = f"{way + 1} object names for a head that scores {way} objects"
-    _one_line(runner.invoke(app, ["recognize", "--model", str(damaged), str(image), "--device", "cpu"]), expected)
+    one_line_error(runner.invoke(app, ["recognize", "--model", str(damaged), str(image), "--device", "cpu"]), expected)
     onnx_out = tmp_path / "me.onnx"  # export wrote a model naming the wrong objects and exited 0
-    _one_line(runner.invoke(app, ["export", "--model", str(damaged), "--out", str(onnx_out)]), expected)
+    one_line_error(runner.invoke(app, ["export", "--model", str(damaged), "--out", str(onnx_out)]), expected)
     assert not onnx_out.exists()
 
 
@@ -85,10 +78,10 @@ def test_a_training_checkpoint_without_its_parts_is_named_damaged(
     user = index_tree(tiny_frames).users("test")[0].user_id
     personalize = runner.invoke(app, ["personalize", "--checkpoint", str(damaged), "--data", str(tiny_frames),
                                       "--user", user, "--out", str(tmp_path / "me.pt"), "--device", "cpu"])  # fmt: skip
-    _one_line(personalize, f"damaged orbit-lite training file: it has no '{missing}'")
+    one_line_error(personalize, f"damaged orbit-lite training file: it has no '{missing}'")
     evaluate = runner.invoke(app, ["evaluate", "--data", str(tiny_frames), "--checkpoint", str(damaged),
                                    "--out", str(tmp_path / "r"), "--device", "cpu", "--tasks", "1"])  # fmt: skip
-    _one_line(evaluate, f"it has no '{missing}'")
+    one_line_error(evaluate, f"it has no '{missing}'")
     assert not (tmp_path / "r").exists()
 
 
@@ -138,7 +131,7 @@ def test_a_folder_where_a_file_is_expected_is_named_a_folder(tiny_frames: Path, 
     folder = tmp_path / "orbit_cluve_protonets_efficientnet_b0_224_lite.pth"
     folder.mkdir()
     result = runner.invoke(app, ["import-orbit", str(folder), "--out", str(tmp_path / "c.pt")])
-    _one_line(result, f"{folder} is a folder; a reference checkpoint (.pth) must be a file")
+    one_line_error(result, f"{folder} is a folder; a reference checkpoint (.pth) must be a file")
     with pytest.raises(OrbitLiteError, match="is a folder; an orbit-lite training file must be a file"):
         load_checkpoint(tmp_path, "training")  # train.init=DIR goes through here
 
@@ -157,7 +150,7 @@ def test_import_orbit_takes_the_readmes_backbone_names(tmp_path: Path) -> None:
 def test_device_mistakes_name_the_flag_the_command_takes(tiny_frames: Path, tiny_checkpoint: Path, tmp_path: Path):
     result = runner.invoke(app, ["evaluate", "--data", str(tiny_frames), "--checkpoint", str(tiny_checkpoint),
                                  "--out", str(tmp_path / "r"), "--device", "cuda"])  # fmt: skip
-    _one_line(result, "--device cuda but no CUDA device is visible; use --device cpu or --device auto")
+    one_line_error(result, "--device cuda but no CUDA device is visible; use --device cpu or --device auto")
 
 
 def test_object_names_with_brackets_show_as_written(personal_file: Path, tiny_frames: Path, tmp_path: Path) -> None:
@@ -197,14 +190,14 @@ def test_a_disk_that_fills_mid_write_is_one_line_and_changes_nothing(
     monkeypatch.setattr(Path, "write_bytes", _enospc)  # the results folder's files
     result = runner.invoke(app, ["evaluate", "--data", str(tiny_frames), "--checkpoint", str(tiny_checkpoint),
                                  "--out", str(results), "--device", "cpu", "--tasks", "1"])  # fmt: skip
-    _one_line(result, f"cannot write {results} (No space left on device; it needs ", "nothing was changed there")
+    one_line_error(result, f"cannot write {results} (No space left on device; it needs ", "nothing was changed there")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["personal.pt"]  # no partial folder, no lock
 
 
-def test_synth_onto_a_full_or_read_only_disk_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_synth_onto_a_full_or_read_only_disk_isone_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Path, "write_bytes", _enospc)
     result = runner.invoke(app, ["data", "synth", str(tmp_path / "s"), "--preset", "tiny"])
-    _one_line(result, f"cannot write {tmp_path / 's'} (No space left on device; it needs more than 0 KB")
+    one_line_error(result, f"cannot write {tmp_path / 's'} (No space left on device; it needs more than 0 KB")
     assert list(tmp_path.iterdir()) == []
 
     def read_only(*args, **kwargs):
@@ -212,7 +205,7 @@ def test_synth_onto_a_full_or_read_only_disk_is_one_line(tmp_path: Path, monkeyp
 
     monkeypatch.setattr("orbit_lite.publish.tempfile.mkdtemp", read_only)
     result = runner.invoke(app, ["data", "synth", str(tmp_path / "s"), "--preset", "tiny"])
-    _one_line(result, "(Read-only file system); nothing was changed there")
+    one_line_error(result, "(Read-only file system); nothing was changed there")
 
 
 def test_synth_mentions_what_an_interrupted_synth_left(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

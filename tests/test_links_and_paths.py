@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from orbit_lite.cli.main import app
 from orbit_lite.data.layout import index_tree
 from orbit_lite.outputs import RESULTS_MARKER, mark_run, new_id, results_marker
-from tests.conftest import TINY_RECIPE
+from tests.conftest import TINY_RECIPE, one_line_error
 
 runner = CliRunner()
 
@@ -28,15 +28,6 @@ def _recipe(tmp_path: Path, **train) -> Path:
 
 def _train(data: Path, recipe: Path, out: Path, *extra: str):
     return runner.invoke(app, ["train", "--data", str(data), "--config", str(recipe), "--out", str(out), *extra])
-
-
-def _one_line(result, *parts: str) -> str:
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for part in parts:
-        assert part in lines[0], lines[0]
-    return lines[0]
 
 
 def _unstarted_run(folder: Path) -> Path:
@@ -53,7 +44,7 @@ def test_a_checkpoints_link_in_a_run_is_never_written_through(tiny_frames: Path,
     (mine / "best.pt").write_bytes(b"my own best model")
     run = _unstarted_run(tmp_path / "run")
     (run / "checkpoints").symlink_to(mine)
-    _one_line(_train(tiny_frames, _recipe(tmp_path), run), "checkpoints", "symbolic link")
+    one_line_error(_train(tiny_frames, _recipe(tmp_path), run), "checkpoints", "symbolic link")
     assert (mine / "best.pt").read_bytes() == b"my own best model" and sorted(os.listdir(mine)) == ["best.pt"]
 
 
@@ -63,7 +54,7 @@ def test_a_metrics_link_in_a_run_is_never_emptied(tiny_frames: Path, tmp_path: P
     run = _unstarted_run(tmp_path / "run")
     (run / "metrics.jsonl").unlink()
     (run / "metrics.jsonl").symlink_to(log)
-    _one_line(_train(tiny_frames, _recipe(tmp_path), run), "metrics.jsonl", "symbolic link")
+    one_line_error(_train(tiny_frames, _recipe(tmp_path), run), "metrics.jsonl", "symbolic link")
     assert log.read_text() == "my own log\n"
 
 
@@ -71,7 +62,7 @@ def test_a_users_file_where_a_run_keeps_a_folder_is_refused_first(tiny_frames: P
     run = _unstarted_run(tmp_path / "run")
     (run / "metrics.jsonl").write_text('{"type": "train"}\n')
     (run / "tensorboard").write_text("my notes")
-    _one_line(_train(tiny_frames, _recipe(tmp_path), run), "tensorboard", "not a folder")
+    one_line_error(_train(tiny_frames, _recipe(tmp_path), run), "tensorboard", "not a folder")
     assert (run / "metrics.jsonl").read_text() == '{"type": "train"}\n' and not (run / "checkpoints").exists()
 
 
@@ -131,7 +122,7 @@ def test_an_out_link_to_nothing_is_one_line_before_any_work(
         result = _train(tiny_frames, _recipe(tmp_path), link)
     else:
         result = _evaluate(tiny_frames, tiny_checkpoint, link)
-    _one_line(result, "--out", "symbolic link", "does not exist")
+    one_line_error(result, "--out", "symbolic link", "does not exist")
     assert link.is_symlink() and not (tmp_path / "gone").exists()
 
 
@@ -158,7 +149,7 @@ def test_two_outputs_on_one_path_are_refused(
     personal: Path, tiny_frames: Path, tmp_path: Path, first: str, second: str, name: str
 ) -> None:
     same = tmp_path / name
-    _one_line(_recognize(personal, _frame(tiny_frames), first, str(same), second, str(same)), first, second)
+    one_line_error(_recognize(personal, _frame(tiny_frames), first, str(same), second, str(same)), first, second)
     assert not same.exists()
 
 
@@ -170,31 +161,33 @@ def test_a_plot_replaces_only_recognizes_own_picture(personal: Path, tiny_frames
     results = _results_folder(tmp_path / "results")  # another command's folder, picture and all
     shutil.copy(own, results / "per_user_accuracy.png")
     before = (results / "per_user_accuracy.png").read_bytes()
-    _one_line(_recognize(personal, frame, "--plot", str(results / "per_user_accuracy.png")), "--plot",
+    one_line_error(_recognize(personal, frame, "--plot", str(results / "per_user_accuracy.png")), "--plot",
               "evaluation results")  # fmt: skip
     assert (results / "per_user_accuracy.png").read_bytes() == before
     from orbit_lite.visual.png import new_figure, save_png
 
     curves = tmp_path / "curves.png"  # orbit-lite's mark, but drawn by train: not recognize's to replace
     save_png(new_figure(2, 2), curves)
-    _one_line(_recognize(personal, frame, "--plot", str(curves)), str(curves), "never replaced")
+    one_line_error(_recognize(personal, frame, "--plot", str(curves)), str(curves), "never replaced")
 
 
-def test_a_name_longer_than_the_file_system_takes_is_one_line(
+def test_a_name_longer_than_the_file_system_takes_isone_line_error(
     personal: Path, tiny_frames: Path, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
     long = "n" * 250
     frame = _frame(tiny_frames)
     for option, name in (("--csv", long + ".csv"), ("--plot", long + ".png"), ("--annotate", long + ".mp4")):
-        _one_line(_recognize(personal, frame, option, str(tmp_path / name)), option, "shorter name")
+        one_line_error(_recognize(personal, frame, option, str(tmp_path / name)), option, "shorter name")
     user = index_tree(tiny_frames).users("test")[0].user_id
     args = ["personalize", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_frames), "--user", user]
-    _one_line(runner.invoke(app, [*args, "--out", str(tmp_path / (long + ".pt"))]), "--out", "shorter name")
-    _one_line(runner.invoke(app, ["export", "--model", str(personal), "--out", str(tmp_path / (long + ".onnx"))]),
+    one_line_error(runner.invoke(app, [*args, "--out", str(tmp_path / (long + ".pt"))]), "--out", "shorter name")
+    one_line_error(runner.invoke(app, ["export", "--model", str(personal), "--out", str(tmp_path / (long + ".onnx"))]),
               "--out", "shorter name")  # fmt: skip
-    _one_line(_train(tiny_frames, _recipe(tmp_path), tmp_path / long), "--out", "shorter name")
-    _one_line(_evaluate(tiny_frames, tiny_checkpoint, tmp_path / long), "--out", "shorter name")
-    _one_line(runner.invoke(app, ["data", "synth", str(tmp_path / long), "--preset", "tiny"]), "OUT", "shorter name")
+    one_line_error(_train(tiny_frames, _recipe(tmp_path), tmp_path / long), "--out", "shorter name")
+    one_line_error(_evaluate(tiny_frames, tiny_checkpoint, tmp_path / long), "--out", "shorter name")
+    one_line_error(
+        runner.invoke(app, ["data", "synth", str(tmp_path / long), "--preset", "tiny"]), "OUT", "shorter name"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["recipe.yaml"]
 
 
@@ -203,7 +196,7 @@ def test_messages_name_the_option_that_was_used(personal: Path, tiny_frames: Pat
     blocker.write_text("")
     frame = _frame(tiny_frames)
     for option, name in (("--csv", "p.csv"), ("--plot", "p.png"), ("--annotate", "p.mp4")):
-        line = _one_line(_recognize(personal, frame, option, str(blocker / name)), f"choose another {option}")
+        line = one_line_error(_recognize(personal, frame, option, str(blocker / name)), f"choose another {option}")
         assert "--out" not in line
 
 

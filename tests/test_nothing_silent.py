@@ -15,18 +15,9 @@ from orbit_lite.cli.main import app
 from orbit_lite.config import load_config
 from orbit_lite.data.layout import index_tree
 from orbit_lite.errors import OrbitLiteError
-from tests.conftest import TINY_RECIPE
+from tests.conftest import TINY_RECIPE, one_line_error
 
 runner = CliRunner()
-
-
-def _one_line(result, *parts: str) -> str:
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for part in parts:
-        assert part in lines[0], lines[0]
-    return lines[0]
 
 
 def _train(data: Path, config: Path, out: Path, *extra: str):
@@ -37,7 +28,7 @@ def test_a_section_written_twice_is_an_error_not_the_last_one(tiny_frames: Path,
     config = tmp_path / "twice.yaml"
     body = yaml.safe_dump(TINY_RECIPE)
     config.write_text(body + "train:\n  epochs: 0\n")  # a second train: section, which PyYAML would keep alone
-    _one_line(_train(tiny_frames, config, tmp_path / "run"), str(config), "'train'", "twice")
+    one_line_error(_train(tiny_frames, config, tmp_path / "run"), str(config), "'train'", "twice")
     assert not (tmp_path / "run").exists()
 
 
@@ -73,7 +64,7 @@ def test_a_yaml_bomb_is_refused_in_well_under_a_second(tmp_path: Path, text: str
     config = tmp_path / "bomb.yaml"
     config.write_text(text)
     started = time.perf_counter()
-    _one_line(_train(tmp_path, config, tmp_path / "run"), str(config), words)
+    one_line_error(_train(tmp_path, config, tmp_path / "run"), str(config), words)
     assert time.perf_counter() - started < 0.5
     assert not (tmp_path / "run").exists()
 
@@ -86,7 +77,7 @@ def test_an_integer_setting_beyond_64_bits_is_refused_before_anything_is_written
     config.write_text(yaml.safe_dump(TINY_RECIPE))
     run = tmp_path / "run"
     result = _train(tiny_frames, config, run, "--set", f"train_sampling.subsample_factor={value}")
-    _one_line(result, "train_sampling.subsample_factor", "2**63" if value[0] != "-" else ">= 1")
+    one_line_error(result, "train_sampling.subsample_factor", "2**63" if value[0] != "-" else ">= 1")
     assert not run.exists()
 
 
@@ -108,11 +99,11 @@ def test_a_diverging_personalization_names_the_setting_and_saves_nothing(
     user = index_tree(tiny_frames).users("test")[0].user_id
     out = tmp_path / "me.pt"
     args = ["personalize", "--config", str(_finetuner_recipe(tmp_path, lr)), "--out", str(out), "--device", "cpu"]
-    _one_line(runner.invoke(app, [*args, "--user", user, "--data", str(tiny_frames)]), "finetune.lr", "diverged")
+    one_line_error(runner.invoke(app, [*args, "--user", user, "--data", str(tiny_frames)]), "finetune.lr", "diverged")
     assert not out.exists()
     evaluate = ["evaluate", "--config", str(_finetuner_recipe(tmp_path, lr)), "--data", str(tiny_frames)]
     result = runner.invoke(app, [*evaluate, "--out", str(tmp_path / "eval"), "--tasks", "1", "--users", user])
-    _one_line(result, "finetune.lr", "diverged")
+    one_line_error(result, "finetune.lr", "diverged")
     assert not (tmp_path / "eval").exists()
 
 

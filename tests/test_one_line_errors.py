@@ -15,18 +15,9 @@ from orbit_lite.checkpoint import load_checkpoint, save_checkpoint
 from orbit_lite.cli.main import app
 from orbit_lite.data.layout import index_tree
 from orbit_lite.errors import OrbitLiteError
+from tests.conftest import one_line_error
 
 runner = CliRunner()
-
-
-def _one_line(result, *parts: str) -> str:
-    assert result.exit_code == 1, result.output
-    assert isinstance(result.exception, SystemExit), result.exception
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for part in parts:
-        assert part in lines[0], lines[0]
-    return lines[0]
 
 
 def test_an_annotation_file_that_is_not_utf8_is_named(tiny_copy: Path) -> None:
@@ -85,21 +76,25 @@ def test_damaged_check_clips_are_named_before_export_runs(personal: Path, tmp_pa
     damaged = tmp_path / "damaged.pt"
     save_checkpoint(damaged, payload, "personal")
     out = tmp_path / "me.onnx"
-    _one_line(runner.invoke(app, ["export", "--model", str(damaged), "--out", str(out)]), str(damaged), "check_clips")
+    one_line_error(
+        runner.invoke(app, ["export", "--model", str(damaged), "--out", str(out)]), str(damaged), "check_clips"
+    )
     assert not out.exists()
 
 
 @pytest.mark.parametrize("size", ["0", "100000"])
-def test_backbones_frame_size_out_of_range_is_one_line(size: str) -> None:
-    _one_line(runner.invoke(app, ["backbones", "tiny_cnn", "--frame-size", size]), "--frame-size", size)
+def test_backbones_frame_size_out_of_range_isone_line_error(size: str) -> None:
+    one_line_error(runner.invoke(app, ["backbones", "tiny_cnn", "--frame-size", size]), "--frame-size", size)
 
 
 def test_backbones_frame_size_mistake_names_the_flag() -> None:
-    line = _one_line(runner.invoke(app, ["backbones", "efficientnet_b0", "--frame-size", "30"]), "set --frame-size")
+    line = one_line_error(
+        runner.invoke(app, ["backbones", "efficientnet_b0", "--frame-size", "30"]), "set --frame-size"
+    )
     assert "data.frame_size" not in line
 
 
-def test_a_full_disk_while_annotating_is_one_line(
+def test_a_full_disk_while_annotating_isone_line_error(
     personal: Path, tiny_videos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import shutil
@@ -120,7 +115,7 @@ def test_a_full_disk_while_annotating_is_one_line(
     monkeypatch.setattr(annotate.cv2, "VideoWriter", Closed)
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(annotate.shutil, "disk_usage", lambda _: usage._replace(free=0))
-    line = _one_line(runner.invoke(app, args), str(out), "space")
+    line = one_line_error(runner.invoke(app, args), str(out), "space")
     assert "install" not in line and not out.exists()
     monkeypatch.undo()
 
@@ -131,12 +126,12 @@ def test_a_full_disk_while_annotating_is_one_line(
         def write(self, frame) -> None: ...
 
     monkeypatch.setattr(annotate.cv2, "VideoWriter", Silent)
-    _one_line(runner.invoke(app, args), str(out), "could not finish")
+    one_line_error(runner.invoke(app, args), str(out), "could not finish")
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(("field", "value"), [("style", torch.zeros(4, 2, dtype=torch.bool)), ("film", {"a": None})])
-def test_a_personal_file_with_a_wrong_field_is_one_line(personal: Path, tmp_path: Path, field: str, value) -> None:
+def test_a_personal_file_with_a_wrong_field_isone_line_error(personal: Path, tmp_path: Path, field: str, value) -> None:
     """Found by the fuzzer: a tensor where a name belongs gave a message of many lines, a None where FiLM's pair
     belongs a TypeError."""
     record = load_checkpoint(personal, "personal")
@@ -145,4 +140,4 @@ def test_a_personal_file_with_a_wrong_field_is_one_line(personal: Path, tmp_path
     damaged = tmp_path / "damaged.pt"
     save_checkpoint(damaged, payload, "personal")
     result = runner.invoke(app, ["recognize", "--model", str(damaged), str(tmp_path / "x.jpg"), "--device", "cpu"])
-    _one_line(result, str(damaged), f"'{field}'")
+    one_line_error(result, str(damaged), f"'{field}'")
