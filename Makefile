@@ -56,7 +56,7 @@ demo: $(VENV)/.installed
 		--annotate $(DEMO_DIR)/recognized.mp4 --plot $(DEMO_DIR)/recognized.png
 	@$(BIN)/python -m orbit_lite.cli.compare "ProtoNets=$(DEMO_DIR)/eval-protonets" \
 		"FineTuner=$(DEMO_DIR)/eval-finetuner" "ProtoNets+LITE=$(DEMO_DIR)/eval-lite"
-	@echo "pictures written (README, 'What make demo shows', says how to read them):"
+	@echo "pictures written (README, 'What you get and how to read it', says how to read them):"
 	@find $(DEMO_DIR) -path $(DEMO_DIR)/data -prune -o \( -name '*.png' -o -name '*.mp4' \) -print | sort
 
 # The synthetic half: ProtoNets + LITE meta-trained from random weights on synthetic objects (tiny_cnn, 64 px,
