@@ -121,8 +121,11 @@ def evaluate_command(
         device,
         overwrite,
     )
+    from orbit_lite.engine.distributed import from_env
+
+    dist = from_env(os.environ)  # torchrun's job layout; one process without it
     with ExitStack() as bars:
-        report = run(request, monitor=_Bar(bars))
+        report = run(request, dist, monitor=_Bar(bars, dist.main))
     if report is None:  # another rank: rank 0 reports
         return
     metrics, protocol_ = report.metrics, report.protocol
@@ -134,15 +137,13 @@ def evaluate_command(
 class _Bar:
     """A progress bar over the users this process evaluates (on a terminal; rank 0 only)."""
 
-    def __init__(self, stack: ExitStack) -> None:
+    def __init__(self, stack: ExitStack, main: bool) -> None:
         self.stack = stack
+        self.main = main
         self.advance = lambda n=1: None
 
     def started(self, users: int) -> None:
-        from orbit_lite.engine.distributed import from_env
-
-        main = from_env(os.environ).main
-        self.advance = self.stack.enter_context(progress_bar(f"evaluating {users} users", users, enabled=main))
+        self.advance = self.stack.enter_context(progress_bar(f"evaluating {users} users", users, enabled=self.main))
 
     def user_done(self, user: str) -> None:
         self.advance(1)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import time
 import typing
 import zlib
@@ -332,8 +331,9 @@ def run(
 ) -> EvaluationReport | None:
     """Evaluate ``request``: open the model, deal the users out across the ranks (under torchrun), gather their
     results on rank 0, which holds the output folder and writes every file at once. Returns the report on rank 0
-    and None on the other ranks."""
-    dist = dist if dist is not None else distributed.from_env(os.environ)
+    and None on the other ranks. ``dist``: the job's layout, which the front end reads from torchrun's environment
+    (the engine reads no environment variables); None is one process."""
+    dist = dist if dist is not None else distributed.from_env({})
     with claim_out(request.out_dir) if dist.main else contextlib.nullcontext():  # one writer: rank 0
         return _run(request, dist, monitor)
 
