@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from claims_pretrained_report import lite_pending_section, lite_section, plot_sizes, sizes_section
+from claims_pretrained_report import lite_pending_section, lite_section, plot_lite, plot_sizes, sizes_section
 
 
 def _pct(x: dict[str, Any]) -> str:
@@ -289,6 +289,7 @@ def write_report(results: dict[str, Any], out: Path, quick: bool) -> Path:
         plot_sizes(results["pretrained_sizes"], out / "paper_claims_pretrained_sizes.png")
         lines += sizes_section(results["pretrained_sizes"])
     if "pretrained_lite" in results:
+        plot_lite(results["pretrained_lite"], out / "paper_claims_pretrained_lite.png")
         lines += lite_section(results["pretrained_lite"])
     elif "pretrained_sizes" in results:
         lines += lite_pending_section()
