@@ -23,11 +23,13 @@ def die_with_parent() -> Callable[[], None] | None:
         return None
     import ctypes
 
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child only calls it, between fork and exec
+    # Looked up and built here: between fork and exec the child only calls (other threads' locks are not its to take).
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    option, sig = ctypes.c_int(_PR_SET_PDEATHSIG), ctypes.c_ulong(signal.SIGTERM)
     parent = os.getpid()
 
     def arm() -> None:
-        prctl(ctypes.c_int(_PR_SET_PDEATHSIG), ctypes.c_ulong(signal.SIGTERM))
+        prctl(option, sig)
         if os.getppid() != parent:  # the parent died before the line above: no signal will come
             os.kill(os.getpid(), signal.SIGTERM)
 
