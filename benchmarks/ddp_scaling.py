@@ -13,13 +13,13 @@ import argparse
 import json
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
+from worker import end_children_on_signals, run_child
 
 from orbit_lite.data.synth import synthesize
 
@@ -46,7 +46,7 @@ def run(data: Path, recipe: Path, out: Path, processes: int) -> dict:
     command = [sys.executable, *launcher, "-m", "orbit_lite", "train", "--data", str(data), "--config", str(recipe),
                "--out", str(out)]  # fmt: skip
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    done = run_child(command, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         return {"processes": processes, "error": done.stderr.strip().splitlines()[-1]}
@@ -59,6 +59,7 @@ def run(data: Path, recipe: Path, out: Path, processes: int) -> dict:
 
 
 def main() -> None:
+    end_children_on_signals()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", default="1,2")
     parser.add_argument("--json", action="store_true")

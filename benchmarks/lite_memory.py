@@ -23,7 +23,7 @@ import time
 
 import torch
 import torch.utils.checkpoint
-from worker import claim_save_path, run_worker, save_partial
+from worker import claim_save_path, end_children_on_signals, run_worker, save_partial
 
 
 def _rss_mb() -> float:
@@ -121,6 +121,7 @@ def add_step_options(parser: argparse.ArgumentParser) -> None:
 
 
 def main() -> None:
+    end_children_on_signals()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="efficientnet_b0")
     parser.add_argument("--frame-size", type=int, default=224)

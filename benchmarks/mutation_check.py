@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from worker import end_children_on_signals, run_child
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -93,9 +95,9 @@ def run(mutation: Mutation, timeout: float) -> dict:
         env = {**os.environ, "PYTHONPATH": str(copy)}
         started = time.perf_counter()
         try:
-            done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "",
-                                   *mutation.tests], cwd=copy, env=env, capture_output=True, text=True,
-                                  timeout=timeout)  # fmt: skip
+            done = run_child([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "",
+                              *mutation.tests], cwd=copy, env=env, capture_output=True, text=True,
+                             timeout=timeout)  # fmt: skip
         except subprocess.TimeoutExpired:
             return {"outcome": "timeout", "seconds": round(time.perf_counter() - started, 1)}
     seconds = round(time.perf_counter() - started, 1)
@@ -107,6 +109,7 @@ def run(mutation: Mutation, timeout: float) -> dict:
 
 
 def main() -> None:
+    end_children_on_signals()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", default=[], help="a mutation's name (repeatable)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per mutation")

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from worker import end_children_on_signals, run_child
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTS = ("memory", "gradient", "image_size", "small_tasks", "orbit_scale", "pretrained_sizes", "pretrained_lite")
@@ -40,8 +41,8 @@ BACKBONE_FOR_SIZES = "small_cnn"
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "orbit_lite", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})  # fmt: skip
+    done = run_child([sys.executable, "-m", "orbit_lite", *args], capture_output=True, text=True,
+                     env={**os.environ, **(env or {})})  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError(f"orbit-lite {args[0]} failed: {done.stderr.strip().splitlines()[-1:]}")
     return done
@@ -57,13 +58,13 @@ def part_memory(quick: bool, tmp: Path) -> dict[str, Any]:
     script = ROOT / "benchmarks" / "lite_memory.py"
     common = ["--backbone", backbone, "--frame-size", str(size), "--json", "--queries", "16", "--query-chunk", "8"]
     for h in hs:
-        done = subprocess.run([sys.executable, str(script), *common, "--context", ",".join(map(str, sizes)),
-                               "--h", str(h), "--modes", "lite"], capture_output=True, text=True)  # fmt: skip
+        done = run_child([sys.executable, str(script), *common, "--context", ",".join(map(str, sizes)),
+                          "--h", str(h), "--modes", "lite"], capture_output=True, text=True)  # fmt: skip
         runs += [{**r, "h": h} for r in json.loads(done.stdout.strip().splitlines()[-1])["results"]]
     full_sizes = [n for n in sizes if n <= full_limit]
     # activation checkpointing (the LITE poster's fourth "current solution") at the same N as full back-propagation
-    done = subprocess.run([sys.executable, str(script), *common, "--context", ",".join(map(str, full_sizes)),
-                           "--modes", "full,checkpoint"], capture_output=True, text=True)  # fmt: skip
+    done = run_child([sys.executable, str(script), *common, "--context", ",".join(map(str, full_sizes)),
+                      "--modes", "full,checkpoint"], capture_output=True, text=True)  # fmt: skip
     runs += json.loads(done.stdout.strip().splitlines()[-1])["results"]
     return {"backbone": backbone, "frame_size": size, "sizes": sizes, "hs": hs, "full_limit": full_limit, "runs": runs}
 
@@ -222,7 +223,7 @@ def part_orbit_scale(quick: bool, tmp: Path) -> dict[str, Any]:
     start = time.perf_counter()
     summary = summarize_index(index)
     summarize_seconds = time.perf_counter() - start
-    probe = subprocess.run([sys.executable, "-c", _TASK_PROBE, str(data), "32"], capture_output=True, text=True)
+    probe = run_child([sys.executable, "-c", _TASK_PROBE, str(data), "32"], capture_output=True, text=True)
     task = json.loads(probe.stdout.strip().splitlines()[-1])
     recipe = tmp / "eval.yaml"
     recipe.write_text(yaml.safe_dump({"data": {"frame_size": 32, "num_workers": 0},
@@ -234,7 +235,7 @@ def part_orbit_scale(quick: bool, tmp: Path) -> dict[str, Any]:
     command = ["evaluate", "--data", str(data), "--checkpoint", str(checkpoint), "--out", str(tmp / "scale-eval"),
                "--device", "cpu"]  # fmt: skip
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", _EVAL_PROBE, *command], capture_output=True, text=True)
+    done = run_child([sys.executable, "-c", _EVAL_PROBE, *command], capture_output=True, text=True)
     eval_seconds = time.perf_counter() - start
     peak = float(next(line.split()[1] for line in done.stdout.splitlines() if line.startswith("PEAK")))
     metrics = json.loads((tmp / "scale-eval" / "metrics.json").read_text())
@@ -251,6 +252,7 @@ def part_orbit_scale(quick: bool, tmp: Path) -> dict[str, Any]:
 
 
 def main() -> None:
+    end_children_on_signals()  # `kill` ends the train child it is waiting for too, and removes the temporary folder
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {', '.join(PARTS)}")
     parser.add_argument("--quick", action="store_true", help="tiny settings: minutes, not the better part of an hour")

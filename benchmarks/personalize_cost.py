@@ -22,7 +22,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from worker import claim_save_path, run_worker, save_partial
+from worker import claim_save_path, end_children_on_signals, run_worker, save_partial
 
 METHODS = ("protonets", "simple_cnaps", "finetuner", "finetuner_film", "finetuner_film_full", "finetuner_reference")
 
@@ -100,6 +100,7 @@ def run_one(args: argparse.Namespace, method: str, n: int) -> dict:
 
 
 def main() -> None:
+    end_children_on_signals()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="tf_efficientnet_b0")
     parser.add_argument("--frame-size", type=int, default=224)

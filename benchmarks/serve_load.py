@@ -25,6 +25,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from worker import die_with_parent, end_children_on_signals
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,7 +92,8 @@ def start_server(args: argparse.Namespace, store: Path) -> tuple[subprocess.Pope
     for o in args.set:
         command += ["--set", o]
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              preexec_fn=die_with_parent())  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     import httpx2 as httpx
 
@@ -224,6 +226,7 @@ def load_phase(url: str, cid: str, auth: dict, clients: int, args: argparse.Name
 
 
 def main() -> None:
+    end_children_on_signals()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", default="1,8", help="comma-separated client counts, one phase each")
     parser.add_argument("--frames", type=int, default=100, help="live frames per client")

@@ -1,11 +1,15 @@
 """The benchmarks' own machinery: activation checkpointing changes memory, never the gradient; partial results are
-written whole."""
+written whole; a benchmark's children end with it."""
 
 from __future__ import annotations
 
 import copy
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +20,18 @@ from orbit_lite.learners import create_learner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from lite_memory import _Checkpointed, checkpoint_stages
-from worker import claim_save_path, save_partial
+from worker import claim_save_path, run_child, save_partial
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+# A benchmark in miniature: its child (a long sleep) writes its pid where the test can find it.
+PARENT = """
+import sys
+from worker import end_children_on_signals, run_child
+end_children_on_signals()
+child = "import os, sys, time; open(sys.argv[1] + '.part', 'w').write(str(os.getpid())); "
+child += "os.replace(sys.argv[1] + '.part', sys.argv[1]); time.sleep(30)"
+run_child([sys.executable, "-c", child, sys.argv[1]])
+"""
 
 
 def _gradients(learner: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -98,3 +113,62 @@ def test_paired_verdicts_follow_the_interval_of_the_difference() -> None:
     assert verdict(gain, 25).startswith("holds in direction")
     noisy = {"per_video": {f"0/v{i}": 0.4 + (0.3 if i % 2 else -0.3) for i in range(10)}}
     assert verdict(paired(before, noisy)) == "not shown"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie has ended; only its parent's wait is missing
+
+
+def _parent_and_child(tmp_path: Path) -> tuple[subprocess.Popen, int]:
+    env = {**os.environ, "PYTHONPATH": str(BENCHMARKS)}
+    pid_file = tmp_path / "child.pid"
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(pid_file)], env=env)
+    for _ in range(300):
+        if pid_file.exists() or parent.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert pid_file.exists(), f"the child never started (parent exit {parent.poll()})"
+    return parent, int(pid_file.read_text())
+
+
+def _ends_soon(pid: int) -> bool:
+    for _ in range(200):
+        if not _alive(pid):
+            return True
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)  # the test's own grandchild, left behind: the property failed
+    return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death signal is Linux's")
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_benchmarks_child_ends_with_it(tmp_path: Path, how: signal.Signals) -> None:
+    parent, child = _parent_and_child(tmp_path)
+    try:
+        assert _alive(child)
+        parent.send_signal(how)
+        code = parent.wait(30)
+    finally:
+        parent.kill()
+    assert _ends_soon(child), f"the child outlived its parent's {how.name}"
+    if how == signal.SIGTERM:  # unwound like Ctrl-C (temporary folders removed), not cut off
+        assert code == 128 + signal.SIGTERM
+
+
+def test_run_child_returns_what_subprocess_run_does() -> None:
+    done = run_child([sys.executable, "-c", "print('out'); raise SystemExit(3)"], capture_output=True, text=True)
+    assert (done.returncode, done.stdout, done.stderr) == (3, "out\n", "")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX shell")
+def test_run_child_ends_its_child_when_interrupted(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    start = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired):  # as mutation_check's per-mutation limit interrupts it
+        run_child(["sh", "-c", 'echo $$ > "$0"; exec sleep 60', str(pid_file)], timeout=1)
+    assert time.monotonic() - start < 10  # asked to stop, not waited for
+    assert not _alive(int(pid_file.read_text()))

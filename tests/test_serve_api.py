@@ -178,6 +178,33 @@ def _zip_of(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+def test_a_declared_length_over_the_cap_is_refused_before_the_body_is_read() -> None:
+    import asyncio
+
+    from orbit_lite.serve.app import BodyLimit
+
+    reached: list[str] = []
+    sent: list[dict] = []
+
+    async def app(scope, receive, send) -> None:
+        reached.append("app")
+
+    async def receive() -> dict:
+        reached.append("body")
+        return {"type": "http.request", "body": b"x", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    limit = BodyLimit(app, max_bytes=2**20, message="the upload is over 1 MB: send a shorter video")
+    headers = [(b"content-type", b"multipart/form-data; boundary=b"), (b"content-length", str(2**30).encode())]
+    scope = {"type": "http", "method": "POST", "path": "/api/collections/c/objects/mug/videos", "headers": headers}
+    asyncio.run(limit(scope, receive, send))
+    assert reached == []  # neither the app nor a byte of the body
+    assert sent[0]["status"] == 413 and (b"content-type", b"application/json") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"]) == {"error": "the upload is over 1 MB: send a shorter video"}
+
+
 def test_uploads_capped_in_bytes_and_frames(media: dict, tmp_path: Path) -> None:
     service = open_service(media, tmp_path / "store", max_upload_mb=1, max_frames=5)
     with TestClient(create_app(service)) as c:
@@ -373,6 +400,7 @@ def test_restart_keeps_everything_and_fails_a_killed_job(media: dict, tmp_path: 
     partial = service.store.recognizer_folder(cid) / f".{killed}.pt.abc.tmp"
     partial.write_bytes(b"half")
     service.store._db.close()  # no clean shutdown
+    service.store._held.release()  # as the kernel drops a killed process's lock
     service = open_service(media, store)
     with TestClient(create_app(service)) as c:
         after = c.get(f"/api/collections/{cid}", headers=auth).json()

@@ -46,3 +46,55 @@ def test_default_store_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert default_store() == tmp_path / "orbit-lite" / "serve"
     monkeypatch.delenv("XDG_DATA_HOME")
     assert default_store() == Path.home() / ".local" / "share" / "orbit-lite" / "serve"
+
+
+def test_a_second_server_on_a_held_store_refuses_at_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import uvicorn
+
+    from orbit_lite.serve.store import Store
+
+    started: list[bool] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.append(True))
+    recipe, store = write_recipe(tmp_path), tmp_path / "s"
+    command = ["serve", "--config", str(recipe), "--store", str(store), "--device", "cpu"]
+    first = Store(store)  # another server holding the store
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 1 and not started, result.output
+    line = result.output.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert f"the store {store} is in use by another orbit-lite serve (process {os.getpid()})" in line
+    assert "stop that server first, or choose another --store" in line
+    first.close()
+    result = CliRunner().invoke(app, command)  # the first one stopped: the store is free again
+    assert result.exit_code == 0 and started == [True], result.output
+
+
+def test_a_killed_server_never_blocks_the_next(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from orbit_lite.errors import OrbitLiteError
+    from orbit_lite.serve.store import Store
+
+    store = tmp_path / "s"
+    store.mkdir()
+    hold = (
+        "import pathlib, sys, time; from orbit_lite.serve.store_lock import hold_store; "
+        "held = hold_store(pathlib.Path(sys.argv[1])); print('held', flush=True); time.sleep(60)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(store)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(OrbitLiteError, match=f"in use by another orbit-lite serve \\(process {holder.pid}\\)"):
+            Store(store)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+    finally:
+        holder.kill()
+        holder.wait(10)
+    Store(store).close()  # no stale lock: the kernel dropped it with its holder

@@ -6,6 +6,7 @@ Layout under ``--store``::
     collections/<id>/videos/<video>/     one upload: its media (video.<ext> or frames/) and thumb.jpg
     collections/<id>/recognizers/<job>.pt   the recognizer a teach job wrote (and its .onnx export)
     tmp/                                  uploads being checked; emptied on start
+    orbit-lite-serve.lock                 held while a service runs: one service per store (see store_lock)
 
 Every name in a path is an id the store made, never a name a client gave. Database changes run under one lock and in
 transactions; files move into place by renaming, so a collection never holds half a video or half a recognizer.
@@ -28,6 +29,7 @@ from typing import Any
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.serve import schema
 from orbit_lite.serve.errors import ServiceError, not_found
+from orbit_lite.serve.store_lock import LOCK, hold_store
 from orbit_lite.serve.tokens import new_id, new_token, token_hash, token_matches
 from orbit_lite.serve.uploads import Media
 
@@ -52,7 +54,21 @@ class Store:
         self.root = Path(root).expanduser()
         _check_store_folder(self.root)
         try:
-            (self.root / "collections").mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OrbitLiteError(f"cannot open the store {self.root} ({e}); choose another --store") from None
+        self._held = hold_store(self.root)  # before anything is touched: tmp/ and the jobs may be another service's
+        try:
+            self._open()
+            self._lock = threading.RLock()
+            self._recover()
+        except BaseException:
+            self._held.release()
+            raise
+
+    def _open(self) -> None:
+        try:
+            (self.root / "collections").mkdir(exist_ok=True)
             shutil.rmtree(self.root / "tmp", ignore_errors=True)  # our own leftovers of a crash: never served
             (self.root / "tmp").mkdir()
             self._db = sqlite3.connect(self.root / DATABASE, check_same_thread=False, isolation_level=None)
@@ -61,12 +77,11 @@ class Store:
             schema.upgrade(self._db, self.root / DATABASE)
         except (OSError, sqlite3.Error) as e:
             raise OrbitLiteError(f"cannot open the store {self.root} ({e}); choose another --store") from None
-        self._lock = threading.RLock()
-        self._recover()
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        self._held.release()
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -318,7 +333,7 @@ def _check_store_folder(root: Path) -> None:
     """A store goes into a new or empty folder, or one that holds an orbit-lite store: never into someone's files."""
     if root.exists() and not root.is_dir():
         raise OrbitLiteError(f"--store {root} is a file; give a folder")
-    if root.is_dir() and any(root.iterdir()) and not (root / DATABASE).is_file():
+    if root.is_dir() and any(p.name != LOCK for p in root.iterdir()) and not (root / DATABASE).is_file():
         raise ServiceError(
             400,
             f"--store {root} holds files but no {DATABASE}: it is not an orbit-lite store and is "
