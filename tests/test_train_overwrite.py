@@ -145,3 +145,13 @@ def test_a_run_killed_while_replacing_leaves_the_old_run_whole_and_named(tmp_pat
         pass
     assert str(aside / "run") in caplog.text and "kept" in caplog.text  # named, never deleted for the user
     assert (aside / "run" / "config.yaml").read_text() == "the old run's"
+
+
+def test_overwrite_never_moves_the_folder_a_shell_stands_in(tiny_frames: Path, tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "run"
+    assert run_train(tiny_frames, out).exit_code == 0
+    before = files(out)
+    monkeypatch.chdir(out / "checkpoints")  # renamed away, the run would leave the shell in a moved folder
+    result = run_train(tiny_frames, out, "--overwrite")
+    assert result.exit_code == 1 and "is the current folder (or holds it)" in result.stderr, result.output
+    assert files(out) == before and trash(tmp_path) == []
