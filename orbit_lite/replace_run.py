@@ -12,6 +12,7 @@ the trash folder; the next run into ``--out`` names it and leaves it for the use
 
 from __future__ import annotations
 
+import glob
 import logging
 import shutil
 import tempfile
@@ -70,7 +71,7 @@ def _leftovers(run_dir: Path) -> list[Path]:
     """Runs that an earlier ``--overwrite`` moved aside and, killed outright, could neither delete nor put back."""
     if not run_dir.parent.is_dir():
         return []
-    found = sorted(run_dir.parent.glob(_trash_prefix(run_dir) + "*"))
+    found = sorted(run_dir.parent.glob(glob.escape(_trash_prefix(run_dir)) + "*"))  # a name may hold [ or *
     return [p / run_dir.name for p in found if run_id_of(p / run_dir.name) is not None]
 
 
