@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from orbit_lite.errors import OrbitLiteError
-from orbit_lite.outputs import RUN_MARKER, check_run_out, run_id_of
+from orbit_lite.outputs import RUN_MARKER, check_run_out, is_orbit_lite_png, run_id_of
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +47,13 @@ def old_run(run_dir: Path, resume: bool) -> str | None:
 
 
 def _own_files(run_dir: Path, run_id: str) -> None:
-    """Refuse a marked run holding a checkpoint it did not write (another run's best.pt copied in: the user's) or
-    anything but event files in its TensorBoard folder."""
+    """Refuse a marked run holding a checkpoint it did not write (another run's best.pt copied in: the user's), a
+    curves.png orbit-lite did not draw, or anything but event files in its TensorBoard folder."""
     from orbit_lite.checkpoint import load_checkpoint
 
+    if (run_dir / "curves.png").exists() and not is_orbit_lite_png(run_dir / "curves.png"):
+        raise OrbitLiteError(f"{run_dir} holds curves.png, which orbit-lite did not draw; that run is never replaced: "
+                             "move it out of the run, or choose a new --out")  # fmt: skip
     events = run_dir / "tensorboard"
     for path in sorted(events.iterdir()) if events.is_dir() else []:
         if not path.name.startswith("events.out.tfevents.") or path.is_symlink() or not path.is_file():

@@ -46,7 +46,8 @@ def trash(parent: Path) -> list[Path]:
 
 def test_overwrite_replaces_an_earlier_run_and_only_when_asked(tiny_frames: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    assert run_train(tiny_frames, out, "--set", "train.seed=7").exit_code == 0
+    assert run_train(tiny_frames, out, "--set", "train.seed=7", "--set", "train.epochs=1").exit_code == 0
+    assert (out / "curves.png").is_file()  # a trained run's every file passes the proof, its pictures included
     (out / "checkpoints" / ".last.pt.x1y2.tmp").write_bytes(b"a killed save's temporary")  # the old run's own
     old_id, before = run_id(out), files(out)
     again = run_train(tiny_frames, out)  # without --overwrite: refused as before, nothing touched
@@ -84,6 +85,10 @@ def _foreign_checkpoint(run: Path) -> None:  # another run's best.pt copied into
     save_checkpoint(run / "checkpoints" / "best.pt", {**record, "run_id": "c" * 32}, "training")
 
 
+def _foreign_curves(run: Path) -> None:
+    (run / "curves.png").write_bytes(b"my plot")
+
+
 def _foreign_event_file(run: Path) -> None:
     (run / "tensorboard").mkdir(exist_ok=True)
     (run / "tensorboard" / "notes.txt").write_text("my notes")
@@ -95,6 +100,7 @@ def _foreign_event_file(run: Path) -> None:
         (_unmarked, "is not an orbit-lite training run (no .orbit-lite-run marker"),
         (_foreign_file, "holds notes.txt, which is not part of an orbit-lite training run"),
         (_foreign_checkpoint, "best.pt was not written by the run marked in"),
+        (_foreign_curves, "holds curves.png, which orbit-lite did not draw"),
         (_foreign_event_file, "holds tensorboard/notes.txt, which a run does not write"),
     ],
 )
