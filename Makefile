@@ -2,7 +2,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DEMO_DIR ?= runs/demo
+# The demos' own folders. A DEMO_DIR or SYNTH_DIR of yours may be any folder: the demos replace there only what
+# orbit-lite can prove it wrote (--overwrite), and make clean never removes it.
+DEMO_DEFAULT := runs/demo
+SYNTH_DEFAULT := runs/demo-synthetic
+DEMO_DIR ?= $(DEMO_DEFAULT)
 # make demo's recipes: a learner recipe (224 px, for real ORBIT data) with the demo's layer on top (84 px frames,
 # the photo preset's short videos, a two-minute meta-training schedule)
 DEMO_LAYER = configs/demo_photos.yaml
@@ -10,7 +14,7 @@ DEMO_LAYER = configs/demo_photos.yaml
 # video's object is the folder two levels up
 DEMO_USER = $$(ls $(DEMO_DIR)/data/test | head -n 1)
 DEMO_VIDEO = $$(find $(DEMO_DIR)/data/test/$(DEMO_USER) -mindepth 3 -maxdepth 3 -path '*/clutter/*' | sort | head -n 1)
-SYNTH_DIR ?= runs/demo-synthetic
+SYNTH_DIR ?= $(SYNTH_DEFAULT)
 SYNTH_USER = $$(ls $(SYNTH_DIR)/data/test | head -n 1)
 SYNTH_VIDEO = $$(find $(SYNTH_DIR)/data/test/$(SYNTH_USER) -mindepth 3 -maxdepth 3 -path '*/clutter/*' | sort | head -n 1)
 
@@ -33,24 +37,22 @@ demo: $(VENV)/.installed
 	@echo "== make demo 1/6: real photos as ORBIT-style videos (about 20 s, the first time) =="
 	@test -d $(DEMO_DIR)/data || $(BIN)/orbit-lite data synth $(DEMO_DIR)/data --preset photos --seed 0
 	$(BIN)/orbit-lite data summarize $(DEMO_DIR)/data
-	rm -rf $(DEMO_DIR)/lite $(DEMO_DIR)/eval-protonets $(DEMO_DIR)/eval-finetuner $(DEMO_DIR)/eval-lite \
-		$(DEMO_DIR)/personal.pt $(DEMO_DIR)/recognized.mp4 $(DEMO_DIR)/recognized.png
 	@echo "== make demo 2/6: LITE meta-training of ProtoNets from ImageNet weights, 4 training users (about a minute) =="
 	$(BIN)/orbit-lite train --data $(DEMO_DIR)/data --config configs/protonets_lite0.yaml --config $(DEMO_LAYER) \
-		--out $(DEMO_DIR)/lite
+		--out $(DEMO_DIR)/lite --overwrite
 	@echo "== make demo 3/6: evaluate ProtoNets (cosine), ImageNet features, no training (about 20 s) =="
 	$(BIN)/orbit-lite evaluate --data $(DEMO_DIR)/data --config configs/protonets_lite0.yaml --config $(DEMO_LAYER) \
-		--tasks 1 --out $(DEMO_DIR)/eval-protonets
+		--tasks 1 --out $(DEMO_DIR)/eval-protonets --overwrite
 	@echo "== make demo 4/6: evaluate a FineTuner (50 Adam steps per user), no training (about 30 s) =="
 	$(BIN)/orbit-lite evaluate --data $(DEMO_DIR)/data --config configs/finetuner_lite0.yaml --config $(DEMO_LAYER) \
-		--tasks 1 --out $(DEMO_DIR)/eval-finetuner
+		--tasks 1 --out $(DEMO_DIR)/eval-finetuner --overwrite
 	@echo "== make demo 5/6: evaluate the LITE meta-trained ProtoNets (about 20 s) =="
 	$(BIN)/orbit-lite evaluate --data $(DEMO_DIR)/data --checkpoint $(DEMO_DIR)/lite/checkpoints/best.pt \
-		--tasks 1 --out $(DEMO_DIR)/eval-lite
+		--tasks 1 --out $(DEMO_DIR)/eval-lite --overwrite
 	@echo "== make demo 6/6: the first test user's recognizer (meta-trained) on their first clutter video (about 20 s) =="
 	@echo "   (both picked by name, not by result; right and wrong frames are marked)"
 	$(BIN)/orbit-lite personalize --user $(DEMO_USER) --data $(DEMO_DIR)/data \
-		--checkpoint $(DEMO_DIR)/lite/checkpoints/best.pt --out $(DEMO_DIR)/personal.pt
+		--checkpoint $(DEMO_DIR)/lite/checkpoints/best.pt --out $(DEMO_DIR)/personal.pt --overwrite
 	video="$(DEMO_VIDEO)"; $(BIN)/orbit-lite recognize --model $(DEMO_DIR)/personal.pt "$$video" \
 		--label "$$(basename "$$(dirname "$$(dirname "$$video")")")" \
 		--annotate $(DEMO_DIR)/recognized.mp4 --plot $(DEMO_DIR)/recognized.png
@@ -65,19 +67,18 @@ demo-synthetic: $(VENV)/.installed
 	@echo "== make demo-synthetic 1/4: the synthetic demo dataset =="
 	@test -d $(SYNTH_DIR)/data || $(BIN)/orbit-lite data synth $(SYNTH_DIR)/data --preset demo --seed 0
 	$(BIN)/orbit-lite data summarize $(SYNTH_DIR)/data
-	rm -rf $(SYNTH_DIR)/train $(SYNTH_DIR)/eval $(SYNTH_DIR)/personal.pt $(SYNTH_DIR)/recognized.mp4 \
-		$(SYNTH_DIR)/recognized.png
 	@echo "== make demo-synthetic 2/4: LITE meta-training of a tiny CNN from random weights =="
-	$(BIN)/orbit-lite train --data $(SYNTH_DIR)/data --config configs/cpu_demo.yaml --out $(SYNTH_DIR)/train
+	$(BIN)/orbit-lite train --data $(SYNTH_DIR)/data --config configs/cpu_demo.yaml --out $(SYNTH_DIR)/train \
+		--overwrite
 	@echo "== make demo-synthetic 3/4: one test user's recognizer on one of their clutter videos =="
 	$(BIN)/orbit-lite personalize --user $(SYNTH_USER) --data $(SYNTH_DIR)/data \
-		--checkpoint $(SYNTH_DIR)/train/checkpoints/best.pt --out $(SYNTH_DIR)/personal.pt
+		--checkpoint $(SYNTH_DIR)/train/checkpoints/best.pt --out $(SYNTH_DIR)/personal.pt --overwrite
 	video="$(SYNTH_VIDEO)"; $(BIN)/orbit-lite recognize --model $(SYNTH_DIR)/personal.pt "$$video" \
 		--label "$$(basename "$$(dirname "$$(dirname "$$video")")")" \
 		--annotate $(SYNTH_DIR)/recognized.mp4 --plot $(SYNTH_DIR)/recognized.png
 	@echo "== make demo-synthetic 4/4: evaluate the test users (ORBIT 2022 protocol, 50 tasks) =="
 	$(BIN)/orbit-lite evaluate --data $(SYNTH_DIR)/data --checkpoint $(SYNTH_DIR)/train/checkpoints/best.pt \
-		--out $(SYNTH_DIR)/eval
+		--out $(SYNTH_DIR)/eval --overwrite
 	@echo "pictures written:"
 	@find $(SYNTH_DIR) -path $(SYNTH_DIR)/data -prune -o \( -name '*.png' -o -name '*.mp4' \) -print | sort
 
@@ -112,5 +113,10 @@ bench: $(VENV)/.installed
 fuzz: $(VENV)/.installed
 	nice -n 19 $(BIN)/python benchmarks/fuzz.py --cases 10000 --seconds 3600 --json
 
+# Only the demos' default folders (in this checkout, ignored by git) and pytest's cache; a DEMO_DIR or SYNTH_DIR given
+# elsewhere is named and left as it is.
 clean:
-	rm -rf $(DEMO_DIR) $(SYNTH_DIR) .pytest_cache
+	rm -rf $(DEMO_DEFAULT) $(SYNTH_DEFAULT) .pytest_cache
+	@for dir in $(filter-out $(DEMO_DEFAULT) $(SYNTH_DEFAULT),$(DEMO_DIR) $(SYNTH_DIR)); do \
+		echo "make clean left $$dir as it is (it removes only $(DEMO_DEFAULT) and $(SYNTH_DEFAULT)): delete it yourself"; \
+	done

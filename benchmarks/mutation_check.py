@@ -76,6 +76,19 @@ MUTATIONS = (
     Mutation("integer_range_unchecked", "orbit_lite/limits.py",
              "if hint is int and not -INT_RANGE <= value < INT_RANGE:", "if False:",
              ("tests/test_nothing_silent.py::test_an_integer_setting_beyond_64_bits_is_refused_before_anything_is_written",)),
+    Mutation("overwrite_writes_into_the_old_run", "orbit_lite/replace_run.py",
+             "    if old_id is None:\n        yield\n", "    if True:\n        yield\n",
+             ("tests/test_train_overwrite.py::test_overwrite_replaces_an_earlier_run_and_only_when_asked",
+              "tests/test_train_overwrite.py::test_a_failed_overwrite_puts_the_old_run_back")),
+    Mutation("overwrite_failure_loses_the_old_run", "orbit_lite/replace_run.py",
+             "        _put_back(run_dir, trash / run_dir.name, new_id)\n", "",
+             ("tests/test_train_overwrite.py::test_a_failed_overwrite_puts_the_old_run_back",)),
+    Mutation("overwrite_trusts_a_copied_checkpoint", "orbit_lite/replace_run.py",
+             "    _own_files(run_dir, run_id)\n", "",
+             ("tests/test_train_overwrite.py::test_overwrite_refuses_what_orbit_lite_cannot_prove_it_wrote",)),
+    Mutation("train_replaces_a_run_without_overwrite", "orbit_lite/engine/train.py",
+             "    elif run.last.exists() and run.replaces is None:\n", "    elif False:\n",
+             ("tests/test_train_overwrite.py::test_overwrite_replaces_an_earlier_run_and_only_when_asked",)),
 )  # fmt: skip
 
 

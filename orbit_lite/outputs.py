@@ -157,18 +157,20 @@ def run_id_of(run_dir: Path) -> str | None:
     return None if marker is None else marker["id"]
 
 
-def check_run_out(run_dir: Path) -> str | None:
+def check_run_out(run_dir: Path, overwrite: bool = False) -> str | None:
     """A new training run goes into a new or empty folder, or into a run orbit-lite marked as its own that holds
-    only a run's files. Returns the run's id when the folder is such a run (its id is kept), else None."""
+    only a run's files. Returns the run's id when the folder is such a run (its id is kept), else None.
+    ``overwrite`` (``train --overwrite``) changes only the messages: it never widens what is accepted."""
     if run_dir.exists() and not run_dir.is_dir():
         raise OrbitLiteError(f"{run_dir} is a file; --out must be a folder")
     if not run_dir.is_dir() or not any(run_dir.iterdir()):
         return None
+    never = "it is never written into or replaced, even with --overwrite" if overwrite else "it is never written into"
     run_id = run_id_of(run_dir)
     if run_id is None:
         raise OrbitLiteError(
             f"{run_dir} is not an orbit-lite training run (no {RUN_MARKER} marker, whatever files it "
-            "holds); it is never written into: choose a new or empty --out"
+            f"holds); {never}: choose a new or empty --out"
         )
     foreign = sorted({p.name for p in run_dir.iterdir()} - RUN_FILES)
     checkpoints = run_dir / "checkpoints"
@@ -181,8 +183,8 @@ def check_run_out(run_dir: Path) -> str | None:
         ]
     if foreign:
         raise OrbitLiteError(
-            f"{run_dir} holds {foreign[0]}, which is not part of an orbit-lite training run; it is "
-            "never written into: choose a new or empty --out"
+            f"{run_dir} holds {foreign[0]}, which is not part of an orbit-lite training run; {never}: choose a new "
+            "or empty --out"
         )
     return run_id
 

@@ -24,7 +24,7 @@ LAYERS = (
         "profiling",
         "safe_yaml",
     },
-    {"config", "limits", "coerce", "checkpoint", "outputs", "out_lock", "safe_out", "results"},
+    {"config", "limits", "coerce", "checkpoint", "outputs", "out_lock", "safe_out", "replace_run", "results"},
     {"data", "models"},
     {"learners", "runtime", "personal"},
     {"export", "import_orbit", "visual"},

@@ -260,3 +260,14 @@ def test_a_text_file_as_checkpoint_is_explained_not_quoted(tmp_path: Path) -> No
         OrbitLiteError, match=r"notes.pt cannot be read as an orbit-lite checkpoint: not a PyTorch file$"
     ):
         load_checkpoint(text)
+
+
+def test_the_makefile_deletes_no_demo_output_and_reruns_with_overwrite() -> None:
+    """DEMO_DIR and SYNTH_DIR may be a user's own folders: make replaces there only through the commands'
+    --overwrite (which proves what orbit-lite wrote), and make clean removes only the default folders."""
+    text = (Path(__file__).parent.parent / "Makefile").read_text().replace("\\\n", " ")
+    commands = [line.strip() for line in text.splitlines() if line.startswith("\t")]
+    removals = [c for c in commands if c.split()[:1] == ["rm"] or " rm " in f" {c} "]
+    assert removals and not [c for c in removals if "DEMO_DIR" in c or "SYNTH_DIR" in c], removals
+    writes = [c for c in commands if any(f"orbit-lite {n} " in c for n in ("train", "evaluate", "personalize"))]
+    assert len(writes) >= 8 and all("--overwrite" in c for c in writes), writes

@@ -22,6 +22,11 @@ def train_command(
     out_dir: Path = typer.Option(..., "--out", help="Run directory for config.yaml, metrics.jsonl, checkpoints/."),
     overrides: list[str] = typer.Option([], "--set", help="Override a config key: section.key=value (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from checkpoints/last.pt."),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace the training run in --out (only a run orbit-lite wrote; kept until this one ends).",
+    ),
     device: str = typer.Option(None, "--device", help="auto, cpu, cuda or mps [default: the config's train.device]."),
     bf16: bool = typer.Option(None, "--bf16/--fp32", help="bf16 autocast [default: the config's train.bf16]."),
     compile_: bool = typer.Option(None, "--compile/--no-compile", help="torch.compile the backbone."),
@@ -42,7 +47,7 @@ def train_command(
         raise OrbitLiteError(why_nothing_to_meta_train(cfg.model.learner))
     dist = from_env(os.environ)
     if not dist.main:  # one voice: rank 0 draws the progress and reports
-        train(cfg, data, out_dir, resume=resume, dist=dist)
+        train(cfg, data, out_dir, resume=resume, dist=dist, overwrite=overwrite)
         return
     columns = [
         TextColumn("{task.description}"),
@@ -57,12 +62,14 @@ def train_command(
         monitor = LineMonitor(err)
         try:
             with claim_out(out_dir):
-                report = train(cfg, data, out_dir, resume=resume, monitor=monitor, dist=dist)
+                report = train(cfg, data, out_dir, resume=resume, monitor=monitor, dist=dist, overwrite=overwrite)
         finally:
             monitor.close()
     else:
         with claim_out(out_dir), Progress(*columns, console=err, transient=False) as progress:
-            report = train(cfg, data, out_dir, resume=resume, monitor=RichMonitor(progress), dist=dist)
+            report = train(
+                cfg, data, out_dir, resume=resume, monitor=RichMonitor(progress), dist=dist, overwrite=overwrite
+            )
     best = "n/a" if report.best is None else f"{report.best:.1%}"
     out.print(
         f"trained {report.epochs} epochs ({report.steps} optimizer steps); best validation accuracy {best}; "

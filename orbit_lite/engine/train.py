@@ -7,6 +7,7 @@ boundary) continues exactly as if it had never stopped.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -34,6 +35,7 @@ from orbit_lite.learners import FewShotLearner, create_learner
 from orbit_lite.learners.base import TaskStats, read_stats
 from orbit_lite.outputs import RUN_MARKER, check_run_out, mark_run, new_id, run_id_of
 from orbit_lite.publish import atomic_write_bytes, atomic_write_text
+from orbit_lite.replace_run import old_run, replacing
 from orbit_lite.results import TrainProgress
 from orbit_lite.runtime import select_device
 from orbit_lite.visual import tensorboard
@@ -111,6 +113,7 @@ class _Run:
         self.best = run_dir / "checkpoints" / "best.pt"
         self.metrics = run_dir / "metrics.jsonl"
         self.id = ""  # the run's id, also in its marker and its checkpoints: the proof that they belong together
+        self.replaces: str | None = None  # with --overwrite: the id of the earlier run in the folder, replaced
         self.curves = run_dir / "curves.png"
         self.tensorboard: tensorboard.TensorBoardLog | None = None
         self._lines = b""  # metrics.jsonl's content as last written
@@ -159,9 +162,9 @@ def _prepare(cfg: Config, data_root: Path, run: _Run, resume: bool) -> tuple[Dat
                 "resumed: start a new run with --out NEW"
             )
         record["changed"] = _check_resumable(from_dict(Config, record["config"]), cfg, run.last)
-    elif run.last.exists():
+    elif run.last.exists() and run.replaces is None:
         raise OrbitLiteError(f"{run.dir} already holds a training run; pass --resume to continue it or use a new --out")
-    run.id = owned or new_id()
+    run.id = (None if run.replaces else owned) or new_id()  # a replacing run has its own id: old files never pass
     index = index_benchmark(data_root)
     if not index.splits.get("train"):
         raise OrbitLiteError(f"{index.root}: no training users under train/; meta-training needs them")
@@ -349,48 +352,47 @@ def train(
     resume: bool = False,
     monitor: Monitor | None = None,
     dist: Dist | None = None,
+    overwrite: bool = False,
 ) -> TrainReport:
     """Meta-train ``cfg.model`` on the training users of ``data_root``, validating on its validation users.
 
-    With ``dist`` (from torchrun), tasks are dealt out across the ranks and only rank 0 writes.
+    With ``dist`` (from torchrun), tasks are dealt out across the ranks and only rank 0 writes. ``overwrite``: see
+    ``orbit_lite.replace_run``.
     """
     monitor = monitor or Monitor()
     dist = dist or Dist()
     run = _Run(Path(run_dir))
+    run.replaces = old_run(run.dir, resume) if overwrite else None  # anything else refused, even with --overwrite
     index, record = _prepare(cfg, Path(data_root), run, resume)
     events = tensorboard.wanted(cfg.train.tensorboard)  # "on" without the package: an error before any work
     loop = _Loop(cfg, run, index, record, monitor, dist)  # builds the model: a bad setting fails before any write
-    if dist.main:
-        if record is None:
-            mark_run(run.dir, run.id)  # first: every later file is then in a folder proven to be this run's
-        run.truncate_metrics(record["progress"]["metrics_bytes"] if record else 0)  # drop lines past the checkpoint
-        if record is None:
-            atomic_write_text(run.dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        elif record["changed"]:  # config.yaml keeps what the run started with; the change is logged where it happened
-            run.log(
-                {
-                    "type": "resume",
-                    "epoch": record["progress"]["epoch"],
-                    "step": record["progress"]["step"],
-                    "changed": record["changed"],
-                }
-            )
-        if events:
-            run.tensorboard = tensorboard.TensorBoardLog(run.dir, record["progress"]["step"] if record else None)
-    loop.learner.train()
-    validation = None
-    try:
-        for epoch in range(loop.progress.epoch, cfg.train.epochs):
-            loop.epoch(epoch)
-            record_epoch = loop.validate_and_save(epoch)
-            keys = ("frame_accuracy", "ci95", "videos", "chance")
-            validation = {k: record_epoch[k] for k in keys if k in record_epoch} or validation
-            monitor.end_epoch(record_epoch)
-        if cfg.train.epochs == 0 and record is None:  # nothing to meta-train: the learner as built is the result
-            loop.save(run.best)
-            loop.save(run.last)
-    finally:
-        if run.tensorboard is not None:
-            run.tensorboard.close()
-        distributed.teardown(dist)
+    # with --overwrite, the old run is moved aside just before the first write; put back if this run fails
+    with replacing(run.dir, run.replaces, run.id) if dist.main else contextlib.nullcontext():
+        if dist.main:
+            if record is None:
+                mark_run(run.dir, run.id)  # first: every later file is then in a folder proven to be this run's
+            run.truncate_metrics(record["progress"]["metrics_bytes"] if record else 0)  # lines past the checkpoint
+            if record is None:
+                atomic_write_text(run.dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+            elif record["changed"]:  # config.yaml keeps what the run started with; the change is logged here
+                at = {k: record["progress"][k] for k in ("epoch", "step")}
+                run.log({"type": "resume", **at, "changed": record["changed"]})
+            if events:
+                run.tensorboard = tensorboard.TensorBoardLog(run.dir, record["progress"]["step"] if record else None)
+        loop.learner.train()
+        validation = None
+        try:
+            for epoch in range(loop.progress.epoch, cfg.train.epochs):
+                loop.epoch(epoch)
+                record_epoch = loop.validate_and_save(epoch)
+                keys = ("frame_accuracy", "ci95", "videos", "chance")
+                validation = {k: record_epoch[k] for k in keys if k in record_epoch} or validation
+                monitor.end_epoch(record_epoch)
+            if cfg.train.epochs == 0 and record is None:  # nothing to meta-train: the learner as built is the result
+                loop.save(run.best)
+                loop.save(run.last)
+        finally:
+            if run.tensorboard is not None:
+                run.tensorboard.close()
+            distributed.teardown(dist)
     return TrainReport(run.dir, cfg.train.epochs, loop.progress.step, loop.progress.best, validation or None)
