@@ -222,6 +222,7 @@ def test_the_page_shows_each_stage_of_a_slow_teach_job(
     assert len(reading) >= 2 and len(learning) >= 2, details  # the numbers move while the page watches
     bar = [v for _, v in seen]
     assert bar == sorted(bar) and bar[-1] == 1 and details[-1] == "done (100%)"
+    assert len({v for v in bar if 0 < v < 1}) >= 4  # the bar moves with the stages, not only at the end
     phases = [s for s in said if s.startswith("Teaching:")]
     assert phases[:2] == ["Teaching: reading the videos.", "Teaching: learning your objects."], said
     assert len(phases) == len(set(phases)) and not any(c.isdigit() for s in phases for c in s)
