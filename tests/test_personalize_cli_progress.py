@@ -78,6 +78,9 @@ def test_a_run_prints_a_bounded_number_of_lines_however_many_steps() -> None:
         for kind, total in (("read", 1000), ("encode", 5000)):
             for done in range(total + 1):
                 lines(Step(kind, done, total))
+        for _ in range(100):  # kinds taking turns: still one line each
+            lines(Step("read", 1000, 1000))
+            lines(Step("encode", 5000, 5000))
     lines.finish()
     assert buffer.getvalue().splitlines()[0] == "1/2 reading videos: 0/1,000"
     assert buffer.getvalue().splitlines()[1:2] == ["2/2 encoding frames: 0/5,000"]
