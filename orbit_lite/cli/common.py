@@ -16,7 +16,15 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from orbit_lite.errors import OrbitLiteError
 
@@ -89,13 +97,29 @@ class Heartbeat:
         self.every = progress_every() if every is None else every
         self.done = 0
         self.started = time.perf_counter()
+        self._lock = threading.Lock()  # a line never mixes one stage's name with another's counts
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="orbit-lite-heartbeat", daemon=True)
 
     def advance(self, n: int = 1) -> None:
         self.done += n
 
+    def stage(self, description: str, total: int | None, done: int = 0) -> None:
+        """Count a new stage of the work: its own elapsed time and time left."""
+        with self._lock:
+            self.description, self.total, self.done = description, total, done
+            self.started = time.perf_counter()
+
+    def count(self, done: int, total: int | None) -> None:
+        """``done`` of ``total`` now (a total may change as work is found unusable)."""
+        with self._lock:
+            self.done, self.total = done, total
+
     def line(self) -> str:
+        with self._lock:
+            return self._line()
+
+    def _line(self) -> str:
         elapsed = time.perf_counter() - self.started
         text = f"{self.description}: {self.done:,}" + (f"/{self.total:,}" if self.total else "")
         text += f", {duration(elapsed)} elapsed"
@@ -121,6 +145,12 @@ class Heartbeat:
             self._thread.join()
 
 
+def bar_columns() -> list[ProgressColumn]:
+    """What a progress bar shows: what it counts, the bar, done/total, time elapsed and time left."""
+    return [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TimeRemainingColumn()]  # fmt: skip
+
+
 @contextmanager
 def progress_bar(description: str, total: int | None, enabled: bool = True) -> Iterator[Callable[[int], None]]:
     """A rich progress bar on stderr; yields ``advance(n)`` (a no-op when not ``enabled``). Off a terminal, a
@@ -132,13 +162,6 @@ def progress_bar(description: str, total: int | None, enabled: bool = True) -> I
         with Heartbeat(description, total) as beat:
             yield beat.advance
         return
-    columns = [
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    ]
-    with Progress(*columns, console=err, transient=True) as progress:
+    with Progress(*bar_columns(), console=err, transient=True) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n=1: progress.advance(task, n)

@@ -58,15 +58,17 @@ def personalize_command(
     check_file_out(out_file, overwrite, is_orbit_lite_checkpoint("personal"), "a personal recognizer")
     writable_parent(out_file)
     # the data and the engine (torch) load only once the options are known to be right: mistakes answer at once
+    from orbit_lite.cli.step_progress import step_progress
     from orbit_lite.data.layout import index_tree, index_user_folder
-    from orbit_lite.engine.personalize import personalize_user
+    from orbit_lite.engine.personalize import personalize_user, progress_kinds
     from orbit_lite.personal import save_personal
     from orbit_lite.results import Skipped, skipped_counts
     from orbit_lite.runtime import select_device
 
     who = index_tree(data).user(user) if user is not None else index_user_folder(videos).users()[0]
     learner, cfg = open_model(source, select_device(device, "--device "))
-    model, task = personalize_user(learner, who, cfg)
+    with step_progress(progress_kinds(learner)) as progress:  # videos read, frames encoded, steps: on stderr
+        model, task = personalize_user(learner, who, cfg, progress=progress)
     save_personal(out_file, model)
     table = Table(title=f"personal recognizer for {escape(who.user_id)}", box=box.SIMPLE_HEAD)
     for column in ("label", "object", "clean videos", "context frames"):
