@@ -9,7 +9,7 @@ run are counted, so a FineTuner that caches its features pays for one forward pe
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -44,9 +44,11 @@ class ChunkMacs:
 
     Encoding ``M`` frames in chunks of ``c`` runs the network on ``M // c`` chunks of ``c`` frames and one of
     ``M % c``. FlopCounterMode counts convolutions and matrix products from their shapes alone, so a chunk's MACs
-    depend only on the network and the chunk's shape, and a whole encoding's are the sum of its chunks'. Counting is
-    a Python dispatch mode around every op: paid once per chunk shape instead of once per video. One instance serves
-    one network (one evaluation run's learner); ``key`` tells apart what changes the network's ops (FiLM or not).
+    depend only on the network and the shapes it runs on, and a whole encoding's are the sum of its chunks'. Counting
+    is a Python dispatch mode around every op: paid once per shape instead of once per video. One instance serves
+    one network (one evaluation run's learner); ``key`` tells apart what changes the network's ops (FiLM or not), and
+    ``rows`` maps a chunk's frame count to the batch sizes the network really runs on (shape buckets pad a chunk of
+    70 frames to 96: every chunk of 65 to 96 frames then costs the same).
 
     Attributes:
         counted: how many chunks were run under FlopCounterMode (the distinct shapes seen).
@@ -57,12 +59,17 @@ class ChunkMacs:
         self.counted = 0
 
     def encode(
-        self, encode: Callable[[torch.Tensor], torch.Tensor], frames: torch.Tensor, chunk: int, key: tuple = ()
+        self,
+        encode: Callable[[torch.Tensor], torch.Tensor],
+        frames: torch.Tensor,
+        chunk: int,
+        key: tuple = (),
+        rows: Callable[[int], Hashable] = lambda n: n,
     ) -> tuple[torch.Tensor, int]:
         """``encode(frames)`` (which must encode chunk by chunk, as ``frames.split(chunk)``) and its MACs. A chunk of
         a shape not seen yet is encoded on its own under the counter; the features are the same either way."""
         parts = frames.split(chunk)
-        keys = [(key, tuple(p.shape), p.dtype) for p in parts]
+        keys = [(key, rows(len(p)), tuple(p.shape[1:]), p.dtype) for p in parts]
         if all(k in self._macs for k in keys):
             out = encode(frames)
         else:

@@ -5,6 +5,7 @@ the seconds are taken without waiting for the device per video."""
 from __future__ import annotations
 
 import threading
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -19,13 +20,16 @@ from orbit_lite.data.read_ahead import read_ahead
 from orbit_lite.engine.evaluate import evaluate_users, make_protocol
 from orbit_lite.learners import create_learner
 from orbit_lite.results import Inference
+from orbit_lite.shapes import Buckets
 
+CPU = torch.device("cpu")
 SIZE = 16  # tiny_cnn's smallest frames: these tests count, they do not time
 
 
-def _personal(learner_name: str):
+def _personal(learner_name: str, buckets: Buckets = Buckets()):
     torch.manual_seed(0)
-    learner = create_learner(ModelConfig(learner=learner_name, backbone="tiny_cnn", weights="none"), SIZE).eval()
+    model = ModelConfig(learner=learner_name, backbone="tiny_cnn", weights="none")
+    learner = create_learner(model, SIZE, buckets=buckets).eval()
     clips = torch.randint(0, 256, (4, 1, 3, SIZE, SIZE), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     return learner.personalize(clips, torch.tensor([0, 1, 0, 1]), 2)
 
@@ -43,6 +47,22 @@ def test_macs_counted_once_per_chunk_shape_equal_counting_every_call(learner_nam
         assert counted == int(direct.get_total_flops()) // 2 > 0, frames
         assert torch.equal(got, want), frames  # split into chunks on a first sight or not: the same features
     assert macs.counted == 3  # chunks of 4, 1 and 3 frames: each shape counted once
+
+
+def test_macs_counted_once_per_bucket_the_network_runs_on() -> None:
+    buckets = Buckets("on", step=4, largest=8)  # batches of 1, 2, 4 or 8 rows, padded up (CUDA's way)
+    personal = _personal("protonets", buckets)
+    chunk, macs = 12, ChunkMacs()
+    rows = partial(buckets.seen, device=CPU)
+    g = torch.Generator().manual_seed(3)
+    for frames in (7, 6, 5, 15, 19, 3, 12):  # 12-frame chunks run as 8 + 4; 7, 6, 5 as 8; 3 as 4
+        video = torch.randint(0, 256, (frames, 3, SIZE, SIZE), dtype=torch.uint8, generator=g)
+        with FlopCounterMode(display=False) as direct:
+            want = personal.frame_features(video, chunk)
+        got, counted = macs.encode(lambda f: personal.frame_features(f, chunk), video, chunk, rows=rows)
+        assert counted == int(direct.get_total_flops()) // 2 > 0, frames
+        assert torch.equal(got, want), frames
+    assert macs.counted == 3  # the network ran on (8,), (8, 4) and (4,) rows: three counts for seven videos
 
 
 class _CountedFlops(FlopCounterMode):

@@ -151,12 +151,13 @@ def _encode_union(
     clock = DeviceClock(personal.logits_device())
     encode = partial(personal.frame_features, chunk_size=chunk)
     key = (personal.film is not None,)  # FiLM adds its own ops to the backbone's
+    rows = partial(personal.backbone.buckets.seen, device=personal.logits_device())
     out, counts = {}, []
     for video_id, frames_read in read_ahead(read, list(wanted)):
         if frames_read is None:  # unreadable: left out, and listed by the builder
             continue
         positions, frames = frames_read
-        features, video_macs = clock.time(lambda f=frames: macs.encode(encode, f, chunk, key))
+        features, video_macs = clock.time(lambda f=frames: macs.encode(encode, f, chunk, key, rows))
         del frames_read, frames  # the next video is decoding: hold one video's frames, not two
         out[video_id] = (positions, features)
         result.target += len(positions)
