@@ -4,6 +4,9 @@ MACs come from PyTorch's own :class:`torch.utils.flop_counter.FlopCounterMode` (
 it counts convolutions and matrix products, forward and backward, the operations that dominate). The reference
 counts with thop and doubles the forward for the backward; here the backward passes that actually
 run are counted, so a FineTuner that caches its features pays for one forward per frame, not one per step.
+
+:func:`measure` counts and times one call, waiting for the device before and after; evaluation's many query
+encodings use :class:`ChunkMacs` (each batch shape counted once) and :class:`DeviceClock` (no wait per call) instead.
 """
 
 from __future__ import annotations
