@@ -23,6 +23,7 @@ LAYERS = (
         "publish",
         "profiling",
         "safe_yaml",
+        "progress",
     },
     {"config", "limits", "coerce", "checkpoint", "outputs", "out_lock", "safe_out", "replace_run", "results"},
     {"data", "models"},

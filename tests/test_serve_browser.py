@@ -5,6 +5,7 @@ axe-core with no serious or critical violation. A screenshot of each step is sav
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import tempfile
@@ -161,3 +162,67 @@ def test_teach_three_objects_and_hear_the_live_answer(server: str, tmp_path: Pat
             page.screenshot(path=shots / "7-zoom-200.png", full_page=True)
         finally:
             browser.close()
+
+
+# Records each change of the detail line under the bar (with the bar's value then) and of the live region.
+WATCH_TEACHING = """() => {
+  window.seen = []; window.said = [];
+  const watch = (id, push) => new MutationObserver(push)
+    .observe(document.getElementById(id), { childList: true, characterData: true, subtree: true });
+  const text = (id) => document.getElementById(id).textContent;
+  const bar = () => document.getElementById('teach-progress').value;
+  watch('teach-detail', () => window.seen.push([text('teach-detail'), bar()]));
+  watch('teach-status', () => window.said.push(text('teach-status')));
+}"""
+
+
+def test_the_page_shows_each_stage_of_a_slow_teach_job(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading and encoding slowed by sleeps: the page's detail line and bar follow the job's stages as they change,
+    the bar never goes back and ends at 1, and the live region speaks each phase once, without the numbers."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download)")
+    from orbit_lite.data.video import FrameReader
+    from orbit_lite.learners.base import FewShotLearner
+
+    with sync_api.sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
+        browser = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            body = browser.request.post(server + "/api/collections").json()  # the collection made through the API
+            cid, auth = body["id"], {"Authorization": f"Bearer {body['token']}"}
+            for name, colour in COLOURS.items():
+                for seed in range(2):
+                    video = {
+                        "name": "clip.mp4",
+                        "mimeType": "video/mp4",
+                        "buffer": video_bytes(tmp_path, colour, seed=seed),
+                    }
+                    url = f"{server}/api/collections/{cid}/objects/{name}/videos"
+                    assert browser.request.post(url, headers=auth, multipart={"file": video}).ok
+            # slowed after the uploads: 6 videos (2.4 s) and 3 chunks of frames (1.8 s), seen over several polls
+            for cls, method, pause in ((FrameReader, "read_into", 0.4), (FewShotLearner, "clip_features", 0.6)):
+                slowed = lambda *a, _f=getattr(cls, method), _s=pause, **k: (time.sleep(_s), _f(*a, **k))[1]  # noqa: E731
+                monkeypatch.setattr(cls, method, slowed)
+            page = browser.new_page()
+            page.set_default_timeout(60_000)
+            page.goto(f"{server}/#collection={cid}&token={body['token']}")
+            page.wait_for_selector("text=green keys (2 videos)")
+            page.evaluate(WATCH_TEACHING)
+            page.get_by_role("button", name="Teach the recognizer").click()
+            page.wait_for_function("document.getElementById('teach-detail').textContent.startsWith('learning')")
+            page.screenshot(path=tmp_path / "teaching.png", full_page=True)
+            assert serious_violations(page) == []
+            page.wait_for_function("document.getElementById('teach-status').textContent.startsWith('Ready')")
+            seen, said = page.evaluate("window.seen"), page.evaluate("window.said")
+        finally:
+            browser.close()
+    details = [d for d, _ in seen]
+    reading = {d for d in details if re.fullmatch(r"reading the videos: \d of 6 \(\d+%\)", d)}
+    learning = {d for d in details if re.fullmatch(r"learning your objects: \d+ of \d+ frames \(\d+%\)", d)}
+    assert len(reading) >= 2 and len(learning) >= 2, details  # the numbers move while the page watches
+    bar = [v for _, v in seen]
+    assert bar == sorted(bar) and bar[-1] == 1 and details[-1] == "done (100%)"
+    assert len({v for v in bar if 0 < v < 1}) >= 4  # the bar moves with the stages, not only at the end
+    phases = [s for s in said if s.startswith("Teaching:") and "waiting" not in s]  # (queued on a slow machine)
+    assert phases[:2] == ["Teaching: reading the videos.", "Teaching: learning your objects."], said
+    assert len(phases) == len(set(phases)) and not any(c.isdigit() for s in phases for c in s)

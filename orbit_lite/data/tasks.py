@@ -25,6 +25,7 @@ from orbit_lite.data.sampling import clean_clean_split
 from orbit_lite.data.skips import SkipLog
 from orbit_lite.data.video import FrameReader, as_frames
 from orbit_lite.errors import CorruptMediaError
+from orbit_lite.progress import Progress, Step
 from orbit_lite.results import Skipped
 from orbit_lite.tags import expand_filter
 
@@ -123,10 +124,12 @@ class TaskBuilder:
     Args:
         sampling: task sampling options.
         data: frame size and video backend.
+        progress: hears of each context video decoded (``read``: k of the task's n videos).
     """
 
-    def __init__(self, sampling: SamplingConfig, data: DataConfig) -> None:
+    def __init__(self, sampling: SamplingConfig, data: DataConfig, progress: Progress | None = None) -> None:
         self.sampling = sampling
+        self.progress = progress
         self.reader = FrameReader(data.frame_size, data.video_backend, data.decode_threads)
         self._context_tags = expand_filter(sampling.context_filter)
         self._target_tags = expand_filter(sampling.target_filter)
@@ -248,7 +251,7 @@ class TaskBuilder:
         """Decode the frames of ``plan``: a :class:`TaskContext` with ``context_only``, else a :class:`TrainTask`
         for a training plan and a :class:`TestTask` for a test plan. Raises CorruptMediaError naming the file at
         fault."""
-        context = self._stack(plan.context, plan.context_order)
+        context = self._stack(plan.context, plan.context_order, self.progress)
         if context_only:
             return TaskContext(plan.user_id, list(plan.object_names), *context)
         if plan.train:
@@ -270,8 +273,11 @@ class TaskBuilder:
         self.reader.read_into(plan.video, plan.clips, out.reshape(k * length, *out.shape[2:]))
         return as_frames(out)
 
-    def _stack(self, plans: Sequence[VideoPlan], order: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-        """Decode every plan's clips straight into its shuffled slots of one ``[N, L, S, S, 3]`` buffer."""
+    def _stack(
+        self, plans: Sequence[VideoPlan], order: np.ndarray, progress: Progress | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """Decode every plan's clips straight into its shuffled slots of one ``[N, L, S, S, 3]`` buffer, telling
+        ``progress`` of each video done."""
         n, size, length = len(order), self.reader.size, self.sampling.clip_length
         buffer = np.empty((n, length, size, size, 3), dtype=np.uint8)
         frames = buffer.reshape(n * length, size, size, 3)
@@ -279,7 +285,9 @@ class TaskBuilder:
         ids = [""] * n
         destination = np.argsort(order)  # stacked clip j goes to slot destination[j]
         start = 0
-        for p in plans:
+        if progress is not None:
+            progress(Step("read", 0, len(plans)))
+        for k, p in enumerate(plans, 1):
             slots = destination[start : start + len(p.clips)]
             rows = slots[:, None] * length + np.arange(length)[None, :]
             self.reader.read_into(p.video, p.clips, frames, rows)
@@ -287,6 +295,8 @@ class TaskBuilder:
             for slot in slots:
                 ids[slot] = p.video.video_id
             start += len(p.clips)
+            if progress is not None:
+                progress(Step("read", k, len(plans)))
         return as_frames(buffer), torch.from_numpy(labels), ids
 
     def build(

@@ -13,6 +13,7 @@ from orbit_lite.data.tasks import TaskBuilder, TaskContext
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners import Learner
 from orbit_lite.personal import PersonalModel
+from orbit_lite.progress import Progress
 from orbit_lite.results import Skipped
 
 
@@ -39,11 +40,18 @@ def check_user(user: User, builder: TaskBuilder) -> None:
         )
 
 
-def personal_context(user: User, cfg: Config, seed: int = 0, skipped: list[Skipped] | None = None) -> TaskContext:
+def personal_context(
+    user: User,
+    cfg: Config,
+    seed: int = 0,
+    skipped: list[Skipped] | None = None,
+    progress: Progress | None = None,
+) -> TaskContext:
     """The user's context set: decoded clips of every object's clean videos. Corrupt frames and videos are left out
     (and appended to ``skipped`` as in ``TaskBuilder.skipped``); an object left with no readable clean video is an
-    error that names it."""
-    builder = TaskBuilder(context_sampling(cfg, len(user.objects)), cfg.data)
+    error that names it. ``progress`` hears of each video decoded (``read``; a video found corrupt starts the count
+    again, without it)."""
+    builder = TaskBuilder(context_sampling(cfg, len(user.objects)), cfg.data, progress)
     check_user(user, builder)
     task = builder.build(user, np.random.default_rng(seed), train=False, context_only=True)
     if task is None or task.way != len(user.objects):
@@ -64,12 +72,23 @@ def check_clips(task: TaskContext) -> torch.Tensor:
     return task.context_clips[first].cpu().contiguous()
 
 
-def personalize_user(learner: Learner, user: User, cfg: Config, seed: int = 0) -> tuple[PersonalModel, TaskContext]:
+def progress_kinds(learner: Learner) -> tuple[str, ...]:
+    """What :func:`personalize_user` reports to its ``progress``, in order: the videos read, then the learner's."""
+    return ("read", *learner.progress_kinds())
+
+
+def personalize_user(
+    learner: Learner, user: User, cfg: Config, seed: int = 0, progress: Progress | None = None
+) -> tuple[PersonalModel, TaskContext]:
     """Personalize ``learner`` to ``user``; returns the recognizer and the context task it was built from. What was
-    left out as corrupt is recorded in the recognizer's config (``skipped``)."""
+    left out as corrupt is recorded in the recognizer's config (``skipped``). ``progress`` hears of the steps of
+    :func:`progress_kinds` (the videos read, frames encoded, gradient steps) as they are done; without it nothing
+    is reported and nothing changes."""
     skipped: list[Skipped] = []
-    task = personal_context(user, cfg, seed, skipped)
-    recognizer = learner.personalize(task.context_clips, task.context_labels, task.way, cfg.lite.chunk_size)
+    task = personal_context(user, cfg, seed, skipped, progress)
+    recognizer = learner.personalize(
+        task.context_clips, task.context_labels, task.way, cfg.lite.chunk_size, progress=progress
+    )
     config = {
         "model": to_dict(cfg.model),
         "data": to_dict(cfg.data),

@@ -31,6 +31,7 @@ from orbit_lite.models.backbones import Backbone, create_backbone
 from orbit_lite.models.film import FilmGenerator
 from orbit_lite.models.heads import Head, HeadState, create_head
 from orbit_lite.models.set_encoder import SetEncoder
+from orbit_lite.progress import Progress, counting, frames_per_clip
 from orbit_lite.shapes import Buckets, run_bucketed
 
 Film = dict[str, tuple[torch.Tensor, torch.Tensor]]
@@ -158,8 +159,20 @@ class Learner(nn.Module):
         """Per-clip features ``[n, D]``: frame features averaged over the clip."""
         return encode_clips(self.backbone, clips, film, self.bf16)
 
-    def personalize(self, clips: torch.Tensor, labels: torch.Tensor, way: int, chunk_size: int = 256) -> Personalized:
-        """A personal recognizer from context clips ``[N, L, 3, S, S]`` (uint8) and labels ``[N]``."""
+    def personalize(
+        self,
+        clips: torch.Tensor,
+        labels: torch.Tensor,
+        way: int,
+        chunk_size: int = 256,
+        progress: Progress | None = None,
+    ) -> Personalized:
+        """A personal recognizer from context clips ``[N, L, 3, S, S]`` (uint8) and labels ``[N]``; ``progress``
+        hears of the steps of :meth:`progress_kinds`, in that order."""
+        raise NotImplementedError
+
+    def progress_kinds(self) -> tuple[str, ...]:
+        """The kinds of :class:`orbit_lite.progress.Step` that :meth:`personalize` reports, in order."""
         raise NotImplementedError
 
 
@@ -204,14 +217,22 @@ class FewShotLearner(Learner):
         chunk: int,
         generator: torch.Generator | None,
         ahead: NoGradRows | None = None,
+        progress: Progress | None = None,
     ) -> tuple:
         film = None
         if self.film is not None:
-            reps = lite_forward(self.set_reps, clips, h=h, chunk_size=chunk, generator=generator)
+            reps_of = self.set_reps
+            if progress is not None:
+                reps_of = counting(reps_of, progress, "adapt", len(clips), frames_per_clip(clips))
+            reps = lite_forward(reps_of, clips, h=h, chunk_size=chunk, generator=generator)
             film = self.film(reps.mean(0))
-        features = lite_forward(
-            lambda c: self.clip_features(c, film), clips, h=h, chunk_size=chunk, generator=generator, ahead=ahead
-        )
+
+        def features_of(c: torch.Tensor) -> torch.Tensor:
+            return self.clip_features(c, film)
+
+        if progress is not None:
+            features_of = counting(features_of, progress, "encode", len(clips), frames_per_clip(clips))
+        features = lite_forward(features_of, clips, h=h, chunk_size=chunk, generator=generator, ahead=ahead)
         return features, film
 
     def no_grad_rows_ahead(
@@ -262,10 +283,21 @@ class FewShotLearner(Learner):
         return [torch.cat(parts) for parts in out]
 
     # -- personalization ---------------------------------------------------------------------------------------
+    def progress_kinds(self) -> tuple[str, ...]:
+        return ("adapt", "encode") if self.film is not None else ("encode",)
+
     @torch.inference_mode()
-    def personalize(self, clips: torch.Tensor, labels: torch.Tensor, way: int, chunk_size: int = 256) -> Personalized:
-        """A personal recognizer from context clips ``[N, L, 3, S, S]`` (uint8) and labels ``[N]``."""
-        features, film = self._support(clips, h=len(clips), chunk=chunk_size, generator=None)
+    def personalize(
+        self,
+        clips: torch.Tensor,
+        labels: torch.Tensor,
+        way: int,
+        chunk_size: int = 256,
+        progress: Progress | None = None,
+    ) -> Personalized:
+        """A personal recognizer from context clips ``[N, L, 3, S, S]`` (uint8) and labels ``[N]``; ``progress``
+        hears of the frames through the set encoder (``adapt``, with FiLM) and the backbone (``encode``)."""
+        features, film = self._support(clips, h=len(clips), chunk=chunk_size, generator=None, progress=progress)
         state = self.head.fit(features, labels, way)  # checked on the host, then moved
         return Personalized(self.backbone, self.head, film, state, way, self.bf16)
 

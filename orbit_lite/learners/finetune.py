@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,7 @@ from orbit_lite.config import FinetuneConfig, ModelConfig
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners.base import Learner, LearnerSpec, Personalized
 from orbit_lite.lite import lite_forward
+from orbit_lite.progress import Progress, Step, counting, frames_per_clip
 from orbit_lite.shapes import Buckets
 
 
@@ -85,25 +87,54 @@ class FineTuner(Learner):
         return [f"{layer}.{p}" for layer, _ in self.backbone.film_layers for p in ("weight", "bias")]
 
     # -- personalization ---------------------------------------------------------------------------------------
-    def personalize(self, clips: torch.Tensor, labels: torch.Tensor, way: int, chunk_size: int = 256) -> Personalized:
-        """A personal recognizer from context clips ``[N, L, 3, S, S]`` (uint8) and labels ``[N]``."""
+    def progress_kinds(self) -> tuple[str, ...]:
+        return ("tune",) if self.tune_film else ("encode", "tune")
+
+    def personalize(
+        self,
+        clips: torch.Tensor,
+        labels: torch.Tensor,
+        way: int,
+        chunk_size: int = 256,
+        progress: Progress | None = None,
+    ) -> Personalized:
+        """A personal recognizer from context clips ``[N, L, 3, S, S]`` (uint8) and labels ``[N]``; ``progress``
+        hears of the frames encoded (``encode``, ``finetuner`` only) and of each gradient step (``tune``)."""
         # Callers may hold inference mode or no_grad (evaluation); gradient steps need autograd back.
         with torch.inference_mode(False), torch.enable_grad():
             labels = labels.to(self.device).long()
             if self.tune_film:
-                return self._tune_film(clips, labels, way, chunk_size)
-            return self._tune_head(clips, labels, way, chunk_size)
+                return self._tune_film(clips, labels, way, chunk_size, progress)
+            return self._tune_head(clips, labels, way, chunk_size, progress)
+
+    def _stepped(self, progress: Progress | None) -> Iterator[int]:
+        """The step numbers, telling ``progress`` of each step done (and of step 0 before the first)."""
+        steps = self.finetune.steps
+        if progress is None:
+            yield from range(steps)
+            return
+        progress(Step("tune", 0, steps))
+        for step in range(steps):
+            yield step
+            progress(Step("tune", step + 1, steps))
 
     def _start(self, features: torch.Tensor, labels: torch.Tensor, way: int) -> tuple[torch.Tensor, torch.Tensor]:
         weight, bias = self.head.fit(features.detach(), labels, way)
         return weight.requires_grad_(), bias.requires_grad_()
 
-    def _tune_head(self, clips: torch.Tensor, labels: torch.Tensor, way: int, chunk: int) -> Personalized:
+    def _tune_head(
+        self, clips: torch.Tensor, labels: torch.Tensor, way: int, chunk: int, progress: Progress | None
+    ) -> Personalized:
+        def features_of(c: torch.Tensor) -> torch.Tensor:
+            return self.clip_features(c, None)
+
+        if progress is not None:
+            features_of = counting(features_of, progress, "encode", len(clips), frames_per_clip(clips))
         with torch.no_grad():  # the features never change: one backbone pass per context frame
-            features = torch.cat([self.clip_features(c, None) for c in clips.split(chunk)])
+            features = torch.cat([features_of(c) for c in clips.split(chunk)])
         weight, bias = self._start(features, labels, way)
         optimizer = make_optimizer([weight, bias], [], self.finetune, self.style)
-        for _ in range(self.finetune.steps):
+        for _ in self._stepped(progress):
             loss = F.cross_entropy(self.head.logits(features, (weight, bias)), labels)
             loss.backward()
             optimizer.step()
@@ -153,7 +184,9 @@ class FineTuner(Learner):
             logits = self.head.logits(self.tuned_clip_features(clips[part], tuned), head)
             (F.cross_entropy(logits, labels[part]) * (len(logits) / n)).backward()
 
-    def _tune_film(self, clips: torch.Tensor, labels: torch.Tensor, way: int, chunk: int) -> Personalized:
+    def _tune_film(
+        self, clips: torch.Tensor, labels: torch.Tensor, way: int, chunk: int, progress: Progress | None
+    ) -> Personalized:
         net = self.backbone.net
         tuned = {name: net.get_parameter(name).detach().clone().requires_grad_() for name in self.tuned_names()}
         n, cfg = len(clips), self.finetune
@@ -162,7 +195,7 @@ class FineTuner(Learner):
         self.head.fit(weight.new_zeros(n, self.backbone.feature_dim), labels, way)  # checks the labels
         optimizer = make_optimizer([weight, bias], list(tuned.values()), cfg, self.style)
         generator = torch.Generator().manual_seed(self.seed)
-        for _ in range(cfg.steps):
+        for _ in self._stepped(progress):
             self.film_step_gradient(clips, labels, (weight, bias), tuned, chunk, generator)
             optimizer.step()
             optimizer.zero_grad()

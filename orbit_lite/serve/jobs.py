@@ -17,6 +17,7 @@ from orbit_lite.data.layout import ObjectVideos, User, video_from_path
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners import Learner
 from orbit_lite.serve.errors import ServiceError
+from orbit_lite.serve.progress import START, STARTING, JobProgress
 from orbit_lite.serve.store import Store, StoredVideo
 
 log = logging.getLogger(__name__)
@@ -65,18 +66,20 @@ class Teacher:
         return job
 
     def _run(self, job: str, cid: str, videos: list[StoredVideo]) -> None:
-        from orbit_lite.engine.personalize import personalize_user
+        from orbit_lite.engine.personalize import personalize_user, progress_kinds
         from orbit_lite.personal import save_personal
 
         store = self.store
         started = time.time()
-        store.update_job(job, status="running", started=started, progress=0.1, stage="reading the videos")
+        store.update_job(job, status="running", started=started, progress=START, stage=STARTING)
+        progress = JobProgress(
+            lambda value, stage: store.update_job(job, progress=value, stage=stage), progress_kinds(self.learner)
+        )
         log.info("teach job %s: %d videos of collection %s", job, len(videos), cid)
         try:
             user = collection_user(cid, videos)
-            store.update_job(job, progress=0.3, stage="personalizing")
-            model, _ = personalize_user(self.learner, user, self.cfg)
-            store.update_job(job, progress=0.9, stage="saving the recognizer")
+            model, _ = personalize_user(self.learner, user, self.cfg, progress=progress)
+            progress.saving()
             folder = store.recognizer_folder(cid)
             save_personal(folder / f"{job}.pt", model)
             if store.publish_recognizer(cid, job):

@@ -5,6 +5,7 @@ const $ = (id) => document.getElementById(id);
 let current = null; // {id, token}
 let live = null; // {socket, stream, timer}
 let lastSpoken = "";
+let teaching = null; // the job whose progress the page follows
 
 function say(id, text, isError) {
   const el = $(id);
@@ -155,20 +156,45 @@ async function refresh() {
     say("teach-status", `Ready: taught ${new Date(taught.taught_at * 1000).toLocaleString()} from ${taught.videos.length} videos.`);
   } else if (c.state === "untaught") {
     say("teach-status", "Not taught yet.");
+  } else if (c.state === "teaching" && c.latest_job && teaching === null) {
+    act(() => follow(c.latest_job.job), "teach-status"); // a page opened while teaching follows it too
   }
   return c;
+}
+
+function showProgress(value, detail) {
+  const bar = $("teach-progress");
+  bar.value = value;
+  bar.setAttribute("aria-valuetext", detail);
+  $("teach-detail").textContent = detail;
 }
 
 async function teach() {
   const { job } = await (await api(`/api/collections/${current.id}/teach`, { method: "POST" })).json();
   say("teach-status", "Teaching started.");
-  for (;;) {
-    await new Promise((r) => setTimeout(r, 500));
-    const j = await (await api(`/api/jobs/${job}`)).json();
-    $("teach-progress").value = j.progress;
-    if (j.status === "done") { $("teach-progress").value = 1; await refresh(); return; }
-    if (j.status === "failed") throw new Error(j.error);
-    say("teach-status", `Teaching: ${j.stage}.`);
+  await follow(job);
+}
+
+// The bar and the detail line follow every poll; the live region speaks only a change of phase (the stage's text
+// before its colon), so a screen reader is not read a new number twice a second.
+async function follow(job) {
+  if (teaching === job) return;
+  teaching = job;
+  let phase = "";
+  try {
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 500));
+      const j = await (await api(`/api/jobs/${job}`)).json();
+      const percent = Math.round(j.progress * 100);
+      if (j.status === "done") { showProgress(1, "done (100%)"); await refresh(); return; }
+      if (j.status === "failed") { showProgress(j.progress, ""); throw new Error(j.error); }
+      const stage = j.status === "queued" ? "waiting for the teaching before it to finish" : j.stage;
+      showProgress(j.progress, `${stage} (${percent}%)`);
+      const now = stage.split(":")[0];
+      if (now !== phase) { phase = now; say("teach-status", `Teaching: ${phase}.`); }
+    }
+  } finally {
+    teaching = null;
   }
 }
 
