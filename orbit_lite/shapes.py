@@ -68,6 +68,13 @@ class Buckets:
     def active(self, device: torch.device) -> bool:
         return self.mode == "on" or (self.mode == "auto" and device.type in _PADDED_DEVICES)
 
+    def seen(self, n: int, device: torch.device) -> tuple[int, ...]:
+        """The batch sizes :func:`run_bucketed` runs its network on for ``n`` rows on ``device``."""
+        if not self.active(device) or n == 0:
+            return (n,)
+        full, rest = divmod(n, self.largest)
+        return (self.largest,) * full + ((self.bucket(rest),) if rest else ())
+
 
 def pad_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
     """``x`` with zero rows appended up to ``rows``, in ``x``'s memory format (channels-last stays channels-last)."""

@@ -30,9 +30,10 @@ import torch
 
 from orbit_lite.choices import MODES, PROTOCOLS
 from orbit_lite.config import Config, SamplingConfig, to_dict
-from orbit_lite.cost import Measured, count_parameters, measure, task_parameters
+from orbit_lite.cost import ChunkMacs, DeviceClock, Measured, count_parameters, measure, task_parameters
 from orbit_lite.data.layout import User, index_benchmark
 from orbit_lite.data.plan import TaskPlan, VideoPlan
+from orbit_lite.data.read_ahead import read_ahead
 from orbit_lite.data.tasks import TaskBuilder
 from orbit_lite.engine import distributed
 from orbit_lite.engine.distributed import Dist
@@ -131,26 +132,38 @@ def _task_cost(personal: Personalized, cost: Measured) -> TaskCost:
 
 
 def _encode_union(
-    personal: Personalized, builder: TaskBuilder, plans: Sequence[TaskPlan], chunk: int, result: _Tally
+    personal: Personalized, builder: TaskBuilder, plans: Sequence[TaskPlan], chunk: int, result: _Tally, macs: ChunkMacs
 ) -> dict[str, tuple[np.ndarray, torch.Tensor]]:
-    """Per query video: the sorted positions any of ``plans`` samples and their frame features ``[U, D]``."""
+    """Per query video: the sorted positions any of ``plans`` samples and their frame features ``[U, D]``.
+
+    The next video is decoded on a background thread while this one is encoded, and nothing waits for the device
+    per video: MACs come from ``macs`` (counted once per chunk shape), seconds from a :class:`DeviceClock`."""
     wanted: dict[str, list[np.ndarray]] = {}
     videos: dict[str, VideoPlan] = {}
     for plan in plans:
         for vp in plan.target:
             wanted.setdefault(vp.video.video_id, []).append(vp.clips.reshape(-1))
             videos[vp.video.video_id] = vp
-    out = {}
-    for video_id, parts in wanted.items():
-        vp = videos[video_id]
-        read = builder.read_available(vp.video, np.unique(np.concatenate(parts)))
-        if read is None:  # unreadable: left out, and listed by the builder
+
+    def read(video_id: str) -> tuple[np.ndarray, torch.Tensor] | None:
+        return builder.read_available(videos[video_id].video, np.unique(np.concatenate(wanted[video_id])))
+
+    clock = DeviceClock(personal.logits_device())
+    encode = partial(personal.frame_features, chunk_size=chunk)
+    key = (personal.film is not None,)  # FiLM adds its own ops to the backbone's
+    rows = partial(personal.backbone.buckets.seen, device=personal.logits_device())
+    out, counts = {}, []
+    for video_id, frames_read in read_ahead(read, list(wanted)):
+        if frames_read is None:  # unreadable: left out, and listed by the builder
             continue
-        positions, frames = read
-        features, cost = measure(partial(personal.frame_features, frames, chunk), personal.logits_device())
+        positions, frames = frames_read
+        features, video_macs = clock.time(lambda f=frames: macs.encode(encode, f, chunk, key, rows))
+        del frames_read, frames  # the next video is decoding: hold one video's frames, not two
         out[video_id] = (positions, features)
         result.target += len(positions)
-        result.inference += Inference(cost.macs, cost.seconds, len(positions))
+        counts.append((video_macs, len(positions)))
+    for (video_macs, frames), seconds in zip(counts, clock.seconds(), strict=True):
+        result.inference += Inference(video_macs, seconds, frames)
     return out
 
 
@@ -187,14 +200,21 @@ def _score_plan(
 
 
 def evaluate_user(
-    learner: Learner, user: User, protocol: Protocol, cfg: Config, seed: int = 0, share_work: bool = True
+    learner: Learner,
+    user: User,
+    protocol: Protocol,
+    cfg: Config,
+    seed: int = 0,
+    share_work: bool = True,
+    macs: ChunkMacs | None = None,
 ) -> UserResult:
     """All tasks of one user. ``share_work=False`` personalizes and encodes every task on its own (the reference
     code's way; for comparison): the same draws, the same scores, more work. Undecodable videos are skipped with a
-    warning and listed in the result."""
+    warning and listed in the result. ``macs``: the query encoding's MAC counts, shared by every user of a run
+    (they depend on the learner and the chunk shapes only)."""
     builder = TaskBuilder(protocol.sampling, cfg.data)
     tally = _Tally(user.user_id)
-    _evaluate(learner, builder, user, protocol, cfg, seed, share_work, tally)
+    _evaluate(learner, builder, user, protocol, cfg, seed, share_work, tally, macs or ChunkMacs())
     return UserResult(
         tally.user,
         tuple(tally.scores),
@@ -241,6 +261,7 @@ def _evaluate(
     seed: int,
     share_work: bool,
     result: _Tally,
+    macs: ChunkMacs,
 ) -> None:
     chunk = cfg.lite.chunk_size
     _note_unteachable(builder, user, result)
@@ -256,7 +277,7 @@ def _evaluate(
             return
         personal, cost = first[1], _task_cost(first[1], first[2])
         plans = [builder.plan(user, rng, train=False) for rng in rngs]
-        features = _encode_union(personal, builder, plans, chunk, result)
+        features = _encode_union(personal, builder, plans, chunk, result, macs)
         for t, plan in enumerate(plans):
             _score_plan(personal, plan, t, features, result, cost)
         return
@@ -267,7 +288,7 @@ def _evaluate(
             _drop_user(builder, user, result)
             return
         plan, personal, cost = built
-        features = _encode_union(personal, builder, [plan], chunk, result)
+        features = _encode_union(personal, builder, [plan], chunk, result, macs)
         _score_plan(personal, plan, t, features, result, _task_cost(personal, cost))
 
 
@@ -283,8 +304,9 @@ def evaluate_users(
     """Evaluate every user; returns the per-user results and the wall time in seconds."""
     start = time.perf_counter()
     results = []
+    macs = ChunkMacs()  # one learner: each chunk shape's MACs are counted once for the whole run
     for user in users:
-        results.append(evaluate_user(learner, user, protocol, cfg, seed, share_work))
+        results.append(evaluate_user(learner, user, protocol, cfg, seed, share_work, macs))
         if progress is not None:
             progress(user.user_id)
     return results, time.perf_counter() - start
