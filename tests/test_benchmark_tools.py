@@ -172,3 +172,22 @@ def test_run_child_ends_its_child_when_interrupted(tmp_path: Path) -> None:
         run_child(["sh", "-c", 'echo $$ > "$0"; exec sleep 60', str(pid_file)], timeout=1)
     assert time.monotonic() - start < 10  # asked to stop, not waited for
     assert not _alive(int(pid_file.read_text()))
+
+
+def test_finetuner_probe_scales_features_to_unit_length_and_names_the_worst_videos() -> None:
+    from finetuner_sizes import UnitLength, largest_drops
+
+    features = torch.tensor([[3.0, 4.0], [0.0, -2.0]])
+    unit = UnitLength(lambda frames, film=None: frames * 1.0)(features)
+    torch.testing.assert_close(unit, torch.tensor([[0.6, 0.8], [0.0, -1.0]]))  # direction kept, length 1
+    scores = {
+        (224, "default"): {"a": 1.0, "b": 0.5, "c": 0.9},
+        (320, "default"): {"a": 0.1, "b": 0.6, "c": 0.7},
+        (224, "protonets"): {"a": 0.9, "b": 0.4, "c": 0.8},
+        (320, "protonets"): {"a": 0.95, "b": 0.5, "c": 0.8},
+    }
+    by = {key: {"per_video": videos} for key, videos in scores.items()}
+    drops = largest_drops(by, 224, 320, n=2)
+    assert [d["video"] for d in drops] == ["a", "c"]  # -0.9, then -0.2; b rose
+    assert drops[0] == {"video": "a", "finetuner_224": 1.0, "finetuner_320": 0.1, "protonets_224": 0.9,
+                        "protonets_320": 0.95}  # fmt: skip

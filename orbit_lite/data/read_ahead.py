@@ -11,13 +11,19 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def read_ahead(read: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[T, R]]:
+def read_ahead(read: Callable[[T], R], items: Sequence[T], ahead: bool = True) -> Iterator[tuple[T, R]]:
     """``(item, read(item))`` for each item in order, ``read`` running one item ahead on a single background thread.
 
     Bounded: while the caller holds item ``k``, only item ``k + 1`` is being read, so at most one item's result waits
     in memory besides the caller's. Items are read one at a time, in order, so ``read`` may keep state (what it
     found unreadable) as long as the caller does not touch that state until the iteration ends. An exception from
-    ``read`` is raised here, when the caller asks for that item, as a plain loop would raise it."""
+    ``read`` is raised here, when the caller asks for that item, as a plain loop would raise it.
+
+    ``ahead=False``: the plain loop, no thread (where the reading and the caller's work compete for the same cores,
+    as decoding and a model on a CPU do: benchmarks/eval_throughput.py measured the thread no faster there)."""
+    if not ahead:
+        yield from ((item, read(item)) for item in items)
+        return
     if not items:
         return
     # The decoding thread reads files and decodes JPEGs, which release the GIL: the caller's work runs meanwhile.

@@ -153,7 +153,8 @@ def _encode_union(
     key = (personal.film is not None,)  # FiLM adds its own ops to the backbone's
     rows = partial(personal.backbone.buckets.seen, device=personal.logits_device())
     out, counts = {}, []
-    for video_id, frames_read in read_ahead(read, list(wanted)):
+    # ahead on a GPU only: on a CPU decoding and the model share the cores (measured no faster there)
+    for video_id, frames_read in read_ahead(read, list(wanted), ahead=personal.logits_device().type == "cuda"):
         if frames_read is None:  # unreadable: left out, and listed by the builder
             continue
         positions, frames = frames_read
