@@ -32,10 +32,14 @@ Progress = Callable[[Step], None]
 
 
 def counting(
-    fn: Callable[[torch.Tensor], torch.Tensor], progress: Progress, kind: str, rows: int, unit: int
+    fn: Callable[[torch.Tensor], torch.Tensor], progress: Progress | None, kind: str, clips: torch.Tensor
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``fn`` over batches of rows, telling ``progress`` after each batch how many of ``rows`` rows it has done, in
-    units of ``unit`` (e.g. frames per clip). Says ``done=0`` at once, so a front end knows the work began."""
+    """``fn`` over batches of the rows of ``clips`` (``[n, L, 3, S, S]`` or frames ``[n, 3, S, S]``), telling
+    ``progress`` after each batch how many of the frames it has done. Says ``done=0`` at once, so a front end knows
+    the work began. Without ``progress``: ``fn`` itself, nothing wrapped."""
+    if progress is None:
+        return fn
+    rows, unit = len(clips), int(clips.shape[1]) if clips.dim() == 5 else 1
     done = 0
     progress(Step(kind, 0, rows * unit))
 
@@ -47,8 +51,3 @@ def counting(
         return out
 
     return counted
-
-
-def frames_per_clip(clips: torch.Tensor) -> int:
-    """L of clips ``[n, L, 3, S, S]``; 1 for single frames ``[n, 3, S, S]``."""
-    return int(clips.shape[1]) if clips.dim() == 5 else 1

@@ -136,8 +136,8 @@ def _encode_union(
 ) -> dict[str, tuple[np.ndarray, torch.Tensor]]:
     """Per query video: the sorted positions any of ``plans`` samples and their frame features ``[U, D]``.
 
-    The next video is decoded on a background thread while this one is encoded, and nothing waits for the device
-    per video: MACs come from ``macs`` (counted once per chunk shape), seconds from a :class:`DeviceClock`."""
+    On a GPU the next video is decoded on a background thread while this one is encoded; nothing waits for the
+    device per video: MACs come from ``macs`` (counted once per chunk shape), seconds from a :class:`DeviceClock`."""
     wanted: dict[str, list[np.ndarray]] = {}
     videos: dict[str, VideoPlan] = {}
     for plan in plans:

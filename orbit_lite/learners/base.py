@@ -31,7 +31,7 @@ from orbit_lite.models.backbones import Backbone, create_backbone
 from orbit_lite.models.film import FilmGenerator
 from orbit_lite.models.heads import Head, HeadState, create_head
 from orbit_lite.models.set_encoder import SetEncoder
-from orbit_lite.progress import Progress, counting, frames_per_clip
+from orbit_lite.progress import Progress, counting
 from orbit_lite.shapes import Buckets, run_bucketed
 
 Film = dict[str, tuple[torch.Tensor, torch.Tensor]]
@@ -221,17 +221,10 @@ class FewShotLearner(Learner):
     ) -> tuple:
         film = None
         if self.film is not None:
-            reps_of = self.set_reps
-            if progress is not None:
-                reps_of = counting(reps_of, progress, "adapt", len(clips), frames_per_clip(clips))
+            reps_of = counting(self.set_reps, progress, "adapt", clips)
             reps = lite_forward(reps_of, clips, h=h, chunk_size=chunk, generator=generator)
             film = self.film(reps.mean(0))
-
-        def features_of(c: torch.Tensor) -> torch.Tensor:
-            return self.clip_features(c, film)
-
-        if progress is not None:
-            features_of = counting(features_of, progress, "encode", len(clips), frames_per_clip(clips))
+        features_of = counting(lambda c: self.clip_features(c, film), progress, "encode", clips)
         features = lite_forward(features_of, clips, h=h, chunk_size=chunk, generator=generator, ahead=ahead)
         return features, film
 

@@ -29,7 +29,7 @@ from orbit_lite.config import FinetuneConfig, ModelConfig
 from orbit_lite.errors import OrbitLiteError
 from orbit_lite.learners.base import Learner, LearnerSpec, Personalized
 from orbit_lite.lite import lite_forward
-from orbit_lite.progress import Progress, Step, counting, frames_per_clip
+from orbit_lite.progress import Progress, Step, counting
 from orbit_lite.shapes import Buckets
 
 
@@ -125,11 +125,7 @@ class FineTuner(Learner):
     def _tune_head(
         self, clips: torch.Tensor, labels: torch.Tensor, way: int, chunk: int, progress: Progress | None
     ) -> Personalized:
-        def features_of(c: torch.Tensor) -> torch.Tensor:
-            return self.clip_features(c, None)
-
-        if progress is not None:
-            features_of = counting(features_of, progress, "encode", len(clips), frames_per_clip(clips))
+        features_of = counting(lambda c: self.clip_features(c, None), progress, "encode", clips)
         with torch.no_grad():  # the features never change: one backbone pass per context frame
             features = torch.cat([features_of(c) for c in clips.split(chunk)])
         weight, bias = self._start(features, labels, way)
