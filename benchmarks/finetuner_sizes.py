@@ -93,23 +93,46 @@ def largest_drops(by: dict, small: int, large: int, n: int = 6) -> list[dict[str
              f"protonets_{large}": round(by[large, "protonets"]["per_video"][k], 3)} for k in worst]  # fmt: skip
 
 
+def _claim_json_out(path: Path | None) -> None:
+    """An existing ``--json-out`` is replaced only when it is this benchmark's own output (its ``benchmark`` key)."""
+    if path is None or not path.exists():
+        return
+    try:
+        ours = json.loads(path.read_text()).get("benchmark") == "finetuner_sizes"
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        raise SystemExit(f"--json-out {path} exists and is not this benchmark's output: choose a new path")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, help="a `data synth --preset photos-clutter` tree (default: written)")
+    parser.add_argument("--data", type=Path, help="a `data synth --preset photos-clutter` tree (written there when "
+                        "missing; default: a temporary folder)")  # fmt: skip
     parser.add_argument("--sizes", default="224,320", help="comma-separated frame sizes, smallest first")
     parser.add_argument("--json-out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
+    try:
+        sizes = tuple(int(s) for s in args.sizes.split(","))
+    except ValueError:
+        parser.error(f"--sizes {args.sizes!r}: give whole numbers separated by commas, e.g. 224,320")
+    _claim_json_out(args.json_out)
     from pretrained_claims import make_data
+    from worker import save_partial
+
+    from orbit_lite.errors import OrbitLiteError
 
     with tempfile.TemporaryDirectory() as tmp:
-        data = args.data or make_data(Path(tmp) / "photos-clutter", quick=False)
-        start = time.perf_counter()
-        result = probe(data, tuple(int(s) for s in args.sizes.split(",")))
+        try:
+            data = make_data(args.data or Path(tmp) / "photos-clutter", quick=False)
+            start = time.perf_counter()
+            result = {"benchmark": "finetuner_sizes", **probe(data, sizes)}
+        except OrbitLiteError as e:
+            raise SystemExit(f"error: {e}") from None
         result["seconds"] = round(time.perf_counter() - start, 1)
     summary = {k: v for k, v in result.items() if k != "runs"}  # per-video scores only in --json-out
     summary["frame_accuracy"] = {f"{r['frame_size']} {r['variant']}": r["frame_accuracy"] for r in result["runs"]}
-    if args.json_out:
-        args.json_out.write_text(json.dumps(result, indent=1) + "\n")
+    save_partial(str(args.json_out) if args.json_out else None, result)  # whole or not at all
     sys.stdout.write(json.dumps(summary, indent=1) + "\n")
 
 
